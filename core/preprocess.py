@@ -1,0 +1,54 @@
+"""Image preprocessing in numpy + Pillow, matching open_clip's evaluation transform.
+
+open_clip (shortest-side mode): resize the short side to `size` (bicubic), center-crop `size`×`size`,
+scale to [0, 1], normalise by mean/std, channels first. Training and the Pi runtime both use this one
+function, and a test holds it to open_clip's own transform. Torch-free; knows nothing about models.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+MAX_IMAGE_PIXELS = 64_000_000  # refuse decompression bombs well before they exhaust a Pi's memory
+
+
+class ImageError(ValueError):
+    """An image that cannot be used: missing, unreadable, not an image, or too large."""
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open an image file as RGB, with a one-line ImageError for anything that is not a usable image."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"no image file at {path}")
+    try:
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise ImageError(f"{path} is too large ({img.width}×{img.height} pixels)")
+            img.load()
+            return img.convert("RGB")
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"{path} is not a readable image ({type(exc).__name__})") from None
+
+
+def preprocess(image: Image.Image, size: int, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """(3, size, size) float32 array, as open_clip's eval transform gives for the same image."""
+    image = image.convert("RGB")
+    w, h = image.size
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = size, int(size * long / short)
+    new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+    if (new_w, new_h) != (w, h):
+        image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    top = int(round((new_h - size) / 2.0))
+    left = int(round((new_w - size) / 2.0))
+    image = image.crop((left, top, left + size, top + size))
+    pixels = np.asarray(image, dtype=np.float32) / 255.0  # (H, W, 3)
+    pixels = (pixels - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))  # (3, H, W)

@@ -1,0 +1,29 @@
+"""The prompt: the Octopus v2 instruction with the image placeholder tokens before the query.
+
+    Below is the query from the users, please call the correct function and generate the parameters to
+    call the function.\n\nQuery: <image>×N{query} \n\nResponse:
+
+`PROMPT_PREFIX` never changes, so a runtime can compute its KV cache once at load. The image placeholder
+is expanded to N copies here, at tokenization time, and the model splices image embeddings into those
+positions by mask: sequence length never changes inside the model. Torch-free; no tokenizer knowledge.
+"""
+
+from __future__ import annotations
+
+from octopus.functions import IMAGE_TOKEN
+
+PROMPT_PREFIX = (
+    "Below is the query from the users, please call the correct function and generate the parameters "
+    "to call the function.\n\nQuery: "
+)
+PROMPT_SUFFIX = " \n\nResponse:"
+
+
+def build_prompt(query: str, num_image_tokens: int) -> str:
+    """The full prompt text; `num_image_tokens` = 0 builds a text-only prompt."""
+    return PROMPT_PREFIX + IMAGE_TOKEN * num_image_tokens + query.strip() + PROMPT_SUFFIX
+
+
+def split_prompt(query: str, num_image_tokens: int) -> tuple[str, str, str]:
+    """(fixed prefix, image placeholders, query part): a runtime tokenizes the three separately."""
+    return PROMPT_PREFIX, IMAGE_TOKEN * num_image_tokens, query.strip() + PROMPT_SUFFIX

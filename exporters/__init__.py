@@ -1,0 +1,1 @@
+"""Export of a trained agent to separate ONNX graphs, int8 quantization and parity checks."""

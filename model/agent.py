@@ -1,0 +1,170 @@
+"""The agent: `vision_encoder` -> `projector` -> `lm`, three named children of one module.
+
+The prompt is tokenized with N image placeholder tokens (`octopus.prompt`); `embed` replaces the embeddings
+at those positions with the projected image tokens by mask, so the sequence length never changes inside the
+model (which also keeps the ONNX graphs simple). `generate` is greedy, constrains the first token to the
+functional tokens and the no-function token, and stops at `<nexa_end>`. The LM is any transformers causal LM,
+used as it is: no subclassing. `save`/`load` move the whole agent as one directory.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from octopus.calls import CallError, ParseResult, parse_and_validate
+from octopus.model.config import AgentConfig
+from octopus.model.lm import load_lm
+from octopus.model.projector import Projector
+from octopus.model.tokens import TokenTable, add_agent_tokens
+from octopus.model.vision import VisionEncoder
+from octopus.preprocess import load_image, preprocess
+from octopus.prompt import split_prompt
+
+VISION_WEIGHTS = "vision_projector.safetensors"
+
+
+@dataclass
+class Generation:
+    raw: str
+    result: ParseResult
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def function(self) -> str | None:
+        return None if isinstance(self.result, CallError) else self.result.function
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        return {} if isinstance(self.result, CallError) else dict(self.result.arguments)
+
+
+class OctopusAgent(nn.Module):
+    def __init__(self, config: AgentConfig, vision_encoder: VisionEncoder, lm: nn.Module, tokenizer):
+        super().__init__()
+        self.config = config
+        self.vision_encoder = vision_encoder
+        grid_tokens, vision_width = vision_encoder.output_shape(config.vision.image_size)
+        d_model = lm.get_input_embeddings().weight.shape[1]
+        self.projector = Projector(config.projector, grid_tokens, vision_width, d_model)
+        self.lm = lm
+        self.tokenizer = tokenizer
+        self.tokens = TokenTable.from_tokenizer(tokenizer)
+
+    @classmethod
+    def build(cls, config: AgentConfig, load_pretrained: bool = True) -> OctopusAgent:
+        """A new agent from a config: pretrained parts loaded, agent tokens added and initialised."""
+        vision_encoder = VisionEncoder.from_config(config.vision, load_pretrained)
+        lm, tokenizer = load_lm(config.lm)
+        add_agent_tokens(lm, tokenizer, config.tokens.init, config.tokens.extra_descriptions)
+        return cls(config, vision_encoder, lm, tokenizer)
+
+    @property
+    def num_image_tokens(self) -> int:
+        return self.config.projector.num_image_tokens
+
+    # --- tokenization -------------------------------------------------------------------------------
+    def encode_prompt(self, query: str, with_image: bool = True) -> list[int]:
+        """Prompt ids: the fixed prefix, N image placeholders, then the query (tokenized separately)."""
+        prefix, _, rest = split_prompt(query, 0)
+        encode = self.tokenizer.encode
+        images = [self.tokens.image_id] * (self.num_image_tokens if with_image else 0)
+        return encode(prefix, add_special_tokens=False) + images + encode(rest, add_special_tokens=False)
+
+    def encode_target(self, target: str) -> list[int]:
+        return self.tokenizer.encode(target, add_special_tokens=False)
+
+    def pixels(self, image) -> torch.Tensor:
+        """(1, 3, S, S) pixels for a PIL image or an image path."""
+        if isinstance(image, (str, Path)):
+            image = load_image(image)
+        v = self.config.vision
+        return torch.from_numpy(preprocess(image, v.image_size, v.mean, v.std))[None]
+
+    # --- forward ------------------------------------------------------------------------------------
+    def image_embeds(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.vision_encoder(pixels))  # (B, N, D)
+
+    def embed(self, input_ids: torch.Tensor, pixels: torch.Tensor | None = None,
+              image_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings with the image placeholders replaced by image embeddings (same length)."""
+        embeds = self.lm.get_input_embeddings()(input_ids)  # (B, T, D)
+        if pixels is None and image_embeds is None:
+            return embeds
+        if image_embeds is None:
+            image_embeds = self.image_embeds(pixels)  # (B, N, D)
+        mask = input_ids == self.tokens.image_id  # (B, T)
+        counts = mask.sum(1)
+        if not bool(((counts == image_embeds.shape[1]) | (counts == 0)).all()):
+            raise ValueError(f"each row needs 0 or {image_embeds.shape[1]} image tokens, got {counts.tolist()}")
+        slot = (mask.long().cumsum(1) - 1).clamp(min=0)  # (B, T): index of the image token at each position
+        gathered = torch.gather(image_embeds.to(embeds.dtype), 1,
+                                slot[..., None].expand(-1, -1, embeds.shape[-1]))  # (B, T, D)
+        return torch.where(mask[..., None], gathered, embeds)
+
+    def forward(self, input_ids, pixels=None, attention_mask=None, labels=None, image_embeds=None):
+        embeds = self.embed(input_ids, pixels, image_embeds)
+        return self.lm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
+
+    # --- generation ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, image, query: str, max_new_tokens: int = 64) -> Generation:
+        timings = {}
+        start = time.perf_counter()
+        image_embeds = None
+        if image is not None:
+            image_embeds = self.image_embeds(self.pixels(image))
+        timings["image_encode"] = (time.perf_counter() - start) * 1e3
+        ids = torch.tensor([self.encode_prompt(query, with_image=image is not None)])  # (1, T)
+        t0 = time.perf_counter()
+        out = self.lm(inputs_embeds=self.embed(ids, image_embeds=image_embeds), use_cache=True)
+        timings["prefill"] = (time.perf_counter() - t0) * 1e3
+        first = out.logits[0, -1]  # (V,)
+        allowed = torch.tensor(self.tokens.first_token_ids)
+        generated = [int(allowed[first[allowed].argmax()])]
+        t0 = time.perf_counter()
+        past = out.past_key_values
+        while generated[-1] != self.tokens.end_id and len(generated) < max_new_tokens:
+            out = self.lm(input_ids=torch.tensor([[generated[-1]]]), past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            generated.append(int(out.logits[0, -1].argmax()))
+        timings["decode"] = (time.perf_counter() - t0) * 1e3
+        timings["decode_per_token"] = timings["decode"] / max(1, len(generated) - 1)
+        timings["total"] = (time.perf_counter() - start) * 1e3
+        raw = self.tokenizer.decode(generated, skip_special_tokens=False)
+        return Generation(raw, parse_and_validate(raw), timings)
+
+    # --- persistence --------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config.save(directory / "config.json")
+        state = {f"vision_encoder.{k}": v for k, v in self.vision_encoder.state_dict().items()}
+        state |= {f"projector.{k}": v for k, v in self.projector.state_dict().items()}
+        save_file({k: v.contiguous() for k, v in state.items()}, directory / VISION_WEIGHTS)
+        self.lm.save_pretrained(directory / "lm")
+        self.tokenizer.save_pretrained(directory / "tokenizer")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> OctopusAgent:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        directory = Path(directory)
+        if not (directory / "config.json").is_file() or not (directory / VISION_WEIGHTS).is_file():
+            raise FileNotFoundError(f"{directory} is not a saved octopus agent (no config.json / {VISION_WEIGHTS})")
+        config = AgentConfig.load(directory / "config.json")
+        vision_encoder = VisionEncoder.from_config(config.vision, load_pretrained=False)
+        lm = AutoModelForCausalLM.from_pretrained(directory / "lm")
+        tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer")
+        agent = cls(config, vision_encoder, lm, tokenizer)
+        state = load_file(directory / VISION_WEIGHTS)
+        agent.vision_encoder.load_state_dict({k[15:]: v for k, v in state.items() if k.startswith("vision_encoder.")})
+        agent.projector.load_state_dict({k[10:]: v for k, v in state.items() if k.startswith("projector.")})
+        return agent.eval()

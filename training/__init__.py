@@ -1,0 +1,1 @@
+"""Data generation, training stages and evaluation for the agent (torch)."""
