@@ -39,6 +39,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from octopus.training.data.assets import AssetError
+    from octopus.training.data.build import BuildConfig, build
+
+    if args.n_per_function < 1:
+        raise CliError("--n-per-function must be at least 1")
+    if not 0 <= args.irrelevant_share < 1:
+        raise CliError("--irrelevant-share must be in [0, 1)")
+    config = BuildConfig(n_per_function=args.n_per_function, seed=args.seed, irrelevant_share=args.irrelevant_share,
+                         with_description=args.with_description, workers=args.workers,
+                         captions_per_concept=args.captions_per_concept)
+    try:
+        stats = build(Path(args.out), config)
+    except AssetError as exc:
+        raise CliError(str(exc)) from None
+    print(json.dumps({k: v["rows"] for k, v in stats.items() if isinstance(v, dict) and "rows" in v}))
+    return 0
+
+
+def cmd_data_stats(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from octopus.training.data.build import dataset_stats
+    from octopus.training.data.card import contact_sheet
+
+    out = Path(args.dir)
+    if not (out / "train.jsonl").is_file():
+        raise CliError(f"{out} has no train.jsonl (build one with `octopus data build --out {out}`)")
+    stats = dataset_stats(out)
+    for split, s in stats.items():
+        if isinstance(s, dict) and "rows" in s:
+            print(f"{split}: {s['rows']} rows; languages {s['by_language']}")
+            print(f"  functions {s['by_function']}")
+            print(f"  kinds {s['by_kind']}")
+    print(f"contact sheet: {contact_sheet(out)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="octopus", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is being done")
@@ -52,6 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query", default="order this for me", help="the request")
     p.add_argument("--image", default=None, help="an image path (default: a rendered sample scene)")
     p.set_defaults(handler=cmd_demo)
+
+    data = sub.add_parser("data", help="build and inspect the training data").add_subparsers(dest="data_command",
+                                                                                           required=True)
+    p = data.add_parser("build", help="render scenes and write train/test/test_unseen_style JSONL and captions")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--n-per-function", type=int, default=1000, help="train rows per function per language")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--irrelevant-share", type=float, default=0.1, help="share of rows whose answer is no function")
+    p.add_argument("--with-description", action="store_true", help="append 'Function description: ...' to targets")
+    p.add_argument("--captions-per-concept", type=int, default=4, help="caption scenes per concept per style")
+    p.add_argument("--workers", type=int, default=2, help="rendering processes")
+    p.set_defaults(handler=cmd_data_build)
+    p = data.add_parser("stats", help="print counts and write a contact sheet PNG")
+    p.add_argument("dir", help="a folder written by `octopus data build`")
+    p.set_defaults(handler=cmd_data_stats)
     return parser
 
 

@@ -146,7 +146,8 @@ FUNCTIONS: tuple[Function, ...] = (
         "为宠物安排照顾：食物、美容、看兽医、遛宠、玩具或寄养。",
         (
             Argument("pet", "string", "The kind of pet.", "宠物种类。"),
-            Argument("service", "string", "The service needed.", "需要的服务。", enum=PET_SERVICES),
+            Argument("service", "string", "The service needed.", "需要的服务。", required=False,
+                     enum=PET_SERVICES),
         ),
     ),
 )

@@ -59,6 +59,6 @@ def test_cli_functions_json_lists_the_ten():
 
 def test_cli_functions_plain_and_bad_usage():
     out = subprocess.run([_octopus_script(), "functions"], capture_output=True, text=True, check=True)
-    assert "pet_care(pet: string, service: string)" in out.stdout
+    assert "pet_care(pet: string, service?: string)" in out.stdout
     bad = subprocess.run([_octopus_script(), "no-such-command"], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr

@@ -1,0 +1,169 @@
+"""The generated dataset: determinism, validity, held-out splits, balance, assets, CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from octopus.calls import Call, parse_and_validate
+from octopus.training.data.assets import STYLES, render_icon
+from octopus.training.data.build import BuildConfig, Plan, build, read_rows, verify
+from octopus.training.data.concepts import CONCEPTS, image_decided_functions
+
+SMALL = dict(n_per_function=10, test_fraction=0.3, captions_per_concept=1, clip_val_per_concept=1)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "a"
+    build(out, BuildConfig(**SMALL))
+    return out
+
+
+def test_same_seed_gives_byte_identical_files(dataset, tmp_path):
+    build(tmp_path / "b", BuildConfig(**SMALL))
+    for name in ("train.jsonl", "test.jsonl", "test_unseen_style.jsonl", "captions.csv", "clip_val.jsonl"):
+        assert (dataset / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    rows = read_rows(dataset / "train.jsonl")
+    for row in rows[::37]:
+        assert (dataset / row["image"]).read_bytes() == (tmp_path / "b" / row["image"]).read_bytes()
+
+
+def test_another_seed_gives_other_rows(dataset, tmp_path):
+    build(tmp_path / "c", BuildConfig(**SMALL, seed=1))
+    assert (dataset / "train.jsonl").read_bytes() != (tmp_path / "c" / "train.jsonl").read_bytes()
+
+
+def test_every_row_validates_and_has_its_image(dataset):
+    for split in ("train", "test", "test_unseen_style"):
+        for row in read_rows(dataset / f"{split}.jsonl"):
+            assert set(row) >= {"image", "query", "language", "function", "arguments", "target"}
+            assert parse_and_validate(row["target"]) == Call(row["function"], row["arguments"])
+            assert (dataset / row["image"]).is_file()
+            for arg, source in row["meta"]["provenance"].items():
+                if source == "query":
+                    assert str(row["arguments"][arg]) in row["query"]
+
+
+def test_test_split_shares_no_template_slot_value_or_object_with_train(dataset):
+    train, test = read_rows(dataset / "train.jsonl"), read_rows(dataset / "test.jsonl")
+
+    def parts(rows, key):
+        if key == "slots":
+            return {(k.rstrip("2"), v) for r in rows for k, v in r["meta"]["slots"].items()}
+        if key == "objects":
+            return {o for r in rows for o in r["meta"]["objects"]}
+        return {r["meta"][key] for r in rows}
+
+    for key in ("template", "slots", "objects"):
+        assert parts(train, key) and parts(test, key)
+        assert not parts(train, key) & parts(test, key), key
+
+
+def test_ambiguous_image_decided_rows_exist_for_every_image_decided_function(dataset):
+    for split in ("train", "test"):
+        rows = read_rows(dataset / f"{split}.jsonl")
+        ambiguous = {r["function"] for r in rows if r["meta"]["kind"] == "ambiguous"}
+        assert ambiguous == set(image_decided_functions()), split
+    example = next(r for r in read_rows(dataset / "train.jsonl") if r["meta"]["kind"] == "ambiguous")
+    assert example["function"] is not None
+
+
+def test_languages_are_balanced_and_every_function_is_covered(dataset):
+    for split in ("train", "test"):
+        rows = read_rows(dataset / f"{split}.jsonl")
+        by_language = Counter(r["language"] for r in rows)
+        assert by_language["en"] == by_language["zh"] > 0
+        assert Counter(r["function"] for r in rows if r["language"] == "en") == \
+            Counter(r["function"] for r in rows if r["language"] == "zh")
+        assert len({r["function"] for r in rows}) == 11  # ten functions and no function
+
+
+def test_irrelevant_share_is_configurable(tmp_path):
+    for share in (0.0, 0.3):
+        out = tmp_path / str(share)
+        build(out, BuildConfig(n_per_function=10, captions_per_concept=0, clip_val_per_concept=0,
+                               irrelevant_share=share))
+        rows = read_rows(out / "train.jsonl")
+        actual = sum(r["function"] is None for r in rows) / len(rows)
+        assert actual == pytest.approx(share, abs=0.01)
+
+
+def test_unseen_style_is_the_test_split_in_noto(dataset):
+    test, unseen = read_rows(dataset / "test.jsonl"), read_rows(dataset / "test_unseen_style.jsonl")
+    assert [r["query"] for r in test] == [r["query"] for r in unseen]
+    assert {r["meta"]["style"] for r in unseen} == {"noto"}
+    assert "noto" not in {r["meta"]["style"] for r in read_rows(dataset / "train.jsonl")}
+    assert (dataset / test[0]["image"]).read_bytes() != (dataset / unseen[0]["image"]).read_bytes()
+
+
+def test_captions_csv_is_bilingual_and_in_training_styles(dataset):
+    lines = (dataset / "captions.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "filepath\ttitle"
+    rows = [line.split("\t") for line in lines[1:]]
+    assert len(rows) == 2 * len({p for p, _ in rows})
+    assert all((dataset / p).is_file() for p, _ in rows[:50])
+    assert sum(c.isascii() for _, c in rows) == len(rows) // 2
+    assert not any("noto" in p for p, _ in rows)
+
+
+def test_every_concept_renders_in_every_style():
+    for style in STYLES:
+        for c in CONCEPTS:
+            icon = render_icon(style, c.codepoint, 48)
+            assert icon is not None and icon.size == (48, 48), (style, c.key)
+            assert icon.getchannel("A").getextrema()[1] > 0
+
+
+def _plan(**overrides) -> Plan:
+    base = dict(split="train", image="x.jpg", query="email bob@mail.org about dinner plans", language="en",
+                function="send_email", arguments={"recipient": "bob@mail.org", "subject": "dinner plans"},
+                provenance={"recipient": "query", "subject": "query"}, template="t", register="plain", kind="text",
+                main="pencil", distractors=[], count=1, style="openmoji", render_seed=1)
+    return Plan(**{**base, **overrides})
+
+
+def test_verification_rejects_bad_rows():
+    assert verify(_plan()) is None
+    assert verify(_plan(query="email bob@mial.org about dinner plans")) == "copied_argument_not_in_query"
+    assert verify(_plan(arguments={"recipient": "bob", "subject": "x"})) == "call_invalid"
+    assert verify(_plan(language="zh")) == "language_mismatch"
+    wrong_object = _plan(function="pet_care", arguments={"pet": "dog"}, provenance={"pet": "image"},
+                         kind="image", main="cat", query="take care of my pet")
+    assert verify(wrong_object) == "named_object_not_in_scene"
+    wrong_function = _plan(function="pet_care", arguments={"pet": "pizza"}, provenance={"pet": "image"},
+                           kind="ambiguous", main="pizza", query="take care of this")
+    assert verify(wrong_function) == "object_does_not_imply_function"
+
+
+def test_build_reports_rejects_and_writes_a_card(dataset):
+    import json
+
+    build_info = json.loads((dataset / "build.json").read_text())
+    assert "verification_rejects" in build_info["stats"]
+    card = (dataset / "DATASET.md").read_text(encoding="utf-8")
+    assert "OpenMoji" in card and "CC BY-SA 4.0" in card and "## Counts" in card
+
+
+def test_stats_cli_writes_a_contact_sheet(dataset):
+    from PIL import Image
+
+    octopus = str(Path(sys.executable).parent / "octopus")
+    out = subprocess.run([octopus, "data", "stats", str(dataset)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "train:" in out.stdout and "languages" in out.stdout
+    with Image.open(dataset / "contact_sheet.png") as sheet:
+        assert sheet.width >= 1000 and sheet.height >= 800
+
+
+def test_cli_rejects_bad_input(tmp_path):
+    octopus = str(Path(sys.executable).parent / "octopus")
+    bad = subprocess.run([octopus, "data", "build", "--out", str(tmp_path), "--n-per-function", "0"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    missing = subprocess.run([octopus, "data", "stats", str(tmp_path / "nothing")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "no train.jsonl" in missing.stderr

@@ -1,0 +1,403 @@
+"""The template bank and slot values for bilingual requests, and the surface transforms applied to them.
+
+A template is a request with `{slot}` holes and, for each argument of its function, where the value comes
+from: a slot (`{slot}`: copied from the query), the image (`@object`: the main object's name in the query's
+language; `@material`: the object's material) or a fixed enum value. Image templates say "this" and let the
+picture decide; `function=None` templates are ambiguous even in kind ("帮我处理一下这个"): the object's
+category decides the function. Templates and slot values carry stable ids so that splits can hold them out.
+Knows the registry and the concept table; knows nothing about images.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Template:
+    id: str
+    language: str
+    text: str
+    function: str | None  # None: decided by the image's object category (or no function, if irrelevant)
+    args: dict[str, str] = field(default_factory=dict)
+    kind: str = "text"  # "text" (text names everything), "image" (image names the object), "irrelevant"
+    categories: tuple[str, ...] = ()  # image templates: object categories the template fits
+
+
+# --- slot values: (text in the query, argument value); the value equals the text unless mapped -------------
+def _same(*values: str) -> list[tuple[str, str]]:
+    return [(v, v) for v in values]
+
+
+SLOTS: dict[str, dict[str, list[tuple[str, str]]]] = {
+    "email": {
+        "en": _same("anna.lee@example.com", "bob@mail.org", "j.smith@work.net", "carla99@example.org",
+                    "dmitri.v@post.io", "emma.w@school.edu", "frank@shop.biz", "grace.h@example.com",
+                    "hiro.t@company.jp", "ivy.chen@studio.design", "jack@team.dev", "kate.m@clinic.health"),
+        "zh": _same("zhang.wei@example.cn", "li.na@mail.cn", "wang.fang@work.com", "liu.yang@school.edu.cn",
+                    "chen.jing@example.com", "zhao.lei@company.cn", "huang.min@post.cn", "zhou.jie@studio.cn",
+                    "wu.hao@team.dev", "sun.li@clinic.cn", "xu.ming@shop.com", "ma.lin@example.org"),
+    },
+    "contact": {
+        "en": _same("Mom", "Dad", "Anna", "Ben", "Coach Rivera", "Dr. Patel", "Grandma", "Sam",
+                    "+1 415 555 0134", "+44 20 7946 0958", "Olivia", "Uncle Joe"),
+        "zh": _same("妈妈", "爸爸", "小王", "李老师", "张医生", "奶奶", "老陈", "刘经理",
+                    "138 0013 8000", "+86 139 1234 5678", "小美", "王阿姨"),
+    },
+    "subject": {
+        "en": _same("the meeting tomorrow", "dinner plans", "the project update", "the invoice",
+                    "weekend trip", "my sick day", "the lease renewal", "the book club", "the school play",
+                    "flight details", "the quarterly report", "the birthday party"),
+        "zh": _same("明天的会议", "晚饭安排", "项目进展", "发票", "周末旅行", "请假", "续租合同", "读书会",
+                    "学校演出", "航班信息", "季度报告", "生日聚会"),
+    },
+    "body": {
+        "en": _same("see you at nine", "please send the slides", "I will be ten minutes late",
+                    "the file is attached", "let's meet at the cafe", "thanks for your help",
+                    "can we move it to Friday", "I loved the photos", "call me after lunch", "all done here",
+                    "bring your laptop", "the door code is 4421"),
+        "zh": _same("九点见", "请把幻灯片发给我", "我会晚到十分钟", "文件在附件里", "我们在咖啡馆见",
+                    "谢谢你的帮助", "能改到周五吗", "照片很好看", "午饭后给我打电话", "都处理好了", "带上你的电脑",
+                    "门禁密码是4421"),
+    },
+    "message": {
+        "en": _same("I'm running late", "call me when you land", "dinner is ready", "happy birthday!",
+                    "can you pick up the kids", "meeting moved to 3pm", "I'm outside", "good luck today",
+                    "don't forget the milk", "see you soon", "I got the tickets", "on my way home"),
+        "zh": _same("我快到了", "落地后给我打电话", "晚饭好了", "生日快乐！", "你能去接孩子吗", "会议改到下午三点",
+                    "我在门口", "今天加油", "别忘了买牛奶", "一会儿见", "票买到了", "我在回家路上"),
+    },
+    "topic": {
+        "en": _same("best hiking trails near me", "how to fix a flat tire", "history of the Roman Empire",
+                    "easy pasta recipes", "train times to Boston", "how tall is Mount Everest",
+                    "symptoms of the flu", "who won the World Cup", "cheap flights to Tokyo",
+                    "how to grow tomatoes", "meaning of serendipity", "opening hours of the Louvre"),
+        "zh": _same("附近的徒步路线", "怎么补自行车胎", "罗马帝国的历史", "简单的意面做法", "去上海的高铁时刻",
+                    "珠穆朗玛峰有多高", "流感的症状", "世界杯冠军是谁", "去东京的便宜机票", "怎么种西红柿",
+                    "故宫开放时间", "长城的历史"),
+    },
+    "product": {
+        "en": _same("phone charger", "yoga mat", "wireless mouse", "water bottle", "desk lamp",
+                    "bluetooth speaker", "hiking boots", "coffee grinder", "USB cable", "backpack cooler",
+                    "electric toothbrush", "phone case"),
+        "zh": _same("手机充电器", "瑜伽垫", "无线鼠标", "保温杯", "台灯", "蓝牙音箱", "登山鞋", "磨豆机",
+                    "USB数据线", "iPhone 手机壳", "电动牙刷", "Kindle 保护套"),
+    },
+    "grocery": {
+        "en": _same("oat milk", "brown rice", "greek yogurt", "orange juice", "chicken breast", "olive oil",
+                    "almonds", "spinach", "ground coffee", "salmon fillet", "peanut butter", "tofu"),
+        "zh": _same("燕麦奶", "糙米", "酸奶", "橙汁", "鸡胸肉", "橄榄油", "杏仁", "菠菜", "咖啡粉", "三文鱼",
+                    "花生酱", "豆腐"),
+    },
+    "dish": {
+        "en": _same("pad thai", "chicken tikka masala", "margherita pizza", "beef pho", "caesar salad",
+                    "fish and chips", "pepperoni pizza", "chicken burrito", "mapo tofu", "pork buns",
+                    "lamb kebab", "veggie burger"),
+        "zh": _same("宫保鸡丁", "麻辣烫", "黄焖鸡米饭", "牛肉面", "小龙虾", "煎饼果子", "酸菜鱼", "烤鸭",
+                    "兰州拉面", "麻辣香锅", "扬州炒饭", "肉夹馍"),
+    },
+    "pet": {
+        "en": _same("dog", "cat", "puppy", "kitten", "bunny", "parakeet", "hamster", "golden retriever",
+                    "tabby cat", "guinea pig", "beagle", "ferret"),
+        "zh": _same("狗", "猫", "小狗", "小猫", "兔子", "鹦鹉", "仓鼠", "金毛", "橘猫", "豚鼠", "柯基", "布偶猫"),
+    },
+    "service": {
+        "en": [("grooming", "grooming"), ("a haircut", "grooming"), ("a bath", "grooming"), ("a vet visit", "vet"),
+               ("a checkup", "vet"), ("vaccinations", "vet"), ("food", "food"), ("treats", "food"),
+               ("a walk", "walking"), ("a dog walker", "walking"), ("new toys", "toys"), ("boarding", "boarding")],
+        "zh": [("美容", "grooming"), ("洗澡", "grooming"), ("剪毛", "grooming"), ("看兽医", "vet"), ("体检", "vet"),
+               ("打疫苗", "vet"), ("粮食", "food"), ("零食", "food"), ("遛弯", "walking"), ("遛狗服务", "walking"),
+               ("玩具", "toys"), ("寄养", "boarding")],
+    },
+    "style": {
+        "en": [("modern", "modern"), ("sleek modern", "modern"), ("minimalist", "minimalist"),
+               ("clean minimal", "minimalist"), ("Scandinavian", "scandinavian"), ("Nordic", "scandinavian"),
+               ("industrial", "industrial"), ("loft industrial", "industrial"), ("rustic", "rustic"),
+               ("farmhouse", "rustic"), ("classic", "classic"), ("traditional", "classic")],
+        "zh": [("现代", "modern"), ("现代简洁", "modern"), ("简约", "minimalist"), ("极简", "minimalist"),
+               ("北欧", "scandinavian"), ("北欧风", "scandinavian"), ("工业风", "industrial"), ("loft工业", "industrial"),
+               ("乡村", "rustic"), ("田园", "rustic"), ("古典", "classic"), ("欧式古典", "classic")],
+    },
+    "location": {
+        "en": _same("the gym", "the subway", "the office", "the park", "the library", "the airport",
+                    "the bus", "the cafe", "the cinema", "the beach", "the hotel lobby", "the train station"),
+        "zh": _same("健身房", "地铁上", "办公室", "公园", "图书馆", "机场", "公交车上", "咖啡馆", "电影院", "海边",
+                    "酒店大堂", "火车站"),
+    },
+    "lost": {
+        "en": _same("passport", "car keys", "earbuds", "reading glasses", "laptop bag", "house keys",
+                    "driver's license", "blue umbrella", "silver bracelet", "student ID", "gloves", "water bottle"),
+        "zh": _same("护照", "车钥匙", "蓝牙耳机", "老花镜", "电脑包", "家门钥匙", "驾照", "蓝色雨伞", "银手镯",
+                    "学生证", "手套", "水杯"),
+    },
+    "recycle": {
+        "en": [("pizza box", "paper"), ("soda can", "metal"), ("old phone", "electronics"), ("jam jar", "glass"),
+               ("shampoo bottle", "plastic"), ("egg carton", "paper"), ("worn-out jeans", "textile"),
+               ("coffee grounds", "organic"), ("aluminum foil", "metal"), ("broken charger", "electronics"),
+               ("wine bottle", "glass"), ("yogurt cup", "plastic")],
+        "zh": [("披萨盒", "paper"), ("易拉罐", "metal"), ("旧手机", "electronics"), ("果酱瓶", "glass"),
+               ("洗发水瓶", "plastic"), ("鸡蛋盒", "paper"), ("旧牛仔裤", "textile"), ("咖啡渣", "organic"),
+               ("锡纸", "metal"), ("坏掉的充电器", "electronics"), ("红酒瓶", "glass"), ("酸奶杯", "plastic")],
+    },
+    "space": {
+        "en": _same("living room", "bedroom", "home office", "kitchen", "bathroom", "dining room", "bookshelf",
+                    "balcony", "kids room", "hallway", "studio apartment", "reading nook"),
+        "zh": _same("客厅", "卧室", "书房", "厨房", "卫生间", "餐厅", "书架", "阳台", "儿童房", "玄关", "小公寓",
+                    "阅读角"),
+    },
+    "qty": {"en": [(str(n), str(n)) for n in (2, 3, 4, 5, 6, 8, 10, 12)],
+            "zh": [(str(n), str(n)) for n in (2, 3, 4, 5, 6, 8, 10, 12)]},
+    # irrelevant requests
+    "time": {"en": _same("6 am", "7:30", "noon", "9 pm", "5:45 am", "10 tonight", "8 am", "midnight"),
+             "zh": _same("早上六点", "七点半", "中午", "晚上九点", "五点四十五", "今晚十点", "八点", "半夜十二点")},
+    "number": {"en": _same("12", "7", "45", "3", "19", "250", "8", "64"),
+               "zh": _same("12", "7", "45", "3", "19", "250", "8", "64")},
+    "genre": {"en": _same("jazz", "rock", "classical", "lo-fi", "pop", "hip hop", "country", "piano"),
+              "zh": _same("爵士", "摇滚", "古典", "轻音乐", "流行", "说唱", "民谣", "钢琴曲")},
+}
+
+# optional arguments filled when their slot appears in the text and the (resolved) function has them
+OPTIONAL_SLOT_ARGS = {"body": "body", "location": "location", "qty": "quantity", "style": "style",
+                      "service": "service"}
+IMAGE_CATEGORIES = ("pet", "recyclable", "lost_item", "furniture", "prepared_food", "grocery", "consumer_good",
+                    "search_subject")
+_ORDERABLE = ("prepared_food", "grocery", "consumer_good")
+
+
+def _bank() -> list[Template]:
+    out: list[Template] = []
+
+    def add(fn, lang, kind, texts, args, categories=()):
+        for text in texts:
+            n = sum(1 for t in out if t.function == fn and t.language == lang and t.kind == kind
+                    and t.categories == tuple(categories))
+            tid = f"{fn or 'any'}/{kind}/{'+'.join(categories) or '-'}/{lang}/{n}"
+            out.append(Template(tid, lang, text, fn, dict(args), kind, tuple(categories)))
+
+    # send_email (text only)
+    add("send_email", "en", "text", [
+        "Email {email} about {subject}", "send an email to {email} with the subject {subject}",
+        "write to {email}, subject: {subject}, saying {body}", "shoot {email} an email about {subject}",
+        "Email {email} subject {subject} body {body}", "mail {email} regarding {subject}",
+        "compose an email to {email} titled {subject}: {body}", "drop {email} a quick email about {subject}",
+    ], {"recipient": "{email}", "subject": "{subject}"})
+    add("send_email", "zh", "text", [
+        "给{email}发邮件，主题是{subject}", "发封邮件给{email}，标题：{subject}", "写邮件给{email}，主题{subject}",
+        "帮我给{email}发一封关于{subject}的邮件", "邮件发给{email}，主题是{subject}，内容是{body}",
+        "给{email}写封邮件说{subject}", "发邮件到{email}，标题{subject}，正文：{body}", "通知{email}一下{subject}，发邮件",
+    ], {"recipient": "{email}", "subject": "{subject}"})
+    # send_text_message (text only)
+    add("send_text_message", "en", "text", [
+        "text {contact} {message}", "send a message to {contact}: {message}", "tell {contact} {message} by text",
+        "SMS {contact} saying {message}", "message {contact} that {message}", "send {contact} a text: {message}",
+        "let {contact} know {message}, text them", "shoot a text to {contact}: {message}",
+    ], {"recipient": "{contact}", "message": "{message}"})
+    add("send_text_message", "zh", "text", [
+        "给{contact}发短信：{message}", "发消息给{contact}说{message}", "短信告诉{contact}{message}",
+        "帮我给{contact}发条短信，内容是{message}", "跟{contact}说一声{message}，发短信", "发短信给{contact}：{message}",
+        "给{contact}发个信息：{message}", "通知{contact}：{message}",
+    ], {"recipient": "{contact}", "message": "{message}"})
+    # google_search
+    add("google_search", "en", "text", [
+        "search for {topic}", "google {topic}", "look up {topic}", "find information about {topic}",
+        "can you search the web for {topic}", "I want to know {topic}, search it", "web search: {topic}",
+        "look online for {topic}",
+    ], {"query": "{topic}"})
+    add("google_search", "zh", "text", [
+        "搜索{topic}", "帮我查一下{topic}", "上网搜{topic}", "查查{topic}", "我想了解{topic}，搜一下",
+        "谷歌一下{topic}", "网上找找{topic}", "搜一搜{topic}",
+    ], {"query": "{topic}"})
+    add("google_search", "en", "image", [
+        "what is this?", "tell me about this", "what am I looking at?", "search what this is",
+        "I want to learn more about this", "look this up", "identify this for me", "find out what this is",
+    ], {"query": "@object"}, ["search_subject"])
+    add("google_search", "zh", "image", [
+        "这是什么？", "介绍一下这个", "我看到的是什么？", "搜一下这是什么", "我想多了解这个", "查一下这个",
+        "帮我识别一下这个", "这个叫什么？",
+    ], {"query": "@object"}, ["search_subject"])
+    # amazon_shopping
+    add("amazon_shopping", "en", "text", [
+        "buy a {product} on Amazon", "order {qty} {product} from Amazon", "add a {product} to my Amazon cart",
+        "get me a {product} on amazon", "purchase {qty} {product} on Amazon", "I need a new {product}, order it on Amazon",
+        "amazon order: {product}", "find and buy a {product} on Amazon",
+    ], {"product": "{product}"})
+    add("amazon_shopping", "zh", "text", [
+        "在亚马逊上买{product}", "亚马逊下单{qty}个{product}", "把{product}加到亚马逊购物车", "帮我在Amazon买个{product}",
+        "在亚马逊买{qty}个{product}", "我需要新的{product}，亚马逊下单", "亚马逊订{product}", "网购一个{product}，用亚马逊",
+    ], {"product": "{product}"})
+    add("amazon_shopping", "en", "image", [
+        "buy this on Amazon", "order {qty} of these on Amazon", "add this to my Amazon cart", "I want this, get it on amazon",
+        "find this on Amazon and buy it", "order another one of these on Amazon",
+    ], {"product": "@object"}, ["consumer_good"])
+    add("amazon_shopping", "zh", "image", [
+        "在亚马逊上买这个", "亚马逊上买{qty}个这个", "把这个加到亚马逊购物车", "我想要这个，亚马逊下单", "在亚马逊找这个并买下",
+        "亚马逊再买一个这个",
+    ], {"product": "@object"}, ["consumer_good"])
+    # smart_recycling
+    add("smart_recycling", "en", "text", [
+        "how do I recycle a {recycle}?", "which bin does a {recycle} go in?", "recycle this {recycle}",
+        "where should I throw a {recycle}?", "is a {recycle} recyclable?", "help me sort a {recycle} for recycling",
+        "recycling guide for a {recycle}", "what do I do with an empty {recycle}? recycle it",
+    ], {"item": "{recycle}", "material": "@slot_material"})
+    add("smart_recycling", "zh", "text", [
+        "{recycle}怎么回收？", "{recycle}应该扔哪个垃圾桶？", "回收这个{recycle}", "{recycle}扔到哪里？", "{recycle}能回收吗？",
+        "帮我给{recycle}做垃圾分类", "{recycle}的回收方法", "用完的{recycle}怎么处理？回收",
+    ], {"item": "{recycle}", "material": "@slot_material"})
+    add("smart_recycling", "en", "image", [
+        "how do I recycle this?", "which bin does this go in?", "recycle this for me", "is this recyclable?",
+        "sort this for recycling", "where do I throw this away?",
+    ], {"item": "@object", "material": "@material"}, ["recyclable"])
+    add("smart_recycling", "zh", "image", [
+        "这个怎么回收？", "这个扔哪个桶？", "帮我回收这个", "这个能回收吗？", "给这个做一下垃圾分类", "这个扔到哪里？",
+    ], {"item": "@object", "material": "@material"}, ["recyclable"])
+    # lost_and_found
+    add("lost_and_found", "en", "text", [
+        "I lost my {lost} at {location}", "report my lost {lost}", "I can't find my {lost}, I left it at {location}",
+        "file a lost item report for my {lost}", "I found a {lost} at {location}", "someone lost their {lost} at {location}",
+        "lost: {lost}", "help me find my {lost}",
+    ], {"item": "{lost}"})
+    add("lost_and_found", "zh", "text", [
+        "我在{location}丢了{lost}", "登记我丢失的{lost}", "我的{lost}找不到了，落在{location}了", "帮我挂失{lost}",
+        "我在{location}捡到一个{lost}", "有人在{location}丢了{lost}", "丢失物品：{lost}", "帮我找找我的{lost}",
+    ], {"item": "{lost}"})
+    add("lost_and_found", "en", "image", [
+        "I lost this at {location}", "report this as lost", "I found this at {location}", "someone left this at {location}",
+        "I lost one of these", "register this as a found item",
+    ], {"item": "@object"}, ["lost_item"])
+    add("lost_and_found", "zh", "image", [
+        "我在{location}丢了这个", "把这个登记为失物", "我在{location}捡到了这个", "有人把这个落在{location}了",
+        "我丢了一个这样的东西", "登记一下这个失物",
+    ], {"item": "@object"}, ["lost_item"])
+    # interior_design
+    add("interior_design", "en", "text", [
+        "give me {style} design ideas for my {space}", "redesign my {space} in a {style} style",
+        "how should I decorate my {space}?", "interior design tips for a {style} {space}", "decorate the {space}",
+        "make my {space} look {style}", "I want a {style} {space}, suggest a design", "design ideas for a small {space}",
+    ], {"item": "{space}"})
+    add("interior_design", "zh", "text", [
+        "给我的{space}一些{style}风格的设计建议", "把{space}改成{style}风格", "我的{space}该怎么装修？", "{style}风格的{space}设计",
+        "装饰一下{space}", "让{space}看起来更{style}", "我想要{style}的{space}，给点设计方案", "小{space}的设计灵感",
+    ], {"item": "{space}"})
+    add("interior_design", "en", "image", [
+        "how should I style this?", "design a room around this", "give me {style} ideas for this",
+        "what decor goes with this?", "make this fit a {style} room", "interior ideas for this piece",
+    ], {"item": "@object"}, ["furniture"])
+    add("interior_design", "zh", "image", [
+        "这个怎么搭配装修？", "围绕这个设计房间", "给这个一些{style}风格的建议", "这个配什么装饰好？", "让这个融入{style}风格的房间",
+        "这件家具的室内设计建议",
+    ], {"item": "@object"}, ["furniture"])
+    # instacart_shopping
+    add("instacart_shopping", "en", "text", [
+        "order {grocery} on Instacart", "get {qty} {grocery} delivered from Instacart", "add {grocery} to my grocery list",
+        "I'm out of {grocery}, order some", "instacart {grocery}", "buy {grocery} for delivery today",
+        "grocery order: {qty} {grocery}", "restock {grocery} from the supermarket",
+    ], {"item": "{grocery}"})
+    add("instacart_shopping", "zh", "text", [
+        "在Instacart上买{grocery}", "送{qty}份{grocery}到家", "把{grocery}加到买菜清单", "{grocery}吃完了，帮我买点",
+        "Instacart下单{grocery}", "今天送点{grocery}过来", "买菜：{qty}份{grocery}", "从超市补货{grocery}",
+    ], {"item": "{grocery}"})
+    add("instacart_shopping", "en", "image", [
+        "we're out of these, restock from the grocery store", "get {qty} of these from Instacart", "add this to my grocery list",
+        "buy more of this at the supermarket", "grocery delivery for this", "order this from Instacart",
+    ], {"item": "@object"}, ["grocery"])
+    add("instacart_shopping", "zh", "image", [
+        "这个吃完了，从超市补货", "从Instacart买{qty}份这个", "把这个加到买菜清单", "超市再买点这个", "这个送货上门", "在Instacart上订这个",
+    ], {"item": "@object"}, ["grocery"])
+    # doordash_delivery
+    add("doordash_delivery", "en", "text", [
+        "order {dish} on DoorDash", "get me {qty} {dish} delivered", "I'm hungry, order {dish}", "DoorDash {dish} for dinner",
+        "order takeout: {dish}", "deliver {dish} to my place", "I want {dish} for lunch, order it", "food delivery: {qty} {dish}",
+    ], {"dish": "{dish}"})
+    add("doordash_delivery", "zh", "text", [
+        "在DoorDash上点{dish}", "点{qty}份{dish}外卖", "我饿了，点个{dish}", "晚饭DoorDash点{dish}", "叫外卖：{dish}",
+        "送一份{dish}到家", "午饭想吃{dish}，帮我点", "外卖：{qty}份{dish}",
+    ], {"dish": "{dish}"})
+    add("doordash_delivery", "en", "image", [
+        "I want to eat this, order it", "get {qty} of these delivered", "order this for dinner", "DoorDash this",
+        "I'm craving this, deliver one", "takeout of this please",
+    ], {"dish": "@object"}, ["prepared_food"])
+    add("doordash_delivery", "zh", "image", [
+        "我想吃这个，帮我点", "这个送{qty}份来", "晚饭点这个", "用DoorDash点这个", "好想吃这个，叫个外卖", "这个外卖来一份",
+    ], {"dish": "@object"}, ["prepared_food"])
+    # pet_care
+    add("pet_care", "en", "text", [
+        "book {service} for my {pet}", "my {pet} needs {service}", "find {service} for my {pet}",
+        "schedule {service} for the {pet}", "arrange {service} for my {pet} this weekend", "I need {service} for my {pet}",
+        "pet care: {service} for a {pet}", "get my {pet} {service}",
+    ], {"pet": "{pet}", "service": "{service}"})
+    add("pet_care", "zh", "text", [
+        "给我的{pet}预约{service}", "我家{pet}需要{service}", "帮{pet}找个{service}", "安排{pet}的{service}", "这周末给{pet}安排{service}",
+        "我需要给{pet}{service}", "宠物服务：{pet}{service}", "带我的{pet}去{service}",
+    ], {"pet": "{pet}", "service": "{service}"})
+    add("pet_care", "en", "image", [
+        "book {service} for this little one", "this guy needs {service}", "take care of my pet",
+        "find a pet sitter for him", "my pet needs {service}", "arrange care for this pet",
+    ], {"pet": "@object"}, ["pet"])
+    add("pet_care", "zh", "image", [
+        "给这个小家伙预约{service}", "它需要{service}", "照顾一下我的宠物", "给它找个宠物保姆", "我的宠物需要{service}", "安排照顾这只宠物",
+    ], {"pet": "@object"}, ["pet"])
+    # ambiguous: the text names neither the function nor the object
+    add(None, "en", "image", [
+        "order this for me", "get me this", "I need this, can you order it?", "buy this", "get {qty} of these",
+        "order some of this", "can you get this delivered?", "I want this",
+    ], {}, _ORDERABLE)
+    add(None, "zh", "image", [
+        "帮我订这个", "给我买这个", "我需要这个，能帮我下单吗？", "买这个", "来{qty}个这个", "帮我订点这个", "能把这个送过来吗？",
+        "我想要这个",
+    ], {}, _ORDERABLE)
+    add(None, "en", "image", [
+        "help me with this", "take care of this", "handle this for me", "what should I do with this?",
+        "can you deal with this?", "do the usual with this", "sort this out for me", "I need help with this one",
+    ], {}, IMAGE_CATEGORIES)
+    add(None, "zh", "image", [
+        "帮我处理一下这个", "搞定这个", "这个交给你了", "这个该怎么办？", "你能处理这个吗？", "老样子处理这个", "帮我弄一下这个",
+        "这个需要帮忙",
+    ], {}, IMAGE_CATEGORIES)
+    # irrelevant: phone actions outside the ten, chit-chat, arithmetic
+    add(None, "en", "irrelevant", [
+        "set an alarm for {time}", "turn on the flashlight", "turn the volume up", "play some {genre} music",
+        "what's {number} plus {number2}?", "how are you today?", "tell me a joke", "take a selfie",
+        "turn on bluetooth", "start a timer for {number} minutes", "call my mom", "what time is it?",
+        "lower the screen brightness", "what is {number} times {number2}?", "good morning!", "mute my phone",
+    ], {})
+    add(None, "zh", "irrelevant", [
+        "设一个{time}的闹钟", "打开手电筒", "把音量调大", "放点{genre}", "{number}加{number2}等于多少？", "你今天好吗？", "讲个笑话",
+        "自拍一张", "打开蓝牙", "定一个{number}分钟的计时器", "给妈妈打电话", "现在几点了？", "把屏幕调暗一点",
+        "{number}乘以{number2}是多少？", "早上好！", "手机静音",
+    ], {})
+    return out
+
+
+TEMPLATES: tuple[Template, ...] = tuple(_bank())
+
+POLITE = {"en": (["please ", "could you ", "hey, ", "can you please "], [" please", ", thanks!", " thank you"]),
+          "zh": (["请", "麻烦", "劳驾", "能不能"], ["，谢谢", "，麻烦了", "吧"])}
+
+
+def typo(word: str, rng: random.Random) -> str:
+    """Swap two adjacent letters (a plausible typing slip)."""
+    if len(word) < 4 or not word.isalpha():
+        return word
+    i = rng.randrange(1, len(word) - 2)
+    return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+
+
+def surface(text: str, language: str, rng: random.Random) -> tuple[str, str]:
+    """Apply a register to a template text before slots are filled: (text, register name)."""
+    roll = rng.random()
+    if roll < 0.2:
+        prefix, suffix = POLITE[language]
+        return (rng.choice(prefix) + text if rng.random() < 0.6 else text.rstrip("?？!！") + rng.choice(suffix)), "polite"
+    if roll < 0.32:
+        return text.rstrip("?？!！.。").replace("can you ", "").replace("帮我", ""), "terse"
+    if roll < 0.42 and language == "en":
+        words = text.split(" ")
+        candidates = [i for i, w in enumerate(words) if "{" not in w and w.isalpha() and len(w) >= 4]
+        if candidates:
+            i = rng.choice(candidates)
+            words[i] = typo(words[i], rng)
+            return " ".join(words), "typo"
+    if roll < 0.5:
+        return text[:1].upper() + text[1:], "capitalised"
+    return text, "plain"
