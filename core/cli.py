@@ -79,6 +79,78 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from octopus.training.pipeline import train
+
+    try:
+        result = train(args.stage, args.profile, Path(args.data), Path(args.out), args.max_steps)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    print(result)
+    return 0
+
+
+def _backend(model: str):
+    from octopus.backends import ModelError, load_backend
+
+    try:
+        return load_backend(model)
+    except ModelError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from octopus.training.evaluate import evaluate, format_metrics, read_eval_rows
+
+    data = Path(args.data)
+    if not data.is_file():
+        raise CliError(f"no data file at {data}")
+    try:
+        rows = read_eval_rows(data)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if args.limit:
+        rows = rows[:: max(1, len(rows) // args.limit)][: args.limit]  # an even spread over the file
+    backend = _backend(args.model)
+    from octopus.preprocess import ImageError
+
+    try:
+        result, predictions = evaluate(backend, rows, progress=not args.json)
+    except ImageError as exc:
+        raise CliError(str(exc)) from None
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            for p in predictions:
+                f.write(json.dumps(p, ensure_ascii=False) + "\n")
+    print(json.dumps(result, ensure_ascii=False) if args.json else format_metrics(result))
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from octopus.preprocess import ImageError, load_image
+
+    try:
+        image = load_image(Path(args.image))  # checked before the (slow) model load
+    except ImageError as exc:
+        raise CliError(str(exc)) from None
+    if not args.query.strip():
+        raise CliError("--query is empty")
+    generation = _backend(args.model).generate(image, args.query)
+    if args.json:
+        print(json.dumps({"function": generation.function, "arguments": generation.arguments, "raw": generation.raw,
+                          "timings_ms": {k: round(v, 2) for k, v in generation.timings_ms.items()}},
+                         ensure_ascii=False))
+    else:
+        print(generation.raw)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="octopus", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is being done")
@@ -107,6 +179,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = data.add_parser("stats", help="print counts and write a contact sheet PNG")
     p.add_argument("dir", help="a folder written by `octopus data build`")
     p.set_defaults(handler=cmd_data_stats)
+
+    p = sub.add_parser("train", help="train a profile's stages (resumes after a kill)")
+    p.add_argument("stage", choices=["all", "stage0", "stage1", "stage2"])
+    p.add_argument("--profile", default="quick", choices=["tiny", "quick", "full"])
+    p.add_argument("--data", required=True, help="data folder (built there first if it has no train.jsonl)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--max-steps", type=int, default=None, help="stop each stage after this many steps")
+    p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("eval", help="accuracy, argument match and latency on a JSONL file")
+    p.add_argument("--model", required=True, help="an agent folder")
+    p.add_argument("--data", required=True, help="a JSONL file of rows (image, query, function[, arguments])")
+    p.add_argument("--out", help="write one prediction per row as JSONL")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    p.add_argument("--limit", type=int, default=None, help="evaluate an even spread of at most N rows")
+    p.set_defaults(handler=cmd_eval)
+
+    p = sub.add_parser("ask", help="answer one request about one image")
+    p.add_argument("--model", required=True, help="an agent folder")
+    p.add_argument("--image", required=True, help="an image file")
+    p.add_argument("--query", required=True, help="the request, in English or Chinese")
+    p.add_argument("--json", action="store_true", help="print function, arguments, raw output and timings")
+    p.set_defaults(handler=cmd_ask)
     return parser
 
 

@@ -22,7 +22,7 @@ TINY_LM = {
     "num_attention_heads": 4,
     "num_key_value_heads": 2,
     "max_position_embeddings": 256,
-    "tie_word_embeddings": False,
+    "tie_word_embeddings": True,  # as SmolLM2: input and output rows are one matrix
 }
 # The stage-0 CLIP: timm's efficientnet_lite0 image tower (ImageNet init) with a bilingual text tower.
 STAGE0_CLIP_MODEL = "octopus-effnet-lite0"

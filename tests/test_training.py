@@ -1,0 +1,142 @@
+"""The tiny profile end to end: stages change only what they declare, resume after a kill, eval and ask."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from octopus.model.agent import OctopusAgent  # noqa: E402
+from octopus.training.data.build import BuildConfig, build  # noqa: E402
+from octopus.training.pipeline import train  # noqa: E402
+
+OCTOPUS = str(Path(sys.executable).parent / "octopus")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tinydata")
+    build(out, BuildConfig(n_per_function=10, test_fraction=0.3, captions_per_concept=1, clip_val_per_concept=1))
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_dir(data_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tinyrun")
+    train("all", "tiny", data_dir, out)
+    return out
+
+
+def _state(agent: OctopusAgent, component: str) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in getattr(agent, component).state_dict().items()}
+
+
+def _changed(before: dict, after: dict) -> set[str]:
+    assert before.keys() == after.keys()
+    return {k for k in before if not torch.equal(before[k], after[k])}
+
+
+def test_every_stage_wrote_its_outputs(run_dir):
+    for name in ("init", "stage1_alignment", "stage2_functional"):
+        assert (run_dir / name / "agent" / "config.json").is_file()
+    for name in ("stage1_alignment", "stage2_functional"):
+        losses = json.loads((run_dir / name / "losses.json").read_text())
+        assert losses["steps"] > 0 and all("loss" in h for h in losses["history"])
+        assert (run_dir / name / "losses.png").stat().st_size > 1000
+        assert not (run_dir / name / "checkpoints").exists()
+    assert (run_dir / "stage0_clip" / "clip.pt").is_file()
+    pipeline = json.loads((run_dir / "pipeline.json").read_text())
+    assert {"stage0_seconds", "stage0_zero_shot", "stage1_alignment_seconds_last_run"} <= set(pipeline)
+    assert (run_dir / "agent" / "config.json").is_file()
+
+
+def test_stage1_trains_only_the_projector(run_dir):
+    init = OctopusAgent.load(run_dir / "init" / "agent")
+    stage1 = OctopusAgent.load(run_dir / "stage1_alignment" / "agent")
+    assert not _changed(_state(init, "vision_encoder"), _state(stage1, "vision_encoder"))
+    assert not _changed(_state(init, "lm"), _state(stage1, "lm"))
+    assert _changed(_state(init, "projector"), _state(stage1, "projector")) == set(_state(init, "projector"))
+
+
+def test_stage2_trains_projector_lora_targets_and_new_token_rows_only(run_dir):
+    stage1 = OctopusAgent.load(run_dir / "stage1_alignment" / "agent")
+    stage2 = OctopusAgent.load(run_dir / "stage2_functional" / "agent")
+    assert not _changed(_state(stage1, "vision_encoder"), _state(stage2, "vision_encoder"))
+    assert _changed(_state(stage1, "projector"), _state(stage2, "projector"))
+    before, after = _state(stage1, "lm"), _state(stage2, "lm")
+    changed = _changed(before, after)
+    lora_targets = ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj")
+    embed = "model.embed_tokens.weight"
+    assert changed and all(k.split(".")[-2] in lora_targets for k in changed - {embed, "lm_head.weight"})
+    assert not any("norm" in k for k in changed)
+    new_rows = [*stage1.tokens.function_ids, stage1.tokens.no_function_id, stage1.tokens.end_id]
+    rows_changed = (before[embed] != after[embed]).any(1).nonzero().flatten().tolist()
+    assert rows_changed and set(rows_changed) <= set(new_rows)
+
+
+def test_resume_after_kill_continues_from_the_last_checkpoint(data_dir, run_dir, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    for name in ("init", "stage0_clip", "stage1_alignment"):
+        shutil.copytree(run_dir / name, out / name)
+    command = [OCTOPUS, "-v", "train", "stage2", "--profile", "tiny", "--data", str(data_dir), "--out", str(out)]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = out / "stage2_functional" / "checkpoints" / "step_000004" / "meta.json"
+    deadline = time.time() + 240
+    while not marker.is_file() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert marker.is_file(), "no checkpoint was written before the kill"
+    assert not (out / "stage2_functional" / "agent").exists()
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resuming from" in second.stderr
+    history = json.loads((out / "stage2_functional" / "losses.json").read_text())["history"]
+    steps = [h["step"] for h in history]
+    assert steps == list(range(1, len(steps) + 1))  # nothing repeated, nothing lost
+    reference = json.loads((run_dir / "stage2_functional" / "losses.json").read_text())["history"]
+    assert len(steps) == len(reference)
+
+
+def test_eval_and_ask_on_a_trained_agent(data_dir, run_dir, tmp_path):
+    preds = tmp_path / "pred.jsonl"
+    out = subprocess.run([OCTOPUS, "eval", "--model", str(run_dir / "agent"), "--data", str(data_dir / "test.jsonl"),
+                          "--json", "--out", str(preds), "--limit", "12"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads(out.stdout)
+    assert metrics["rows"] == 12 and 0 <= metrics["function_accuracy"] <= 1
+    assert set(metrics["function_accuracy_by_language"]) == {"en", "zh"}
+    assert {"p50", "p95"} <= set(metrics["latency_ms"]) and metrics["latency_ms"]["p50"] > 0
+    rows = [json.loads(line) for line in preds.read_text().splitlines()]
+    assert len(rows) == 12 and {"predicted_function", "predicted_arguments", "raw", "query"} <= set(rows[0])
+    image = data_dir / json.loads((data_dir / "test.jsonl").read_text().splitlines()[0])["image"]
+    ask = subprocess.run([OCTOPUS, "ask", "--model", str(run_dir / "agent"), "--image", str(image), "--query",
+                          "order this for me", "--json"], capture_output=True, text=True)
+    assert ask.returncode == 0, ask.stderr
+    answer = json.loads(ask.stdout)
+    assert set(answer) == {"function", "arguments", "raw", "timings_ms"}
+    assert answer["raw"].startswith("<nexa_")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "MODEL", "--image", "/no/such.jpg", "--query", "hi"], "no image file"),
+    (["--model", "/no/model", "--image", "IMAGE", "--query", "hi"], "no model folder"),
+    (["--model", "MODEL", "--image", "NOTIMAGE", "--query", "hi"], "not a readable image"),
+])
+def test_ask_errors_are_one_line(run_dir, data_dir, tmp_path, args, message):
+    (tmp_path / "notes.jpg").write_text("not a picture")
+    image = next((data_dir / "images" / "test").glob("*.jpg"))
+    args = [a.replace("MODEL", str(run_dir / "agent")).replace("NOTIMAGE", str(tmp_path / "notes.jpg"))
+            .replace("IMAGE", str(image)) for a in args]
+    out = subprocess.run([OCTOPUS, "ask", *args], capture_output=True, text=True)
+    assert out.returncode == 2 and message in out.stderr
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr

@@ -1,0 +1,223 @@
+"""The training runner for stages 1 and 2: a plain loop on accelerate, read top to bottom.
+
+It applies the stage's train modes (frozen / full / LoRA through peft, with the agent's new token rows always
+trainable), asserts and logs trainable parameter counts per component, trains with AdamW and a warm-up
+schedule, checkpoints `checkpoints/step_{step:06d}` with accelerate's state plus a meta JSON, resumes from the
+newest checkpoint after a kill, and finally writes the stage's agent (LoRA merged), a JSON log of losses and a
+PNG of the curve. The same code runs on one CPU or, unchanged, under `accelerate launch` on many GPUs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from octopus.model.agent import OctopusAgent
+from octopus.training.datasets import IGNORE, Collator, EpochSampler, load_examples
+from octopus.training.stages import COMPONENTS, StageConfig
+
+log = logging.getLogger(__name__)
+KEEP_CHECKPOINTS = 2
+
+
+def apply_train_modes(agent: OctopusAgent, stage: StageConfig) -> None:
+    """Set requires_grad per component; wrap the LM with LoRA when asked (new token rows stay trainable)."""
+    for component in COMPONENTS:
+        module = getattr(agent, component)
+        mode = stage.train[component]
+        module.requires_grad_(mode == "full")
+        if mode == "frozen":
+            module.eval()  # frozen batch-norm statistics do not drift either
+    if stage.train["lm"] == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(r=stage.lora_r, lora_alpha=stage.lora_alpha, lora_dropout=0.05,
+                            target_modules=list(stage.lora_targets), task_type="CAUSAL_LM",
+                            trainable_token_indices={"embed_tokens": agent_token_ids(agent)})
+        agent.lm = get_peft_model(agent.lm, config)
+
+
+def agent_token_ids(agent: OctopusAgent) -> list[int]:
+    t = agent.tokens
+    return [*t.function_ids, t.no_function_id, t.end_id]
+
+
+def trainable_counts(agent: OctopusAgent) -> dict[str, dict[str, int]]:
+    out = {}
+    for component in COMPONENTS:
+        params = list(getattr(agent, component).parameters())
+        out[component] = {"trainable": sum(p.numel() for p in params if p.requires_grad),
+                          "total": sum(p.numel() for p in params)}
+    return out
+
+
+def check_trainable(agent: OctopusAgent, stage: StageConfig) -> dict[str, dict[str, int]]:
+    """Assert that exactly the components the stage declares have trainable parameters; log the counts."""
+    counts = trainable_counts(agent)
+    for component, mode in stage.train.items():
+        trainable = counts[component]["trainable"]
+        if (mode == "frozen") != (trainable == 0):
+            raise RuntimeError(f"stage {stage.name}: {component} is declared {mode} but has {trainable} trainable "
+                               "parameters")
+        log.info("stage %s: %-14s %-6s %11d / %11d trainable", stage.name, component, mode, trainable,
+                 counts[component]["total"])
+    return counts
+
+
+def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, function_ids: torch.Tensor,
+                  function_weight: float) -> torch.Tensor:
+    """Next-token cross-entropy over labelled positions; functional tokens weighted by `function_weight`."""
+    logits = logits[:, :-1].float()  # (B, T-1, V)
+    targets = labels[:, 1:]  # (B, T-1)
+    losses = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")  # (B, T-1)
+    weights = (targets != IGNORE).float()
+    if function_weight != 1.0:
+        weights = weights * torch.where(torch.isin(targets, function_ids), function_weight, 1.0)
+    return (losses * weights).sum() / weights.sum().clamp(min=1.0)
+
+
+def _schedule(optimizer, stage: StageConfig, total_steps: int):
+    from transformers import get_scheduler
+
+    name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[stage.schedule]
+    return get_scheduler(name, optimizer, num_warmup_steps=math.ceil(total_steps * stage.warmup_ratio),
+                         num_training_steps=total_steps)
+
+
+def latest_checkpoint(stage_dir: Path) -> Path | None:
+    checkpoints = sorted((stage_dir / "checkpoints").glob("step_*"))
+    complete = [c for c in checkpoints if (c / "meta.json").is_file()]
+    return complete[-1] if complete else None
+
+
+def _save(accelerator, stage_dir: Path, step: int, epoch: int, batch_in_epoch: int, history: list) -> None:
+    target = stage_dir / "checkpoints" / f"step_{step:06d}"
+    accelerator.save_state(str(target))
+    if accelerator.is_main_process:
+        meta = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "history": history}
+        (target / "meta.json").write_text(json.dumps(meta))  # written last: marks the checkpoint complete
+        for old in sorted((stage_dir / "checkpoints").glob("step_*"))[:-KEEP_CHECKPOINTS]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def run_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_dir: Path,
+              max_steps: int | None = None) -> Path:
+    """Train one stage and write `stage_dir/agent`; resumes from the newest checkpoint in `stage_dir`."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    final = stage_dir / "agent"
+    if (final / "config.json").is_file():
+        log.info("stage %s: %s exists, skipping", stage.name, final)
+        return final
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    (stage_dir / "stage.json").write_text(json.dumps(stage.to_dict(), indent=2))
+    set_seed(stage.seed)
+    accelerator = Accelerator(mixed_precision=stage.precision, gradient_accumulation_steps=stage.grad_accum)
+    apply_train_modes(agent, stage)
+    counts = check_trainable(agent, stage)
+    examples = load_examples(data_dir, stage.data, stage.max_examples, stage.seed)
+    collator = Collator(agent, stage.kind, stage.max_length)
+    sampler = EpochSampler(len(examples), stage.seed)
+    loader = DataLoader(examples, batch_size=stage.batch_size, sampler=sampler, collate_fn=collator)
+    steps_per_epoch = max(1, len(loader) // stage.grad_accum)
+    total_steps = max(1, math.ceil(steps_per_epoch * stage.epochs))
+    if max_steps is not None:
+        total_steps = min(total_steps, max_steps)
+    params = [p for p in agent.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay)
+    scheduler = _schedule(optimizer, stage, total_steps)
+    agent, optimizer, loader, scheduler = accelerator.prepare(agent, optimizer, loader, scheduler)
+    function_ids = torch.tensor(agent_token_ids(accelerator.unwrap_model(agent)), device=accelerator.device)
+
+    step, start_epoch, skip, history = 0, 0, 0, []
+    resume = latest_checkpoint(stage_dir)
+    if resume is not None:
+        accelerator.load_state(str(resume))
+        meta = json.loads((resume / "meta.json").read_text())
+        step, start_epoch, skip, history = meta["step"], meta["epoch"], meta["batch_in_epoch"], meta["history"]
+        log.info("stage %s: resuming from %s (step %d)", stage.name, resume, step)
+    log.info("stage %s: %d examples, %d steps of %d, lr %g, %s", stage.name, len(examples), total_steps,
+             stage.batch_size * stage.grad_accum, stage.lr, counts)
+
+    progress = tqdm(total=total_steps, initial=step, desc=stage.name, disable=not accelerator.is_main_process)
+    started = time.perf_counter()
+    epoch = start_epoch
+    while step < total_steps:
+        sampler.set_epoch(epoch)
+        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        for batch_index, batch in enumerate(batches, start=skip):
+            with accelerator.accumulate(agent):
+                out = agent(batch["input_ids"], batch["pixels"], attention_mask=batch["attention_mask"])
+                loss = weighted_loss(out.logits, batch["labels"], function_ids, stage.function_token_weight)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            loss_value = accelerator.gather(loss.detach()).mean().item()
+            history.append({"step": step, "loss": round(loss_value, 5), "lr": scheduler.get_last_lr()[0]})
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss_value:.4f}")
+            if step % stage.log_every == 0:
+                log.info("stage %s: step %d/%d loss %.4f", stage.name, step, total_steps, loss_value)
+            if step % stage.save_every == 0 or step == total_steps:
+                _save(accelerator, stage_dir, step, epoch, batch_index + 1, history)
+            if step >= total_steps:
+                break
+        else:
+            epoch, skip = epoch + 1, 0
+            continue
+        break
+    progress.close()
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        _finish(accelerator.unwrap_model(agent), stage, stage_dir, history, time.perf_counter() - started,
+                collator.truncated)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _finish(agent: OctopusAgent, stage: StageConfig, stage_dir: Path, history: list, seconds: float,
+            truncated: int) -> None:
+    if hasattr(agent.lm, "merge_and_unload"):
+        agent.lm = agent.lm.merge_and_unload()  # LoRA and trainable token rows folded into plain weights
+    agent.float()
+    staging = stage_dir / "agent.tmp"
+    agent.save(staging)
+    staging.rename(stage_dir / "agent")
+    summary = {"stage": stage.name, "steps": len(history), "seconds_this_run": round(seconds, 1),
+               "final_loss": history[-1]["loss"] if history else None, "truncated_examples": truncated,
+               "history": history}
+    (stage_dir / "losses.json").write_text(json.dumps(summary, indent=1))
+    plot_losses(history, stage_dir / "losses.png", stage.name)
+    shutil.rmtree(stage_dir / "checkpoints", ignore_errors=True)
+
+
+def plot_losses(history: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    steps = [h["step"] for h in history]
+    ax.plot(steps, [h["loss"] for h in history], lw=1)
+    ax.set(xlabel="optimizer step", ylabel="loss", title=title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,116 @@
+"""`octopus train`: one entry point per stage, and `train all` chaining them for a profile.
+
+    OUT/stage0_clip/clip.pt            the project's CLIP (skipped when a pretrained CLIP is configured)
+    OUT/init/agent                     the assembled agent before training (tokens added and initialised)
+    OUT/stage1_alignment/agent         projector aligned on captions
+    OUT/stage2_functional/agent        functional tokens learned
+    OUT/agent                          the final agent (a copy of the last stage's)
+    OUT/pipeline.json                  wall time per stage, stage-0 zero-shot scores
+
+Every stage skips when its output exists and resumes from its checkpoints otherwise, so re-running the same
+command after a kill continues where it stopped. Under `accelerate launch`, the main process assembles shared
+files first and the others wait.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from octopus.training.stages import Profile, profile
+
+log = logging.getLogger(__name__)
+STAGES = ("stage0", "stage1", "stage2")
+
+
+def ensure_data(data_dir: Path, prof: Profile) -> None:
+    if (data_dir / "train.jsonl").is_file():
+        return
+    from octopus.training.data.build import BuildConfig, build
+
+    log.info("no data in %s: building %d rows per function per language", data_dir, prof.data_n_per_function)
+    build(data_dir, BuildConfig(n_per_function=prof.data_n_per_function))
+
+
+def _record(out_dir: Path, key: str, value) -> None:
+    path = out_dir / "pipeline.json"
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    record[key] = value
+    path.write_text(json.dumps(record, indent=2))
+
+
+def run_stage0(prof: Profile, data_dir: Path, out_dir: Path) -> None:
+    from octopus.training.clip import train_clip, zero_shot
+
+    if prof.clip is None or prof.agent.vision.pretrained is not None:
+        log.info("stage 0 skipped: a pretrained CLIP is configured (%s)", prof.agent.vision.pretrained)
+        return
+    started = time.perf_counter()
+    stage_dir = out_dir / "stage0_clip"
+    existed = (stage_dir / "clip.pt").is_file()
+    checkpoint = train_clip(data_dir, stage_dir, prof.clip)
+    prof.agent.vision.pretrained = str(checkpoint.resolve())
+    if not existed:
+        scores = zero_shot(checkpoint, prof.clip.model, data_dir, mean=prof.clip.image_mean, std=prof.clip.image_std)
+        (stage_dir / "zero_shot.json").write_text(json.dumps(scores, indent=2))
+        _record(out_dir, "stage0_seconds", round(time.perf_counter() - started, 1))
+        _record(out_dir, "stage0_zero_shot", scores)
+        log.info("stage 0 zero-shot top-1: %s", scores)
+
+
+def _init_agent(prof: Profile, out_dir: Path) -> Path:
+    from octopus.model.agent import OctopusAgent
+
+    target = out_dir / "init" / "agent"
+    if not (target / "config.json").is_file():
+        OctopusAgent.build(prof.agent).save(target)
+    return target
+
+
+def _run(prof: Profile, index: int, data_dir: Path, out_dir: Path, max_steps: int | None) -> Path:
+    from octopus.model.agent import OctopusAgent
+    from octopus.training.loop import run_stage
+
+    stage = prof.stages[index]
+    previous = out_dir / (prof.stages[index - 1].name if index else "init") / "agent"
+    if not (previous / "config.json").is_file():
+        raise FileNotFoundError(f"{stage.name} needs {previous}; run the earlier stages first")
+    started = time.perf_counter()
+    result = run_stage(OctopusAgent.load(previous).train(), stage, data_dir, out_dir / stage.name, max_steps)
+    _record(out_dir, f"{stage.name}_seconds_last_run", round(time.perf_counter() - started, 1))
+    return result
+
+
+def train(which: str, profile_name: str, data_dir: Path, out_dir: Path, max_steps: int | None = None) -> Path:
+    """Run one stage (`stage0`, `stage1`, `stage2`) or `all` for a profile; returns the newest agent dir."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    prof = profile(profile_name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with state.main_process_first():
+        ensure_data(data_dir, prof)
+    clip_checkpoint = out_dir / "stage0_clip" / "clip.pt"
+    if which in ("all", "stage0"):
+        run_stage0(prof, data_dir, out_dir)
+        if which == "stage0":
+            return clip_checkpoint
+    if prof.clip is not None and prof.agent.vision.pretrained is None:
+        if not clip_checkpoint.is_file():
+            raise FileNotFoundError(f"no stage-0 CLIP at {clip_checkpoint}; run `octopus train stage0` first")
+        prof.agent.vision.pretrained = str(clip_checkpoint.resolve())
+    with state.main_process_first():
+        _init_agent(prof, out_dir)
+    indices = {"all": range(len(prof.stages)), "stage1": [0], "stage2": [1]}[which]
+    result = out_dir / "init" / "agent"
+    for index in indices:
+        result = _run(prof, index, data_dir, out_dir, max_steps)
+    if which == "all" and state.is_main_process:
+        final = out_dir / "agent"
+        shutil.rmtree(final, ignore_errors=True)
+        shutil.copytree(result, final)
+        result = final
+    return result

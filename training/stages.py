@@ -1,0 +1,102 @@
+"""Stages are data: each declares what trains (frozen / full / lora per component), its data and its
+hyper-parameters. Profiles (`tiny`, `quick`, `full`) name an agent config and a list of stages.
+
+The runner (`octopus.training.loop`) applies `train` to the model, asserts that exactly the declared
+components have trainable parameters, and logs the counts. This module only describes; it trains nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from octopus.model.config import AgentConfig
+from octopus.model.presets import preset
+from octopus.training.clip import ClipStageConfig
+
+COMPONENTS = ("vision_encoder", "projector", "lm")
+TRAIN_MODES = ("frozen", "full", "lora")
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj")  # as Octopus v2
+
+
+@dataclass
+class StageConfig:
+    name: str
+    kind: str  # "alignment" (captions, loss on caption tokens) or "functional" (calls, loss on the target)
+    train: dict[str, str]  # component -> frozen | full | lora
+    data: str  # file in the data dir: captions.csv or train.jsonl
+    max_examples: int | None = None  # a balanced, seeded subset; None: all
+    epochs: float = 1.0
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 5e-5
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.05
+    schedule: str = "linear"  # linear | cosine | constant
+    max_length: int = 128
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_targets: tuple[str, ...] = LORA_TARGETS
+    function_token_weight: float = 1.0  # >1 weighs the loss on functional tokens up
+    save_every: int = 50  # optimizer steps between checkpoints
+    log_every: int = 5
+    precision: str = "bf16"  # autocast dtype on CPU and GPU; "no" for fp32
+    seed: int = 0
+
+    def __post_init__(self):
+        if set(self.train) != set(COMPONENTS):
+            raise ValueError(f"stage {self.name}: train must name exactly {COMPONENTS}, got {sorted(self.train)}")
+        bad = {c: m for c, m in self.train.items() if m not in TRAIN_MODES}
+        if bad:
+            raise ValueError(f"stage {self.name}: unknown train modes {bad}; choose from {TRAIN_MODES}")
+        if self.train["vision_encoder"] == "lora" or self.train["projector"] == "lora":
+            raise ValueError(f"stage {self.name}: lora is supported for the lm only")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Profile:
+    name: str
+    agent: AgentConfig
+    clip: ClipStageConfig | None  # None: a pretrained CLIP is configured, stage 0 is skipped
+    stages: list[StageConfig] = field(default_factory=list)
+    data_n_per_function: int = 1000  # what `make demo`/`train all` builds when no data dir exists
+
+
+def _alignment(**kw) -> StageConfig:
+    base = dict(name="stage1_alignment", kind="alignment", data="captions.csv", lr=1e-3, warmup_ratio=0.03,
+                train={"vision_encoder": "frozen", "projector": "full", "lm": "frozen"})
+    return StageConfig(**{**base, **kw})
+
+
+def _functional(**kw) -> StageConfig:
+    base = dict(name="stage2_functional", kind="functional", data="train.jsonl", lr=5e-5,
+                train={"vision_encoder": "frozen", "projector": "full", "lm": "lora"})
+    return StageConfig(**{**base, **kw})
+
+
+def profile(name: str) -> Profile:
+    """The named profile; every default is sized for a 2-core CPU except `full`."""
+    if name == "tiny":  # seconds per stage: CI proves the whole chain runs
+        agent = preset("tiny")
+        agent.vision.model, agent.vision.inline = "octopus-tiny-vit", None
+        clip = ClipStageConfig(model="octopus-tiny-vit", imagenet_init=False, epochs=1, batch_size=32, warmup=2,
+                               lock_image=False, precision="fp32", image_mean=agent.vision.mean,
+                               image_std=agent.vision.std)
+        stages = [_alignment(max_examples=64, batch_size=8, max_length=64, save_every=4, precision="no"),
+                  _functional(max_examples=96, batch_size=8, max_length=96, lr=2e-3, save_every=4, precision="no")]
+        return Profile(name, agent, clip, stages, data_n_per_function=10)
+    if name == "quick":  # SmolLM2-135M + the stage-0 EfficientNet-Lite0 CLIP, tens of minutes on 2 cores
+        stages = [_alignment(max_examples=1200, batch_size=16, max_length=48, epochs=1.0),
+                  _functional(max_examples=3000, batch_size=8, max_length=112, lr=4e-4, epochs=1.0,
+                              function_token_weight=2.0, save_every=25)]
+        return Profile(name, preset("quick"), ClipStageConfig(), stages, data_n_per_function=1000)
+    if name == "full":  # many GPUs under `accelerate launch`: all data, full fine-tune as in Octopus v2
+        stages = [_alignment(batch_size=64, max_length=64, epochs=1.0),
+                  _functional(batch_size=32, max_length=160, epochs=3.0, lr=5e-5,
+                              train={"vision_encoder": "frozen", "projector": "full", "lm": "full"})]
+        return Profile(name, preset("full"), ClipStageConfig(epochs=20, unlocked_groups=2, batch_size=256),
+                       stages, data_n_per_function=5000)
+    raise ValueError(f"unknown profile {name!r}; choose one of tiny, quick, full")
