@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from octopus.functions import (
     END_TOKEN,
@@ -38,7 +38,7 @@ class CallError:
     function: str | None = None  # set when the functional token itself was read
 
 
-ParseResult = Union[Call, CallError]
+ParseResult = Call | CallError
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t"}
 _UNESCAPES = {"\\": "\\", '"': '"', "n": "\n", "t": "\t"}

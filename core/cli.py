@@ -10,7 +10,7 @@ import argparse
 import json
 import logging
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 EXIT_USAGE = 2
 
@@ -85,7 +85,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from octopus.training.pipeline import train
 
     try:
-        result = train(args.stage, args.profile, Path(args.data), Path(args.out), args.max_steps)
+        result = train(args.stage, args.profile, Path(args.data), Path(args.out), args.max_steps, tuple(args.set))
     except (FileNotFoundError, ValueError) as exc:
         raise CliError(str(exc)) from None
     print(result)
@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="answer a request about a sample image with the built-in default model")
     p.add_argument("--query", default="order this for me", help="the request")
     p.add_argument("--image", default=None, help="an image path (default: a rendered sample scene)")
+    p.add_argument("--untrained", action="store_true", help="answer at once with a tiny untrained agent")
     p.set_defaults(handler=cmd_demo)
 
     data = sub.add_parser("data", help="build and inspect the training data").add_subparsers(dest="data_command",
@@ -186,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="data folder (built there first if it has no train.jsonl)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--max-steps", type=int, default=None, help="stop each stage after this many steps")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override the agent config, e.g. --set vision.model=ViT-B-32 --set vision.pretrained=openai")
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("eval", help="accuracy, argument match and latency on a JSONL file")

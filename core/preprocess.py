@@ -7,8 +7,8 @@ function, and a test holds it to open_clip's own transform. Torch-free; knows no
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError

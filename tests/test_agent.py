@@ -11,7 +11,7 @@ from octopus.model.agent import OctopusAgent  # noqa: E402
 from octopus.model.config import AgentConfig  # noqa: E402
 from octopus.model.lm import load_lm  # noqa: E402
 from octopus.model.presets import TINY_LM, tiny  # noqa: E402
-from octopus.model.tokens import TokenTable, add_agent_tokens, token_descriptions  # noqa: E402
+from octopus.model.tokens import add_agent_tokens, token_descriptions  # noqa: E402
 from octopus.prompt import PROMPT_PREFIX  # noqa: E402
 
 

@@ -140,3 +140,11 @@ def test_ask_errors_are_one_line(run_dir, data_dir, tmp_path, args, message):
     out = subprocess.run([OCTOPUS, "ask", *args], capture_output=True, text=True)
     assert out.returncode == 2 and message in out.stderr
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+
+
+def test_demo_untrained_says_so_plainly(tmp_path):
+    out = subprocess.run([OCTOPUS, "demo", "--untrained"], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "UNTRAINED" in out.stdout and "random" in out.stdout
+    assert (tmp_path / "runs" / "demo" / "sample.png").is_file()
+    assert json.loads(out.stdout.strip().splitlines()[-1])["timings_ms"]["total"] > 0

@@ -84,12 +84,19 @@ def _run(prof: Profile, index: int, data_dir: Path, out_dir: Path, max_steps: in
     return result
 
 
-def train(which: str, profile_name: str, data_dir: Path, out_dir: Path, max_steps: int | None = None) -> Path:
-    """Run one stage (`stage0`, `stage1`, `stage2`) or `all` for a profile; returns the newest agent dir."""
+def train(which: str, profile_name: str, data_dir: Path, out_dir: Path, max_steps: int | None = None,
+          overrides: tuple[str, ...] = ()) -> Path:
+    """Run one stage (`stage0`, `stage1`, `stage2`) or `all` for a profile; returns the newest agent dir.
+
+    `overrides` are `section.key=value` assignments on the agent config, e.g. `vision.model=ViT-B-32` and
+    `vision.pretrained=openai` (or a local checkpoint path) to use a pretrained CLIP and skip stage 0.
+    """
     from accelerate import PartialState
 
     state = PartialState()
     prof = profile(profile_name)
+    if overrides:
+        prof.agent = prof.agent.override(*overrides)
     out_dir.mkdir(parents=True, exist_ok=True)
     with state.main_process_first():
         ensure_data(data_dir, prof)

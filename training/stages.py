@@ -82,7 +82,8 @@ def profile(name: str) -> Profile:
     if name == "tiny":  # seconds per stage: CI proves the whole chain runs
         agent = preset("tiny")
         agent.vision.model, agent.vision.inline = "octopus-tiny-vit", None
-        clip = ClipStageConfig(model="octopus-tiny-vit", imagenet_init=False, epochs=1, batch_size=32, warmup=2,
+        clip = ClipStageConfig(model="octopus-tiny-vit", method="open_clip_train", imagenet_init=False, epochs=1,
+                               batch_size=32, warmup=2,
                                lock_image=False, precision="fp32", image_mean=agent.vision.mean,
                                image_std=agent.vision.std)
         stages = [_alignment(max_examples=64, batch_size=8, max_length=64, save_every=4, precision="no"),
@@ -97,6 +98,7 @@ def profile(name: str) -> Profile:
         stages = [_alignment(batch_size=64, max_length=64, epochs=1.0),
                   _functional(batch_size=32, max_length=160, epochs=3.0, lr=5e-5,
                               train={"vision_encoder": "frozen", "projector": "full", "lm": "full"})]
-        return Profile(name, preset("full"), ClipStageConfig(epochs=20, unlocked_groups=2, batch_size=256),
+        return Profile(name, preset("full"), ClipStageConfig(method="open_clip_train", epochs=20,
+                                                               unlocked_groups=2, batch_size=256, lr=5e-4),
                        stages, data_n_per_function=5000)
     raise ValueError(f"unknown profile {name!r}; choose one of tiny, quick, full")

