@@ -1,4 +1,4 @@
-"""Which runtime answers for a model folder: the torch agent (a training output) or, later, exported ONNX.
+"""Which runtime answers for a model folder: the torch agent (a training output) or exported ONNX.
 
 `load_backend(path)` looks at the folder's files (never at its name) and returns an object with
 `generate(image, query) -> Generation`. Torch is imported only for a torch agent folder.
@@ -17,8 +17,20 @@ def load_backend(path: str | Path):
     path = Path(path)
     if not path.is_dir():
         raise ModelError(f"no model folder at {path}")
+    if (path / "manifest.json").is_file():
+        from octopus.device.runtime import ManifestError, OnnxAgent
+
+        try:
+            return OnnxAgent(path)
+        except ManifestError as exc:
+            raise ModelError(str(exc)) from None
     if (path / "config.json").is_file() and (path / "vision_projector.safetensors").is_file():
-        from octopus.model.agent import OctopusAgent
+        try:
+            from octopus.model.agent import OctopusAgent
+        except ImportError:
+            raise ModelError(f"{path} is a torch agent folder and needs torch (pip install 'octopus-agent[train]'); "
+                             "export it with `octopus export` to run it without torch") from None
 
         return OctopusAgent.load(path)
-    raise ModelError(f"{path} is not an octopus model folder (expected config.json and vision_projector.safetensors)")
+    raise ModelError(f"{path} is not an octopus model folder (no manifest.json, nor config.json with "
+                     "vision_projector.safetensors)")

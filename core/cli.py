@@ -104,7 +104,7 @@ def _backend(model: str):
 def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from octopus.training.evaluate import evaluate, format_metrics, read_eval_rows
+    from octopus.evaluate import evaluate, format_metrics, read_eval_rows
 
     data = Path(args.data)
     if not data.is_file():
@@ -151,6 +151,19 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from octopus.exporters.onnx_export import export
+
+    model = Path(args.model)
+    if not (model / "config.json").is_file():
+        raise CliError(f"{model} is not a trained agent folder (no config.json)")
+    manifest = export(model, Path(args.out), int8=args.int8)
+    print(json.dumps({name: g["parity_max_abs"] for name, g in manifest["graphs"].items()}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="octopus", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is being done")
@@ -192,15 +205,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("eval", help="accuracy, argument match and latency on a JSONL file")
-    p.add_argument("--model", required=True, help="an agent folder")
+    p.add_argument("--model", required=True, help="an agent folder or an exported ONNX folder")
     p.add_argument("--data", required=True, help="a JSONL file of rows (image, query, function[, arguments])")
     p.add_argument("--out", help="write one prediction per row as JSONL")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.add_argument("--limit", type=int, default=None, help="evaluate an even spread of at most N rows")
     p.set_defaults(handler=cmd_eval)
 
+    p = sub.add_parser("export", help="export an agent to ONNX graphs (fp32, optionally int8) with a manifest")
+    p.add_argument("--model", required=True, help="a trained agent folder")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--int8", action="store_true", help="also write int8 graphs")
+    p.set_defaults(handler=cmd_export)
+
     p = sub.add_parser("ask", help="answer one request about one image")
-    p.add_argument("--model", required=True, help="an agent folder")
+    p.add_argument("--model", required=True, help="an agent folder or an exported ONNX folder")
     p.add_argument("--image", required=True, help="an image file")
     p.add_argument("--query", required=True, help="the request, in English or Chinese")
     p.add_argument("--json", action="store_true", help="print function, arguments, raw output and timings")

@@ -10,15 +10,14 @@ used as it is: no subclassing. `save`/`load` move the whole agent as one directo
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from octopus.calls import CallError, ParseResult, parse_and_validate
+from octopus.calls import parse_and_validate
+from octopus.generation import Generation
 from octopus.model.config import AgentConfig
 from octopus.model.lm import load_lm
 from octopus.model.projector import Projector
@@ -28,21 +27,6 @@ from octopus.preprocess import load_image, preprocess
 from octopus.prompt import split_prompt
 
 VISION_WEIGHTS = "vision_projector.safetensors"
-
-
-@dataclass
-class Generation:
-    raw: str
-    result: ParseResult
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def function(self) -> str | None:
-        return None if isinstance(self.result, CallError) else self.result.function
-
-    @property
-    def arguments(self) -> dict[str, Any]:
-        return {} if isinstance(self.result, CallError) else dict(self.result.arguments)
 
 
 class OctopusAgent(nn.Module):

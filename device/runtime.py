@@ -1,0 +1,122 @@
+"""The torch-free runtime: an exported model folder answered with onnxruntime + numpy + tokenizers.
+
+At load it checks the graphs against the manifest's sha256s, opens one session per graph (intra-op threads
+set, no spinning: the Pi's cores stay free between requests) and computes the KV cache of the fixed prompt
+prefix once, as Octopus v2 does on phones. A request then runs the image encoder, prefills the image
+embeddings and the query after that cached prefix, and decodes greedily with the first token constrained to
+the functional tokens and the no-function token, stopping at `<nexa_end>`. Same parser and validator as
+training. This module must never import torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from octopus.calls import parse_and_validate
+from octopus.generation import Generation
+from octopus.preprocess import load_image, preprocess
+
+
+class ManifestError(ValueError):
+    """An exported folder whose files do not match its manifest."""
+
+
+def session_options(threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
+class OnnxAgent:
+    def __init__(self, directory: str | Path, precision: str = "auto", threads: int | None = None,
+                 verify: bool = True):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.directory = Path(directory)
+        manifest_path = self.directory / "manifest.json"
+        if not manifest_path.is_file():
+            raise ManifestError(f"{self.directory} has no manifest.json")
+        self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if precision == "auto":
+            precision = "int8" if "int8" in self.manifest else "fp32"
+        graphs = self.manifest["int8"] if precision == "int8" else self.manifest["graphs"]
+        if precision not in ("fp32", "int8") or (precision == "int8" and "int8" not in self.manifest):
+            raise ManifestError(f"{self.directory} has no {precision} graphs")
+        self.precision = precision
+        options = session_options(threads)
+        self.sessions = {}
+        for name, entry in graphs.items():
+            path = self.directory / entry["file"]
+            if not path.is_file():
+                raise ManifestError(f"{path} is missing")
+            if verify and hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+                raise ManifestError(f"{path} does not match the sha256 in the manifest")
+            self.sessions[name] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.tokenizer = Tokenizer.from_file(str(self.directory / "tokenizer.json"))
+        tokens = self.manifest["tokens"]
+        self.first_token_ids = np.array([*tokens["function_ids"], tokens["no_function_id"]])
+        self.end_id = tokens["end_id"]
+        decoder = self.manifest["decoder"]
+        self.empty_past = [np.zeros((1, decoder["kv_heads"], 0, decoder["head_dim"]), np.float32)
+                           for _ in range(2 * decoder["layers"])]
+        self.past_names = [i.name for i in self.sessions["decoder_model_merged"].get_inputs()[3:]]
+        prefix_ids = self.encode(self.manifest["prompt"]["prefix"])
+        _, self.prefix_past = self._decode_step(self.embed(prefix_ids), self.empty_past, 0)
+        self.prefix_length = len(prefix_ids)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def embed(self, ids: list[int]) -> np.ndarray:
+        return self.sessions["embed_tokens"].run(None, {"input_ids": np.array([ids], np.int64)})[0]  # (1, T, D)
+
+    def image_embeds(self, image) -> np.ndarray:
+        p = self.manifest["preprocess"]
+        pixels = preprocess(image, p["image_size"], p["mean"], p["std"])[None]  # (1, 3, S, S)
+        return self.sessions["vision_encoder"].run(None, {"pixels": pixels})[0]  # (1, N, D)
+
+    def _decode_step(self, embeds: np.ndarray, past: list[np.ndarray], past_length: int):
+        total = past_length + embeds.shape[1]
+        feeds = {"inputs_embeds": embeds.astype(np.float32),
+                 "attention_mask": np.ones((1, total), np.int64),
+                 "position_ids": np.arange(past_length, total, dtype=np.int64)[None]}
+        feeds.update(zip(self.past_names, past))
+        logits, *present = self.sessions["decoder_model_merged"].run(None, feeds)
+        return logits[0, -1], present
+
+    def generate(self, image, query: str, max_new_tokens: int = 64) -> Generation:
+        timings = {}
+        start = time.perf_counter()
+        if isinstance(image, (str, Path)):
+            image = load_image(image)
+        image_embeds = self.image_embeds(image)
+        timings["image_encode"] = (time.perf_counter() - start) * 1e3
+        rest = self.encode(query.strip() + self.manifest["prompt"]["suffix"])
+        t0 = time.perf_counter()
+        embeds = np.concatenate([image_embeds, self.embed(rest)], axis=1)  # image placeholders, then the query
+        logits, past = self._decode_step(embeds, self.prefix_past, self.prefix_length)
+        length = self.prefix_length + embeds.shape[1]
+        timings["prefill"] = (time.perf_counter() - t0) * 1e3
+        generated = [int(self.first_token_ids[logits[self.first_token_ids].argmax()])]
+        t0 = time.perf_counter()
+        while generated[-1] != self.end_id and len(generated) < max_new_tokens:
+            logits, past = self._decode_step(self.embed([generated[-1]]), past, length)
+            length += 1
+            generated.append(int(logits.argmax()))
+        timings["decode"] = (time.perf_counter() - t0) * 1e3
+        timings["decode_per_token"] = timings["decode"] / max(1, len(generated) - 1)
+        timings["total"] = (time.perf_counter() - start) * 1e3
+        raw = self.tokenizer.decode(generated, skip_special_tokens=False)
+        return Generation(raw, parse_and_validate(raw), timings)

@@ -1,0 +1,183 @@
+"""`octopus export`: a trained agent folder -> separate ONNX graphs, a manifest, and parity numbers.
+
+    vision_encoder.onnx          pixels (B, 3, S, S) -> image_embeds (B, N, D)   (image encoder + projector)
+    embed_tokens.onnx            input_ids (B, T) -> inputs_embeds (B, T, D)
+    decoder_model_merged.onnx    inputs_embeds, attention_mask, position_ids, past_key_values.* -> logits, present.*
+    tokenizer.json, manifest.json
+
+The decoder is exported with torch.onnx (TorchScript) around the unmodified transformers LM with eager
+attention and a DynamicCache rebuilt from flat inputs: one graph serves prefill (any past length, zero
+included) and decode. The manifest holds each graph's sha256 and parity, the opset, the token table, the
+prompt, the preprocessing parameters and the source checkpoint: everything the torch-free runtime needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from octopus.model.agent import OctopusAgent
+from octopus.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
+
+log = logging.getLogger(__name__)
+OPSET = 17
+TOLERANCES = {"vision_encoder": 1e-4, "embed_tokens": 0.0, "decoder_model_merged": 1e-3}  # max abs, fp32
+
+
+class _Vision(nn.Module):
+    def __init__(self, agent: OctopusAgent):
+        super().__init__()
+        self.agent = agent
+
+    def forward(self, pixels):
+        return self.agent.image_embeds(pixels)  # (B, N, D)
+
+
+class _Embed(nn.Module):
+    def __init__(self, agent: OctopusAgent):
+        super().__init__()
+        self.embed = agent.lm.get_input_embeddings()
+
+    def forward(self, input_ids):
+        return self.embed(input_ids)  # (B, T, D)
+
+
+class _Decoder(nn.Module):
+    """Flat tensors in and out around the LM, so the graph has named past/present inputs and outputs."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+        self.layers = lm.config.num_hidden_layers
+
+    def forward(self, inputs_embeds, attention_mask, position_ids, *past):
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.lm.config)
+        for i in range(self.layers):
+            cache.update(past[2 * i], past[2 * i + 1], i)
+        out = self.lm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
+                      past_key_values=cache, use_cache=True)
+        present = []
+        for layer in out.past_key_values.layers:
+            present += [layer.keys, layer.values]
+        return (out.logits, *present)
+
+
+def kv_shape(lm) -> tuple[int, int, int]:
+    """(layers, kv heads, head dim) of a transformers causal LM."""
+    c = lm.config
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    return c.num_hidden_layers, c.num_key_value_heads, head_dim
+
+
+def _past_names(layers: int, prefix: str) -> list[str]:
+    return [f"{prefix}.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _export_graphs(agent: OctopusAgent, out: Path) -> dict[str, tuple]:
+    """Export the three graphs; returns example inputs per graph for parity checks."""
+    size = agent.config.vision.image_size
+    layers, heads, head_dim = kv_shape(agent.lm)
+    d_model = agent.lm.get_input_embeddings().weight.shape[1]
+    examples = {
+        "vision_encoder": (torch.randn(2, 3, size, size),),
+        "embed_tokens": (torch.tensor([[1, 2, 3, agent.tokens.end_id]]),),
+        "decoder_model_merged": (torch.randn(1, 5, d_model), torch.ones(1, 8, dtype=torch.long),
+                                 torch.arange(3, 8)[None], *[torch.randn(1, heads, 3, head_dim) * 0.5
+                                                             for _ in range(2 * layers)]),
+    }
+    past_in, present_out = _past_names(layers, "past_key_values"), _past_names(layers, "present")
+    specs = {
+        "vision_encoder": (_Vision(agent), ["pixels"], ["image_embeds"],
+                           {"pixels": {0: "batch"}, "image_embeds": {0: "batch"}}),
+        "embed_tokens": (_Embed(agent), ["input_ids"], ["inputs_embeds"],
+                         {"input_ids": {0: "batch", 1: "sequence"}, "inputs_embeds": {0: "batch", 1: "sequence"}}),
+        "decoder_model_merged": (
+            _Decoder(agent.lm), ["inputs_embeds", "attention_mask", "position_ids", *past_in], ["logits", *present_out],
+            {"inputs_embeds": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total"},
+             "position_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"},
+             **{n: {0: "batch", 2: "past"} for n in past_in}, **{n: {0: "batch", 2: "total"} for n in present_out}}),
+    }
+    for name, (module, inputs, outputs, axes) in specs.items():
+        log.info("exporting %s", name)
+        torch.onnx.export(module.eval(), examples[name], str(out / f"{name}.onnx"), input_names=inputs,
+                          output_names=outputs, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+    return {name: (specs[name][0], specs[name][1], examples[name]) for name in specs}
+
+
+def _parity(out: Path, graphs: dict[str, tuple], suffix: str = "") -> dict[str, float]:
+    import onnxruntime as ort
+
+    result = {}
+    for name, (module, inputs, example) in graphs.items():
+        session = ort.InferenceSession(str(out / f"{name}{suffix}.onnx"), providers=["CPUExecutionProvider"])
+        with torch.no_grad():
+            reference = module(*example)
+        reference = reference if isinstance(reference, tuple) else (reference,)
+        got = session.run(None, {n: x.numpy() for n, x in zip(inputs, example)})
+        result[name] = float(max(np.abs(g - r.numpy()).max() for g, r in zip(got, reference)))
+    return result
+
+
+def quantize_int8(out: Path) -> dict[str, str]:
+    """int8 weights: dynamic per-channel quantization of MatMul/Gemm weights in the vision and decoder graphs.
+
+    The embedding table stays fp32 (a lookup gains nothing from int8 and its rows must stay exact).
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    methods = {}
+    for name in ("vision_encoder", "decoder_model_merged"):
+        quantize_dynamic(str(out / f"{name}.onnx"), str(out / f"{name}.int8.onnx"), per_channel=True,
+                         weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+        methods[name] = "dynamic int8, per-channel weights, MatMul/Gemm"
+    shutil.copy(out / "embed_tokens.onnx", out / "embed_tokens.int8.onnx")
+    methods["embed_tokens"] = "fp32 (copied)"
+    return methods
+
+
+def export(model_dir: Path, out: Path, int8: bool = False) -> dict:
+    agent = OctopusAgent.load(model_dir).eval()
+    agent.lm.config._attn_implementation = "eager"  # traceable attention; same numbers as sdpa
+    out.mkdir(parents=True, exist_ok=True)
+    graphs = _export_graphs(agent, out)
+    parity = _parity(out, graphs)
+    for name, error in parity.items():
+        if error > TOLERANCES[name]:
+            raise RuntimeError(f"{name}: ONNX differs from torch by {error:.2e} (> {TOLERANCES[name]:.0e})")
+    agent.tokenizer.save_pretrained(out / "tokenizer_hf")
+    shutil.copy(out / "tokenizer_hf" / "tokenizer.json", out / "tokenizer.json")
+    shutil.rmtree(out / "tokenizer_hf")
+    layers, heads, head_dim = kv_shape(agent.lm)
+    v = agent.config.vision
+    manifest = {
+        "format": "octopus-onnx/1",
+        "opset": OPSET,
+        "source": str(Path(model_dir).resolve()),
+        "config": agent.config.to_dict(),
+        "graphs": {name: {"file": f"{name}.onnx", "sha256": _sha256(out / f"{name}.onnx"),
+                          "parity_max_abs": parity[name], "tolerance": TOLERANCES[name]} for name in graphs},
+        "tokens": {"function_ids": list(agent.tokens.function_ids), "no_function_id": agent.tokens.no_function_id,
+                   "end_id": agent.tokens.end_id, "image_id": agent.tokens.image_id},
+        "prompt": {"prefix": PROMPT_PREFIX, "suffix": PROMPT_SUFFIX, "num_image_tokens": agent.num_image_tokens},
+        "preprocess": {"image_size": v.image_size, "mean": list(v.mean), "std": list(v.std)},
+        "decoder": {"layers": layers, "kv_heads": heads, "head_dim": head_dim},
+    }
+    if int8:
+        methods = quantize_int8(out)
+        manifest["int8"] = {name: {"file": f"{name}.int8.onnx", "sha256": _sha256(out / f"{name}.int8.onnx"),
+                                   "method": methods[name]} for name in graphs}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    return manifest

@@ -1,0 +1,113 @@
+"""ONNX export of a tiny agent: graphs, manifest, parity, int8, and the torch-free runtime."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from octopus.device.runtime import OnnxAgent  # noqa: E402
+from octopus.exporters.onnx_export import export  # noqa: E402
+from octopus.model.agent import OctopusAgent  # noqa: E402
+from octopus.model.presets import tiny  # noqa: E402
+
+BLOCK_TORCH = (
+    "import sys\n"
+    "class Block:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name == 'torch' or name.startswith('torch.'):\n"
+    "            raise ImportError('torch is blocked in this process')\n"
+    "sys.meta_path.insert(0, Block())\n"
+    "from octopus.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("export")
+    torch.manual_seed(5)
+    OctopusAgent.build(tiny()).save(root / "agent")
+    export(root / "agent", root / "onnx", int8=True)
+    return root / "agent", root / "onnx"
+
+
+def test_manifest_lists_graphs_with_hashes_and_parity(exported):
+    _, onnx_dir = exported
+    manifest = json.loads((onnx_dir / "manifest.json").read_text())
+    assert set(manifest["graphs"]) == {"vision_encoder", "embed_tokens", "decoder_model_merged"}
+    for entry in manifest["graphs"].values():
+        assert (onnx_dir / entry["file"]).is_file() and len(entry["sha256"]) == 64
+        assert entry["parity_max_abs"] <= entry["tolerance"]
+    assert set(manifest["int8"]) == set(manifest["graphs"])
+    assert manifest["prompt"]["num_image_tokens"] == 4 and manifest["tokens"]["end_id"] > 0
+    assert manifest["preprocess"]["image_size"] == 32
+
+
+def test_decoder_graph_handles_empty_and_long_pasts(exported):
+    import onnxruntime as ort
+
+    agent_dir, onnx_dir = exported
+    session = ort.InferenceSession(str(onnx_dir / "decoder_model_merged.onnx"))
+    runtime = OnnxAgent(onnx_dir, precision="fp32")
+    for past_length in (0, 1, 17):
+        past = [np.random.default_rng(past_length).normal(size=p.shape[:2] + (past_length, p.shape[3]))
+                .astype(np.float32) for p in runtime.empty_past]
+        feeds = {"inputs_embeds": np.zeros((1, 2, 32), np.float32),
+                 "attention_mask": np.ones((1, past_length + 2), np.int64),
+                 "position_ids": np.arange(past_length, past_length + 2)[None]}
+        feeds.update(zip(runtime.past_names, past))
+        logits, *present = session.run(None, feeds)
+        assert logits.shape[:2] == (1, 2) and present[0].shape[2] == past_length + 2
+
+
+def test_onnx_fp32_answers_exactly_like_torch(exported, photo):
+    agent_dir, onnx_dir = exported
+    agent, runtime = OctopusAgent.load(agent_dir), OnnxAgent(onnx_dir, precision="fp32")
+    for query in ["order this for me", "给妈妈发短信：我快到了", "set an alarm for 7"]:
+        a, b = agent.generate(photo, query, max_new_tokens=12), runtime.generate(photo, query, max_new_tokens=12)
+        assert a.raw == b.raw
+        assert b.raw.split(">")[0] + ">" in [f"<nexa_{k}>" for k in range(10)] + ["<nexa_none>"]
+
+
+def test_int8_runtime_loads_and_answers(exported, photo):
+    _, onnx_dir = exported
+    runtime = OnnxAgent(onnx_dir)
+    assert runtime.precision == "int8"
+    g = runtime.generate(photo, "what is this?", max_new_tokens=8)
+    assert g.raw.startswith("<nexa_") and g.timings_ms["total"] > 0
+
+
+def test_tampered_graph_is_refused_with_one_line(exported, photo, tmp_path):
+    import shutil
+
+    _, onnx_dir = exported
+    photo.save(tmp_path / "photo.jpg")
+    copy = tmp_path / "onnx"
+    shutil.copytree(onnx_dir, copy)
+    with (copy / "embed_tokens.int8.onnx").open("ab") as f:
+        f.write(b"\0")
+    out = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "ask", "--model", str(copy), "--image",
+                          str(tmp_path / "photo.jpg"), "--query", "hi"], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "sha256" in out.stderr
+
+
+def test_ask_on_an_exported_dir_where_torch_cannot_be_imported(exported, photo, tmp_path):
+    _, onnx_dir = exported
+    photo.save(tmp_path / "photo.jpg")
+    out = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "ask", "--model", str(onnx_dir), "--image",
+                          str(tmp_path / "photo.jpg"), "--query", "order this for me", "--json"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert set(answer) == {"function", "arguments", "raw", "timings_ms"}
+    assert answer["raw"].startswith("<nexa_")
+    blocked = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "ask", "--model", str(onnx_dir.parent / "agent"),
+                              "--image", str(tmp_path / "photo.jpg"), "--query", "x"], capture_output=True, text=True)
+    assert blocked.returncode == 2 and "needs torch" in blocked.stderr  # the block is real
