@@ -1,0 +1,171 @@
+"""Latency benchmark: torch fp32 eager vs ONNX fp32 vs ONNX int8 vs a RAG-style baseline, one run, same inputs.
+
+    python bench/latency.py --model runs/quick/agent --onnx runs/quick/onnx --data runs/data/test.jsonl
+
+Each back-end runs in its own process (so its peak RSS is its own) over the same rows. Reported per back-end:
+p50/p95 of image encode, prefill, decode per token and end to end; peak RSS; prompt length in tokens. The
+RAG-style baseline is the same LM with all ten function descriptions in a text prompt and no functional
+tokens. The decode bound is the decoder's weight bytes divided by the memory bandwidth measured here (one
+token reads every weight once). Writes bench/results/latency.json and latency.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+BACKENDS = ("torch_fp32", "onnx_fp32", "onnx_int8", "rag_baseline")
+
+
+def rag_prompt(query: str) -> str:
+    from octopus.functions import FUNCTIONS
+
+    lines = ["You can call these functions:"]
+    for f in FUNCTIONS:
+        params = ", ".join(f"{a.name}: {a.type}" for a in f.arguments)
+        lines.append(f"- {f.name}({params}): {f.description_en}")
+    lines.append('If none fits, answer "none". Answer with one call like name(arg="value").')
+    return "\n".join(lines) + f"\n\nQuery: {query}\n\nResponse:"
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    return {"p50": round(float(np.percentile(values, 50)), 2), "p95": round(float(np.percentile(values, 95)), 2)}
+
+
+def run_backend(name: str, args) -> dict:
+    rows = [json.loads(line) for line in Path(args.data).read_text(encoding="utf-8").splitlines()[: args.rows]]
+    base = Path(args.data).parent
+    timings: dict[str, list[float]] = {"image_encode": [], "prefill": [], "decode_per_token": [], "total": []}
+    prompt_tokens = []
+    if name == "rag_baseline":
+        import torch
+
+        from octopus.model.agent import OctopusAgent
+
+        torch.set_num_threads(args.threads)
+        agent = OctopusAgent.load(args.model)
+        for row in rows:
+            ids = torch.tensor([agent.tokenizer.encode(rag_prompt(row["query"]), add_special_tokens=False)])
+            prompt_tokens.append(ids.shape[1])
+            start = time.perf_counter()
+            with torch.no_grad():
+                out = agent.lm(input_ids=ids, use_cache=True)
+                prefill = time.perf_counter() - start
+                past, token, n = out.past_key_values, out.logits[0, -1].argmax(), 0
+                t0 = time.perf_counter()
+                while n < 24 and int(token) != agent.tokenizer.eos_token_id:
+                    out = agent.lm(input_ids=token.view(1, 1), past_key_values=past, use_cache=True)
+                    past, token, n = out.past_key_values, out.logits[0, -1].argmax(), n + 1
+            timings["prefill"].append(prefill * 1e3)
+            timings["decode_per_token"].append((time.perf_counter() - t0) * 1e3 / max(1, n))
+            timings["image_encode"].append(0.0)
+            timings["total"].append((time.perf_counter() - start) * 1e3)
+    else:
+        if name == "torch_fp32":
+            import torch
+
+            from octopus.model.agent import OctopusAgent
+
+            torch.set_num_threads(args.threads)
+            backend = OctopusAgent.load(args.model)
+            count = lambda q: len(backend.encode_prompt(q))  # noqa: E731
+        else:
+            from octopus.device.runtime import OnnxAgent
+
+            backend = OnnxAgent(args.onnx, precision=name.split("_")[1], threads=args.threads)
+            count = lambda q: backend.prefix_length + backend.manifest["prompt"]["num_image_tokens"] + len(  # noqa: E731
+                backend.encode(q.strip() + backend.manifest["prompt"]["suffix"]))
+        backend.generate(str(base / rows[0]["image"]), rows[0]["query"])  # warm-up
+        for row in rows:
+            g = backend.generate(str(base / row["image"]), row["query"])
+            prompt_tokens.append(count(row["query"]))
+            for key in timings:
+                timings[key].append(g.timings_ms[key])
+    return {"backend": name, "rows": len(rows), **{k: _percentiles(v) for k, v in timings.items()},
+            "prompt_tokens_mean": round(float(np.mean(prompt_tokens)), 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def memory_bandwidth_gbs(size_mb: int = 512, repeats: int = 5) -> float:
+    a = np.ones(size_mb * 2**20 // 8)
+    b = np.empty_like(a)
+    best = min(_timed(lambda: np.copyto(b, a)) for _ in range(repeats))
+    return round(2 * a.nbytes / best / 1e9, 2)  # a copy reads and writes every byte
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--onnx", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--rows", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--backend", choices=BACKENDS, help=argparse.SUPPRESS)  # child process mode
+    args = parser.parse_args()
+    if args.backend:
+        print(json.dumps(run_backend(args.backend, args)))
+        return 0
+    results = []
+    for name in BACKENDS:
+        child = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--backend", name], capture_output=True,
+                               text=True)
+        if child.returncode != 0:
+            print(f"{name} failed: {child.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+            return 1
+        results.append(json.loads(child.stdout.strip().splitlines()[-1]))
+    manifest = json.loads((Path(args.onnx) / "manifest.json").read_text())
+    bandwidth = memory_bandwidth_gbs()
+    bounds = {}
+    for precision, key in (("fp32", "graphs"), ("int8", "int8")):
+        size = (Path(args.onnx) / manifest[key]["decoder_model_merged"]["file"]).stat().st_size
+        bounds[precision] = round(size / (bandwidth * 1e9) * 1e3, 2)
+    torch_total = results[0]["total"]["p50"]
+    print(f"{'backend':<14}{'encode p50':>11}{'prefill p50':>12}{'tok p50':>9}{'e2e p50':>9}{'e2e p95':>9}"
+          f"{'RSS MB':>8}{'prompt':>8}{'speed-up':>9}")
+    for r in results:
+        print(f"{r['backend']:<14}{r['image_encode']['p50']:>11}{r['prefill']['p50']:>12}"
+              f"{r['decode_per_token']['p50']:>9}{r['total']['p50']:>9}{r['total']['p95']:>9}{r['peak_rss_mb']:>8}"
+              f"{r['prompt_tokens_mean']:>8}{torch_total / r['total']['p50']:>9.2f}")
+    print(f"memory bandwidth {bandwidth} GB/s; decode bound per token: fp32 {bounds['fp32']} ms, int8 "
+          f"{bounds['int8']} ms")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = {"results": results, "memory_bandwidth_gbs": bandwidth, "decode_bound_ms": bounds,
+           "threads": args.threads, "rows": args.rows}
+    (RESULTS / "latency.json").write_text(json.dumps(out, indent=2))
+    _chart(results, RESULTS / "latency.png")
+    return 0
+
+
+def _chart(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    names = [r["backend"] for r in results]
+    ax.bar(names, [r["total"]["p50"] for r in results], label="end-to-end p50")
+    ax.scatter(names, [r["total"]["p95"] for r in results], color="black", zorder=3, label="p95")
+    ax.set(ylabel="ms per request", title="octopus latency, same inputs, one run")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
