@@ -159,7 +159,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     model = Path(args.model)
     if not (model / "config.json").is_file():
         raise CliError(f"{model} is not a trained agent folder (no config.json)")
-    manifest = export(model, Path(args.out), int8=args.int8)
+    methods = {}
+    for item in args.quant:
+        graph, _, method = item.partition("=")
+        methods[graph] = method
+    manifest = export(model, Path(args.out), int8=args.int8 or bool(methods), methods=methods)
     print(json.dumps({name: g["parity_max_abs"] for name, g in manifest["graphs"].items()}))
     return 0
 
@@ -216,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="a trained agent folder")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--int8", action="store_true", help="also write int8 graphs")
+    p.add_argument("--quant", action="append", default=[], metavar="GRAPH=METHOD",
+                   help="quantization per graph: dynamic, nbits8 or nbits4 (e.g. decoder_model_merged=nbits4)")
     p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("ask", help="answer one request about one image")
