@@ -13,7 +13,8 @@ class ModelError(ValueError):
     """A model folder that is missing or is not one this program can load."""
 
 
-def load_backend(path: str | Path):
+def load_backend(path: str | Path, precision: str = "auto"):
+    """`precision` picks the exported graph set (auto: int8 when exported, else fp32); torch agents are fp32."""
     path = Path(path)
     if not path.is_dir():
         raise ModelError(f"no model folder at {path}")
@@ -21,7 +22,7 @@ def load_backend(path: str | Path):
         from octopus.device.runtime import ManifestError, OnnxAgent
 
         try:
-            return OnnxAgent(path)
+            return OnnxAgent(path, precision=precision)
         except ManifestError as exc:
             raise ModelError(str(exc)) from None
     if (path / "config.json").is_file() and (path / "vision_projector.safetensors").is_file():

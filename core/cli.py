@@ -92,11 +92,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _backend(model: str):
+def _backend(model: str, precision: str = "auto"):
     from octopus.backends import ModelError, load_backend
 
     try:
-        return load_backend(model)
+        return load_backend(model, precision)
     except ModelError as exc:
         raise CliError(str(exc)) from None
 
@@ -115,7 +115,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     if args.limit:
         rows = rows[:: max(1, len(rows) // args.limit)][: args.limit]  # an even spread over the file
-    backend = _backend(args.model)
+    backend = _backend(args.model, args.precision)
     from octopus.preprocess import ImageError
 
     try:
@@ -141,7 +141,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     if not args.query.strip():
         raise CliError("--query is empty")
-    generation = _backend(args.model).generate(image, args.query)
+    generation = _backend(args.model, args.precision).generate(image, args.query)
     if args.json:
         print(json.dumps({"function": generation.function, "arguments": generation.arguments, "raw": generation.raw,
                           "timings_ms": {k: round(v, 2) for k, v in generation.timings_ms.items()}},
@@ -214,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write one prediction per row as JSONL")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.add_argument("--limit", type=int, default=None, help="evaluate an even spread of at most N rows")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"], help="exported graph set")
     p.set_defaults(handler=cmd_eval)
 
     p = sub.add_parser("export", help="export an agent to ONNX graphs (fp32, optionally int8) with a manifest")
@@ -229,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", required=True, help="an image file")
     p.add_argument("--query", required=True, help="the request, in English or Chinese")
     p.add_argument("--json", action="store_true", help="print function, arguments, raw output and timings")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"], help="exported graph set")
     p.set_defaults(handler=cmd_ask)
     return parser
 
