@@ -44,6 +44,7 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
     from octopus.training.data.assets import AssetError
     from octopus.training.data.build import BuildConfig, build
+    from octopus.training.data.llm_verify import VerifierError
 
     if args.n_per_function < 1:
         raise CliError("--n-per-function must be at least 1")
@@ -51,10 +52,11 @@ def cmd_data_build(args: argparse.Namespace) -> int:
         raise CliError("--irrelevant-share must be in [0, 1)")
     config = BuildConfig(n_per_function=args.n_per_function, seed=args.seed, irrelevant_share=args.irrelevant_share,
                          with_description=args.with_description, workers=args.workers,
-                         captions_per_concept=args.captions_per_concept)
+                         captions_per_concept=args.captions_per_concept, llm_verify_url=args.llm_verify_url,
+                         llm_verify_model=args.llm_verify_model)
     try:
         stats = build(Path(args.out), config)
-    except AssetError as exc:
+    except (AssetError, VerifierError) as exc:
         raise CliError(str(exc)) from None
     print(json.dumps({k: v["rows"] for k, v in stats.items() if isinstance(v, dict) and "rows" in v}))
     return 0
@@ -193,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-description", action="store_true", help="append 'Function description: ...' to targets")
     p.add_argument("--captions-per-concept", type=int, default=4, help="caption scenes per concept per style")
     p.add_argument("--workers", type=int, default=2, help="rendering processes")
+    p.add_argument("--llm-verify-url", help="OpenAI-compatible endpoint (…/v1) for an LLM verdict on every row; "
+                   "key from OCTOPUS_LLM_API_KEY")
+    p.add_argument("--llm-verify-model", help="model name to ask at that endpoint")
     p.set_defaults(handler=cmd_data_build)
     p = data.add_parser("stats", help="print counts and write a contact sheet PNG")
     p.add_argument("dir", help="a folder written by `octopus data build`")

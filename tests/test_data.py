@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -167,3 +168,57 @@ def test_cli_rejects_bad_input(tmp_path):
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
     missing = subprocess.run([octopus, "data", "stats", str(tmp_path / "nothing")], capture_output=True, text=True)
     assert missing.returncode == 2 and "no train.jsonl" in missing.stderr
+
+
+class _Judge:
+    """A real HTTP server speaking the OpenAI chat-completions protocol on loopback; rejects polite rows."""
+
+    def __enter__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        judge = self
+        judge.requests = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                judge.requests += 1
+                assert self.path == "/v1/chat/completions" and body["messages"][0]["role"] == "system"
+                user = body["messages"][1]["content"]
+                verdict = "no" if "please" in user.split("\n")[0].lower() else "yes"
+                data = json.dumps({"choices": [{"message": {"role": "assistant", "content": verdict}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+
+
+def test_optional_llm_verification_rejects_what_the_judge_refuses(tmp_path):
+    with _Judge() as judge:
+        build(tmp_path, BuildConfig(n_per_function=10, captions_per_concept=0, clip_val_per_concept=0,
+                                    llm_verify_url=judge.url, llm_verify_model="judge"))
+    rows = read_rows(tmp_path / "train.jsonl")
+    assert judge.requests >= len(rows)
+    assert not any("please" in r["query"].lower() for r in rows)
+    rejects = json.loads((tmp_path / "build.json").read_text())["stats"]["verification_rejects"]
+    assert rejects.get("train:llm_rejected", 0) > 0
+
+
+def test_unreachable_llm_endpoint_is_a_one_line_error(tmp_path):
+    octopus = str(Path(sys.executable).parent / "octopus")
+    out = subprocess.run([octopus, "data", "build", "--out", str(tmp_path), "--n-per-function", "1",
+                          "--llm-verify-url", "http://127.0.0.1:9/v1"], capture_output=True, text=True)
+    assert out.returncode == 2 and "LLM verification" in out.stderr and out.stderr.count("\n") == 1

@@ -48,6 +48,8 @@ class BuildConfig:
     captions_per_concept: int = 4  # caption scenes per concept per training style
     clip_val_per_concept: int = 2  # zero-shot evaluation scenes per concept per style
     workers: int = 2
+    llm_verify_url: str | None = None  # an OpenAI-compatible endpoint for the optional LLM verdict
+    llm_verify_model: str | None = None
 
 
 @dataclass
@@ -208,7 +210,7 @@ def _plan_row(split: str, function: str | None, language: str, index: int, confi
                 {k: v[0] for k, v in sorted(chosen.items())})
 
 
-def plan_split(split: str, config: BuildConfig, rejects: Counter) -> list[Plan]:
+def plan_split(split: str, config: BuildConfig, rejects: Counter, verifier=None) -> list[Plan]:
     templates = split_templates()[split]
     slots = split_slots()[split]
     objects = split_objects()[split]
@@ -222,6 +224,9 @@ def plan_split(split: str, config: BuildConfig, rejects: Counter) -> list[Plan]:
             for attempt in range(20):
                 plan = _plan_row(split, function, language, index, config, templates, slots, objects, attempt)
                 reason = verify(plan)
+                if reason is None and verifier is not None and not verifier.judge(
+                        plan.query, [plan.main, *plan.distractors], format_call(plan.function, plan.arguments)):
+                    reason = "llm_rejected"
                 if reason is None:
                     plans.append(plan)
                     break
@@ -320,8 +325,11 @@ def build(out: Path, config: BuildConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     for style in STYLES:
         ensure_style(style)
+    from octopus.training.data.llm_verify import LLMVerifier
+
+    verifier = LLMVerifier.from_settings(config.llm_verify_url, config.llm_verify_model)
     rejects: Counter = Counter()
-    plans = {split: plan_split(split, config, rejects) for split in SPLITS}
+    plans = {split: plan_split(split, config, rejects, verifier) for split in SPLITS}
     rows = {split: [row_json(p, config) for p in plans[split]] for split in SPLITS}
     rows["test_unseen_style"] = [
         row_json(p, config, image=p.image.replace("images/test/", "images/test_unseen_style/"), style=UNSEEN_STYLE)
