@@ -135,6 +135,13 @@ def test_load_of_a_missing_dir_says_so(tmp_path):
         OctopusAgent.load(tmp_path)
 
 
+def _untied_agent() -> OctopusAgent:
+    """A tiny agent whose output rows are separate from its input rows, so each can be set on its own."""
+    config = tiny()
+    config.lm.inline = dict(TINY_LM, tie_word_embeddings=False)
+    return OctopusAgent.build(config).eval()
+
+
 def _constant_lm(agent, favourite: int) -> None:
     """Make the LM predict `favourite` after every input: blocks add nothing, all tokens embed alike."""
     with torch.no_grad():
@@ -149,7 +156,7 @@ def _constant_lm(agent, favourite: int) -> None:
 
 
 def test_first_generated_token_is_constrained(photo):
-    agent = OctopusAgent.build(tiny()).eval()
+    agent = _untied_agent()
     _constant_lm(agent, favourite=7)  # an ordinary token is the LM's clear favourite everywhere
     for query in ["order this for me", "帮我处理一下这个", "set an alarm"]:
         ids = torch.tensor([agent.encode_prompt(query)])
@@ -162,7 +169,7 @@ def test_first_generated_token_is_constrained(photo):
 
 
 def test_generation_stops_at_the_end_token(photo):
-    agent = OctopusAgent.build(tiny()).eval()
+    agent = _untied_agent()
     _constant_lm(agent, favourite=agent.tokens.end_id)
     g = agent.generate(photo, "what is this", max_new_tokens=20)
     ids = agent.tokenizer.encode(g.raw, add_special_tokens=False)
