@@ -115,8 +115,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         rows = read_eval_rows(data)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    if args.limit:
-        rows = rows[:: max(1, len(rows) // args.limit)][: args.limit]  # an even spread over the file
+    if args.limit and args.limit < len(rows):  # a seeded sample, in file order (a stride could alias patterns)
+        import random
+
+        keep = sorted(random.Random(0).sample(range(len(rows)), args.limit))
+        rows = [rows[i] for i in keep]
     backend = _backend(args.model, args.precision)
     from octopus.preprocess import ImageError
 
@@ -218,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="a JSONL file of rows (image, query, function[, arguments])")
     p.add_argument("--out", help="write one prediction per row as JSONL")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    p.add_argument("--limit", type=int, default=None, help="evaluate an even spread of at most N rows")
+    p.add_argument("--limit", type=int, default=None, help="evaluate a seeded sample of N rows")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"], help="exported graph set")
     p.set_defaults(handler=cmd_eval)
 
