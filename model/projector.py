@@ -30,6 +30,11 @@ class Projector(nn.Module):
         if self.side**2 != config.num_image_tokens:
             raise ValueError(f"projector.num_image_tokens={config.num_image_tokens} is not a square number")
         self.downsample = config.downsample
+        # adaptive average pooling written as a fixed (S*S, G*G) matrix: the same numbers, and a plain MatMul
+        # in ONNX (which cannot express adaptive pooling when S does not divide G, e.g. 7 -> 4)
+        basis = torch.eye(self.grid * self.grid).reshape(-1, 1, self.grid, self.grid)  # (G*G, 1, G, G)
+        pool = F.adaptive_avg_pool2d(basis, self.side).reshape(self.grid * self.grid, -1).T  # (S*S, G*G)
+        self.register_buffer("pool", pool.contiguous(), persistent=False)
         in_width = vision_width
         if config.downsample == "pixel_shuffle":
             if self.grid % self.side:
@@ -39,11 +44,10 @@ class Projector(nn.Module):
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         b, t, c = patches.shape  # (B, T, C)
-        grid = patches.transpose(1, 2).reshape(b, c, self.grid, self.grid)  # (B, C, G, G)
         if self.downsample == "pool":
-            grid = F.adaptive_avg_pool2d(grid, self.side)  # (B, C, S, S)
-            tokens = grid.flatten(2).transpose(1, 2)  # (B, S*S, C)
+            tokens = self.pool.to(patches.dtype) @ patches  # (S*S, G*G) @ (B, G*G, C) -> (B, S*S, C)
         else:
+            grid = patches.transpose(1, 2).reshape(b, c, self.grid, self.grid)  # (B, C, G, G)
             f = self.grid // self.side
             grid = F.pixel_unshuffle(grid, f)  # (B, C*f*f, S, S)
             tokens = grid.flatten(2).transpose(1, 2)  # (B, S*S, C*f*f)

@@ -175,3 +175,15 @@ def test_generation_stops_at_the_end_token(photo):
     ids = agent.tokenizer.encode(g.raw, add_special_tokens=False)
     assert ids == [agent.tokens.function_ids[0], agent.tokens.end_id]
     assert set(g.timings_ms) >= {"image_encode", "prefill", "decode", "total"}
+
+
+@pytest.mark.parametrize("grid, side", [(7, 4), (4, 2), (4, 3)])
+def test_projector_pooling_equals_adaptive_average_pooling(grid, side):
+    from octopus.model.config import ProjectorConfig
+    from octopus.model.projector import Projector
+
+    projector = Projector(ProjectorConfig(num_image_tokens=side * side), grid * grid, 8, 6)
+    patches = torch.randn(2, grid * grid, 8)
+    reference = torch.nn.functional.adaptive_avg_pool2d(patches.transpose(1, 2).reshape(2, 8, grid, grid), side)
+    assert torch.allclose(projector.pool @ patches, reference.flatten(2).transpose(1, 2), atol=1e-6)
+    assert "pool" not in projector.state_dict()  # derived, not stored

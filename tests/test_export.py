@@ -33,7 +33,8 @@ BLOCK_TORCH = (
 def exported(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("export")
     torch.manual_seed(5)
-    OctopusAgent.build(tiny()).save(root / "agent")
+    config = tiny().override("projector.num_image_tokens=9")  # a 4x4 patch grid pooled to 3x3: not a factor
+    OctopusAgent.build(config).save(root / "agent")
     export(root / "agent", root / "onnx", int8=True)
     return root / "agent", root / "onnx"
 
@@ -46,7 +47,7 @@ def test_manifest_lists_graphs_with_hashes_and_parity(exported):
         assert (onnx_dir / entry["file"]).is_file() and len(entry["sha256"]) == 64
         assert entry["parity_max_abs"] <= entry["tolerance"]
     assert set(manifest["int8"]) == set(manifest["graphs"])
-    assert manifest["prompt"]["num_image_tokens"] == 4 and manifest["tokens"]["end_id"] > 0
+    assert manifest["prompt"]["num_image_tokens"] == 9 and manifest["tokens"]["end_id"] > 0
     assert manifest["preprocess"]["image_size"] == 32
 
 

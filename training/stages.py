@@ -91,7 +91,7 @@ def profile(name: str) -> Profile:
         return Profile(name, agent, clip, stages, data_n_per_function=10)
     if name == "quick":  # SmolLM2-135M + the stage-0 EfficientNet-Lite0 CLIP, tens of minutes on 2 cores
         stages = [_alignment(max_examples=1200, batch_size=16, max_length=48, epochs=1.0),
-                  _functional(max_examples=3000, batch_size=8, max_length=112, lr=4e-4, epochs=1.0,
+                  _functional(max_examples=3000, batch_size=8, max_length=128, lr=4e-4, epochs=1.0,
                               function_token_weight=2.0, save_every=25)]
         return Profile(name, preset("quick"), ClipStageConfig(), stages, data_n_per_function=1000)
     if name == "full":  # many GPUs under `accelerate launch`: all data, full fine-tune as in Octopus v2
