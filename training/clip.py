@@ -136,7 +136,17 @@ def _run_open_clip_train(data_dir: Path, out_dir: Path, init: Path, config: Clip
         if config.unlocked_groups:
             argv += ["--lock-image-unlocked-groups", str(config.unlocked_groups)]
     log.info("stage 0: open_clip_train %s", " ".join(argv))
-    open_clip_train_main(argv)
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    levels = {name: logging.getLogger(name).level for name in ["", *logging.root.manager.loggerDict]}
+    try:
+        open_clip_train_main(argv)
+    finally:  # open_clip_train sets every logger to INFO and adds root handlers: give the caller its own back
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
     checkpoints = out_dir / "open_clip" / "checkpoints"
     latest = checkpoints / "epoch_latest.pt"
     if not latest.is_file():
