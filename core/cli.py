@@ -173,6 +173,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """The model options `eval` and `ask` share: a torch agent folder or an exported one."""
+    p.add_argument("--model", required=True, help="an agent folder or an exported ONNX folder")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"], help="exported graph set")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="octopus", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is being done")
@@ -217,12 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("eval", help="accuracy, argument match and latency on a JSONL file")
-    p.add_argument("--model", required=True, help="an agent folder or an exported ONNX folder")
+    _add_model_arguments(p)
     p.add_argument("--data", required=True, help="a JSONL file of rows (image, query, function[, arguments])")
     p.add_argument("--out", help="write one prediction per row as JSONL")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.add_argument("--limit", type=int, default=None, help="evaluate a seeded sample of N rows")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"], help="exported graph set")
     p.set_defaults(handler=cmd_eval)
 
     p = sub.add_parser("export", help="export an agent to ONNX graphs (fp32, optionally int8) with a manifest")
@@ -234,11 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("ask", help="answer one request about one image")
-    p.add_argument("--model", required=True, help="an agent folder or an exported ONNX folder")
+    _add_model_arguments(p)
     p.add_argument("--image", required=True, help="an image file")
     p.add_argument("--query", required=True, help="the request, in English or Chinese")
     p.add_argument("--json", action="store_true", help="print function, arguments, raw output and timings")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"], help="exported graph set")
     p.set_defaults(handler=cmd_ask)
     return parser
 
