@@ -135,25 +135,130 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device_config(path: str | None, required: bool = False):
+    from octopus.device.config import ConfigError, load_config
+
+    try:
+        return load_config(path, required=required)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _execute(function: str, arguments: dict, config) -> dict:
+    """Queue one call in the outbox and deliver it now; a retryable failure stays queued for the daemon."""
+    from octopus.device.actions import Actions
+    from octopus.device.outbox import Outbox
+
+    outbox = Outbox(config.state_dir(), config.outbox.max_attempts, config.outbox.backoff_s,
+                    config.outbox.backoff_max_s)
+    actions = Actions(config.actions)
+    item_id = outbox.enqueue(function, arguments, source="cli", dry_run=False)
+    outbox.deliver_due(lambda item: actions.perform(item.function, item.arguments, item.id, item.dry_run))
+    item = outbox.get(item_id)
+    outbox.close()
+    return {"outbox_id": item_id, "status": item.status, "detail": item.result}
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from octopus.preprocess import ImageError, load_image
 
+    config = _device_config(args.config)  # checked before the (slow) model load, like the image
     try:
-        image = load_image(Path(args.image))  # checked before the (slow) model load
+        image = load_image(Path(args.image))
     except ImageError as exc:
         raise CliError(str(exc)) from None
     if not args.query.strip():
         raise CliError("--query is empty")
     generation = _backend(args.model, args.precision).generate(image, args.query)
+    action = None
+    if generation.function is not None:
+        from octopus.device.actions import ActionFailed, Actions
+
+        if args.execute:
+            action = _execute(generation.function, generation.arguments, config)
+        else:
+            actions = Actions(config.actions)
+            try:
+                detail = actions.perform(generation.function, generation.arguments, "dry-run", dry_run=True)
+            except ActionFailed as exc:
+                detail = f"refused: {exc}"
+            action = {"status": "dry_run", "detail": detail}
     if args.json:
         print(json.dumps({"function": generation.function, "arguments": generation.arguments, "raw": generation.raw,
-                          "timings_ms": {k: round(v, 2) for k, v in generation.timings_ms.items()}},
+                          "action": action, "timings_ms": {k: round(v, 2) for k, v in generation.timings_ms.items()}},
                          ensure_ascii=False))
     else:
         print(generation.raw)
-    return 0
+        if action:
+            print(f"{action['status']}: {action['detail']}")
+    return 1 if action and action["status"] == "failed" else 0
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from octopus.device.camera import CameraError
+    from octopus.device.config import ConfigError
+    from octopus.device.daemon import Daemon
+    from octopus.device.runtime import ManifestError
+
+    config = _device_config(args.config, required=True)
+    logging.getLogger().setLevel(config.daemon.log_level.upper())
+    try:
+        return Daemon(config).run()
+    except (ManifestError, CameraError, ConfigError, OSError) as exc:
+        raise CliError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
+
+def _outbox(args: argparse.Namespace):
+    from octopus.device.outbox import Outbox
+
+    config = _device_config(args.config)
+    try:
+        return config, Outbox(config.state_dir(), config.outbox.max_attempts, config.outbox.backoff_s,
+                              config.outbox.backoff_max_s)
+    except OSError as exc:
+        raise CliError(f"cannot open the outbox in {config.state_dir()} ({exc.strerror or exc})") from None
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    import time
+
+    from octopus.device.actions import Actions
+
+    config, outbox = _outbox(args)
+    if args.outbox_command == "list":
+        items = outbox.list(args.status)
+        if args.json:
+            print(json.dumps([i.to_json() for i in items], ensure_ascii=False))
+        for i in [] if args.json else items:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(i.created))
+            print(f"{i.id}  {when}  {i.status:<7} {i.attempts}x  {i.function} "
+                  f"{json.dumps(i.arguments, ensure_ascii=False)}{'  (dry run)' if i.dry_run else ''}"
+                  f"{'  ' + i.result if i.result else ''}")
+        return 0
+    unknown = [i for i in args.ids if outbox.get(i) is None]
+    if unknown:
+        raise CliError(f"no outbox item {unknown[0]}")
+    queued = outbox.retry(args.ids or None)
+    actions = Actions(config.actions)
+    handled = outbox.deliver_due(lambda item: actions.perform(item.function, item.arguments, item.id,
+                                                              item.dry_run))
+    counts = outbox.counts()
+    print(f"requeued {queued}; delivered {sum(i.status == 'done' for i in handled)} of {len(handled)}; "
+          f"outbox now {counts['pending']} pending, {counts['failed']} failed")
+    return 0 if all(i.status == "done" for i in handled) else 1
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from octopus.device.doctor import run_checks
+
+    config = _device_config(args.config)
+    checks = run_checks(config, smtp=not args.no_network)
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        print(f"{'ok  ' if c.ok else 'FAIL' if c.ok is False else 'skip'}  {c.name:<{width}}  {c.detail}")
+    return 0 if all(c.ok is not False for c in checks) else 1
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -238,12 +343,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quantization per graph: dynamic, nbits8 or nbits4 (e.g. decoder_model_merged=nbits4)")
     p.set_defaults(handler=cmd_export)
 
-    p = sub.add_parser("ask", help="answer one request about one image")
+    p = sub.add_parser("ask", help="answer one request about one image (the action is a dry run unless --execute)")
     _add_model_arguments(p)
     p.add_argument("--image", required=True, help="an image file")
     p.add_argument("--query", required=True, help="the request, in English or Chinese")
-    p.add_argument("--json", action="store_true", help="print function, arguments, raw output and timings")
+    p.add_argument("--json", action="store_true", help="print function, arguments, raw output, action and timings")
+    p.add_argument("--execute", action="store_true", help="perform the action through the outbox")
+    p.add_argument("--config", default=None, help="device config (default /etc/octopus/config.toml if present)")
     p.set_defaults(handler=cmd_ask)
+
+    p = sub.add_parser("daemon", help="run the device: camera button, query endpoint, actions (systemd service)")
+    p.add_argument("--config", default="/etc/octopus/config.toml", help="device config file")
+    p.set_defaults(handler=cmd_daemon)
+
+    outbox = sub.add_parser("outbox", help="list or retry queued actions").add_subparsers(dest="outbox_command",
+                                                                                        required=True)
+    p = outbox.add_parser("list", help="every outbox item, oldest first")
+    p.add_argument("--status", choices=["pending", "sending", "done", "failed"])
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--config", default=None, help="device config (default /etc/octopus/config.toml if present)")
+    p.set_defaults(handler=cmd_outbox)
+    p = outbox.add_parser("retry", help="queue failed items (or the given ids) again and deliver what is due now")
+    p.add_argument("ids", nargs="*", help="outbox ids (default: every failed item)")
+    p.add_argument("--config", default=None, help="device config (default /etc/octopus/config.toml if present)")
+    p.set_defaults(handler=cmd_outbox)
+
+    p = sub.add_parser("doctor", help="check config, model files, camera, GPIO, outbox and SMTP")
+    p.add_argument("--config", default=None, help="device config (default /etc/octopus/config.toml if present)")
+    p.add_argument("--no-network", action="store_true", help="skip the SMTP reachability check")
+    p.set_defaults(handler=cmd_doctor)
     return parser
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 MAX_IMAGE_PIXELS = 64_000_000  # refuse decompression bombs well before they exhaust a Pi's memory
+MAX_IMAGE_BYTES = 50_000_000  # no camera frame or photo is this big; reading one would stall a Pi
 
 
 class ImageError(ValueError):
@@ -25,6 +26,11 @@ def load_image(path: str | Path) -> Image.Image:
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"no image file at {path}")
+    size = path.stat().st_size
+    if size > MAX_IMAGE_BYTES:
+        raise ImageError(f"{path} is too large ({size / 1e6:.0f} MB; the limit is {MAX_IMAGE_BYTES / 1e6:.0f} MB)")
+    if size == 0:
+        raise ImageError(f"{path} is empty")
     try:
         with Image.open(path) as img:
             if img.width * img.height > MAX_IMAGE_PIXELS:

@@ -155,6 +155,8 @@ def quantize_graph(source: Path, target: Path, method: str) -> str:
         import onnx
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+        # that module logs a line per node at INFO (and configures the root logger when imported)
+        logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
         bits = int(method[-1])
         quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), bits=bits, block_size=32, is_symmetric=True,
                                          accuracy_level=4)
@@ -176,7 +178,8 @@ def quantize_int8(out: Path, methods: dict[str, str] | None = None) -> dict[str,
     return done
 
 
-def export(model_dir: Path, out: Path, int8: bool = False, methods: dict[str, str] | None = None) -> dict:
+def export(model_dir: str | Path, out: str | Path, int8: bool = False, methods: dict[str, str] | None = None) -> dict:
+    model_dir, out = Path(model_dir), Path(out)
     agent = OctopusAgent.load(model_dir).eval()
     agent.lm.config._attn_implementation = "eager"  # traceable attention; same numbers as sdpa
     out.mkdir(parents=True, exist_ok=True)

@@ -26,3 +26,100 @@ def photo() -> Image.Image:
     base = np.stack([x / w * 255, y / h * 255, (x + y) / (w + h) * 255], -1)
     noisy = np.clip(base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8)
     return Image.fromarray(noisy, "RGB")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory):
+    """A tiny random agent exported to ONNX (fp32 + int8): what the device runs, in 2 seconds."""
+    torch = pytest.importorskip("torch")
+    from octopus.exporters.onnx_export import export
+    from octopus.model.agent import OctopusAgent
+    from octopus.model.presets import tiny
+
+    root = tmp_path_factory.mktemp("tiny-onnx")
+    torch.manual_seed(0)
+    OctopusAgent.build(tiny()).save(root / "agent")
+    export(root / "agent", root / "onnx", int8=True)
+    return root / "onnx"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SmtpServer:
+    """A real SMTP server (aiosmtpd) on loopback with STARTTLS from a test CA, optionally with a login."""
+
+    def __init__(self, ca, ca_file, require_tls: bool = True, password: str | None = None, stall_rcpt=None,
+                 port: int | None = None):
+        import ssl
+        import threading
+
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
+
+        self.messages: list = []
+        self.rcpt_seen = threading.Event()
+        self.ca_file = ca_file
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(context)
+        server = self
+
+        class Handler:
+            async def handle_RCPT(self, smtp, session, envelope, address, options):
+                import asyncio
+
+                server.rcpt_seen.set()
+                while stall_rcpt is not None and not stall_rcpt.is_set():
+                    await asyncio.sleep(0.02)
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
+            async def handle_DATA(self, smtp, session, envelope):
+                from email import message_from_bytes
+
+                server.messages.append(message_from_bytes(envelope.content))
+                return "250 Message accepted for delivery"
+
+        def authenticate(smtp, session, envelope, mechanism, auth_data):
+            ok = auth_data.login == b"octopus" and auth_data.password == password.encode()
+            return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd replies 535 itself
+
+        self.port = port or free_port()
+        kwargs = {"tls_context": context, "require_starttls": require_tls} if require_tls else {}
+        if password is not None:
+            kwargs.update(authenticator=authenticate, auth_required=True)
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, **kwargs)
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+class SmtpServers:
+    """Starts SMTP servers that share one test CA (`ca_file`), so a client config outlives a server."""
+
+    def __init__(self, tmp_path):
+        import trustme
+
+        self.ca = trustme.CA()
+        self.ca_file = tmp_path / "smtp-ca.pem"
+        self.ca.cert_pem.write_to_path(str(self.ca_file))
+        self.servers: list[SmtpServer] = []
+
+    def __call__(self, **kwargs) -> SmtpServer:
+        self.servers.append(SmtpServer(self.ca, self.ca_file, **kwargs))
+        return self.servers[-1]
+
+
+@pytest.fixture
+def smtp_server(tmp_path):
+    servers = SmtpServers(tmp_path)
+    yield servers
+    for s in servers.servers:
+        s.stop()

@@ -1,0 +1,169 @@
+"""What a validated call does: one executor per function, dry-run unless the config says execute.
+
+`send_email` goes over SMTP (STARTTLS unless turned off; never silently downgraded), `send_text_message`
+to an SMS provider or webhook as JSON, every other function becomes a deep link / search URL that is
+POSTed to the configured webhook (a phone, Home Assistant, ntfy, ...) or just recorded when none is set.
+Each send carries the outbox id as its idempotency key (the email's Message-ID, the HTTP
+`Idempotency-Key` header) so a receiver can drop the rare duplicate after a crash between "sent" and
+"marked done". Executors raise `ActionFailed(retryable=...)`; the outbox decides when to try again.
+This module knows the call's function and arguments, nothing about models or cameras.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import smtplib
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from email.message import EmailMessage
+from email.utils import formatdate
+
+from octopus.device.config import ActionsSection, ConfigError, HttpSection, read_secret
+
+DEFAULT_LINKS = {
+    "google_search": "https://www.google.com/search?q={query}",
+    "amazon_shopping": "https://www.amazon.com/s?k={product}",
+    "smart_recycling": "https://www.google.com/search?q=how+to+recycle+{material}+{item}",
+    "lost_and_found": "https://www.google.com/search?q=lost+and+found+{item}+{location}",
+    "interior_design": "https://www.pinterest.com/search/pins/?q={style}+{item}+interior+design",
+    "instacart_shopping": "https://www.instacart.com/store/s?k={item}",
+    "doordash_delivery": "https://www.doordash.com/search/store/{dish}/",
+    "pet_care": "https://www.google.com/maps/search/{service}+{pet}",
+}
+RECIPIENT_ARGUMENT = {"send_email": "recipient", "send_text_message": "recipient"}
+USER_AGENT = "octopus-agent"
+
+
+class ActionFailed(Exception):
+    """An action that did not happen; `retryable` says whether trying later can help."""
+
+    def __init__(self, message: str, retryable: bool):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def _normalise_recipient(value: str) -> str:
+    value = value.strip().lower()
+    return re.sub(r"[\s\-().]", "", value) if re.fullmatch(r"[+\d\s\-().]+", value) else value
+
+
+def recipient_allowed(recipient: str, allowlist: list[str]) -> bool:
+    """Empty list: anyone. Entries are exact addresses/numbers/names, or '@domain' for a whole domain."""
+    if not allowlist:
+        return True
+    who = _normalise_recipient(recipient)
+    for entry in allowlist:
+        entry = _normalise_recipient(entry)
+        if who == entry or (entry.startswith("@") and who.endswith(entry)):
+            return True
+    return False
+
+
+def link_for(function: str, arguments: dict, templates: dict[str, str] | None = None) -> str:
+    template = (templates or {}).get(function) or DEFAULT_LINKS[function]
+    values = {k: urllib.parse.quote_plus(str(v)) for k, v in arguments.items()}
+    link = re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), ""), template)
+    return re.sub(r"\+{2,}", "+", link).replace("=+", "=").replace("/+", "/")
+
+
+def post_json(section: HttpSection, payload: dict, key: str, what: str) -> str:
+    """POST JSON; 2xx is done, 408/429/5xx and network errors are retryable, other 4xx are not."""
+    try:
+        token = read_secret(section.token_file, section.token_credential, what)
+    except ConfigError as exc:
+        raise ActionFailed(str(exc), retryable=False) from None
+    headers = {"Content-Type": "application/json", "Idempotency-Key": key, "User-Agent": USER_AGENT}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(section.url, json.dumps(payload, ensure_ascii=False).encode(), headers,
+                                     method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=section.timeout_s) as response:
+            return f"{what}: HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        retryable = exc.code in (408, 425, 429) or exc.code >= 500
+        raise ActionFailed(f"{what}: HTTP {exc.code} {exc.reason}", retryable) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ActionFailed(f"{what}: cannot reach {section.url} ({reason})", retryable=True) from None
+
+
+class Actions:
+    """Describes and performs calls according to the `[actions]` config section."""
+
+    def __init__(self, section: ActionsSection):
+        self.section = section
+
+    def describe(self, function: str, arguments: dict) -> str:
+        if function == "send_email":
+            return f"email {arguments.get('recipient')!r} subject {arguments.get('subject')!r}"
+        if function == "send_text_message":
+            return f"text {arguments.get('recipient')!r}: {arguments.get('message')!r}"
+        return f"{function}: {link_for(function, arguments, self.section.links)}"
+
+    def check_allowed(self, function: str, arguments: dict) -> None:
+        name = RECIPIENT_ARGUMENT.get(function)
+        if name and not recipient_allowed(str(arguments.get(name, "")), self.section.allow_recipients):
+            raise ActionFailed(f"recipient {arguments.get(name)!r} is not on actions.allow_recipients",
+                               retryable=False)
+
+    def perform(self, function: str, arguments: dict, key: str, dry_run: bool) -> str:
+        """Run one call (or, dry, say what it would do). Returns a one-line result; raises ActionFailed."""
+        self.check_allowed(function, arguments)
+        if dry_run:
+            return "dry run: would " + self.describe(function, arguments)
+        if function == "send_email":
+            return self.send_email(arguments, key)
+        if function == "send_text_message":
+            if not self.section.sms.url:
+                raise ActionFailed("actions.sms.url is not set", retryable=False)
+            payload = {"to": arguments["recipient"], "message": arguments["message"], "id": key}
+            return post_json(self.section.sms, payload, key, "sms")
+        link = link_for(function, arguments, self.section.links)
+        if not self.section.webhook.url:
+            return f"link {link}"
+        payload = {"function": function, "arguments": arguments, "link": link, "id": key}
+        return post_json(self.section.webhook, payload, key, "webhook") + f" link {link}"
+
+    def send_email(self, arguments: dict, key: str) -> str:
+        smtp = self.section.smtp
+        if not smtp.host or not smtp.from_address:
+            raise ActionFailed("actions.smtp.host and actions.smtp.from_address must be set", retryable=False)
+        try:
+            password = read_secret(smtp.password_file, smtp.password_credential, "smtp")
+        except ConfigError as exc:
+            raise ActionFailed(str(exc), retryable=False) from None
+        message = EmailMessage()
+        message["From"] = smtp.from_address
+        message["To"] = arguments["recipient"]
+        message["Subject"] = arguments["subject"]
+        message["Date"] = formatdate(localtime=True)
+        message["Message-ID"] = f"<{key}@octopus.local>"  # the same on every retry of this outbox item
+        message.set_content(arguments.get("body") or arguments["subject"])
+        try:
+            with smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout_s) as client:
+                client.ehlo()
+                if smtp.starttls:
+                    context = ssl.create_default_context(cafile=smtp.ca_file or None)
+                    client.starttls(context=context)  # raises SMTPNotSupportedError rather than sending in clear
+                    client.ehlo()
+                if smtp.username:
+                    client.login(smtp.username, password)
+                client.send_message(message)
+        except smtplib.SMTPNotSupportedError:
+            raise ActionFailed(f"smtp: {smtp.host} does not offer STARTTLS (set starttls = false to allow "
+                               "plain text)", retryable=False) from None
+        except smtplib.SMTPAuthenticationError as exc:
+            raise ActionFailed(f"smtp: login refused ({exc.smtp_code})", retryable=False) from None
+        except smtplib.SMTPResponseException as exc:
+            raise ActionFailed(f"smtp: {exc.smtp_code} {exc.smtp_error!r}", retryable=exc.smtp_code < 500) from None
+        except smtplib.SMTPRecipientsRefused:
+            raise ActionFailed(f"smtp: recipient {arguments['recipient']!r} refused", retryable=False) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise ActionFailed(f"smtp: TLS certificate not trusted ({exc.verify_message})", retryable=False) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise ActionFailed(f"smtp: {smtp.host}:{smtp.port} unavailable ({exc})", retryable=True) from None
+        return f"email sent to {arguments['recipient']} via {smtp.host}"

@@ -1,0 +1,266 @@
+"""The device daemon: button or endpoint → capture → inference → outbox → action.
+
+Threads and what each owns:
+- the worker owns the camera and the model: it takes one request at a time from a queue of one, so a press
+  while it is busy is logged and dropped, never queued behind a slow inference;
+- the sender owns delivery: it drains the persistent outbox, retrying with backoff;
+- gpiozero's thread and the query endpoint's threads only hand requests to the worker;
+- the main thread handles signals and systemd: READY=1 after the model has loaded and answered a warm-up
+  request, WATCHDOG=1 only while a health check of the worker and sender passes, STATUS= after each
+  request, STOPPING=1 on SIGTERM, after which the current request finishes and nothing queued is lost.
+Torch-free, like the rest of `octopus.device`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import queue
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from octopus.calls import CallError
+from octopus.device import sd_notify
+from octopus.device.actions import Actions
+from octopus.device.camera import CameraError, open_camera
+from octopus.device.config import Config
+from octopus.device.outbox import Item, Outbox
+
+log = logging.getLogger("octopus.daemon")
+GESTURES = ("short", "hold")
+
+
+@dataclass
+class Request:
+    gesture: str  # short | hold | ask (an explicit query from the endpoint or CLI)
+    query: str | None = None
+    source: str = "button"
+    future: concurrent.futures.Future | None = field(default=None, repr=False)
+
+
+class Busy(Exception):
+    """A request arrived while the worker was busy: dropped, by design."""
+
+
+class Daemon:
+    def __init__(self, config: Config, agent=None, camera=None, pin_factory=None):
+        self.config = config
+        self.agent, self.camera, self.pin_factory = agent, camera, pin_factory
+        self.actions = Actions(config.actions)
+        self.outbox: Outbox | None = None
+        self.requests: queue.Queue[Request] = queue.Queue(maxsize=1)
+        self.stopping = threading.Event()
+        self.wake_sender = threading.Event()
+        self.busy_since: float | None = None
+        self.worker_beat = time.monotonic()
+        self.pending_query: tuple[str, float] | None = None
+        self.counts = {"requests": 0, "dropped": 0, "errors": 0}
+        self.latencies_ms: deque[float] = deque(maxlen=1000)
+        self.recent: deque[dict] = deque(maxlen=20)
+        self.button = self.server = None
+        self.threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    # --- start and stop -------------------------------------------------------------------------------
+    def start(self) -> None:
+        sd_notify.notify("STATUS=loading the model")
+        if self.agent is None:
+            from octopus.device.runtime import OnnxAgent
+
+            model = self.config.model
+            self.agent = OnnxAgent(model.path, precision=model.precision, threads=model.threads or None)
+        self.agent.generate(Image.new("RGB", (64, 64)), "warm up", max_new_tokens=2)
+        if self.camera is None:
+            self.camera = open_camera(self.config.camera)
+        state = self.config.state_dir()
+        box = self.config.outbox
+        self.outbox = Outbox(state, box.max_attempts, box.backoff_s, box.backoff_max_s)
+        for name, target in (("worker", self._worker_loop), ("sender", self._sender_loop)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        if self.config.button.enabled:
+            from octopus.device.button import GestureButton
+
+            b = self.config.button
+            self.button = GestureButton(b.pin, self.press, b.bounce_ms, b.hold_s, b.pull_up, self.pin_factory)
+        if self.config.queries.listen:
+            from octopus.device.query_server import serve
+
+            self.server = serve(self.config.queries.listen, self)
+        log.info("ready: model %s (%s), camera %s, state %s, %s", self.config.model.path,
+                 getattr(self.agent, "precision", "?"), self.config.camera.kind, state,
+                 "EXECUTING actions" if self.config.actions.execute else "dry run")
+        sd_notify.notify("READY=1\nSTATUS=ready")
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self.stopping.set()
+        sd_notify.notify("STOPPING=1\nSTATUS=stopping")
+        log.info("stopping: finishing the current request")
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        if self.button is not None:
+            self.button.close()
+        self.wake_sender.set()
+        for thread in self.threads:
+            thread.join(timeout=self.config.daemon.max_inference_s)
+        if self.camera is not None:
+            self.camera.close()
+        if self.outbox is not None:
+            counts = self.outbox.counts()
+            log.info("stopped; outbox: %d pending, %d failed (kept for the next start)", counts["pending"],
+                     counts["failed"])
+            self.outbox.close()
+
+    def run(self) -> int:
+        """Start, then serve until SIGTERM/SIGINT, pinging the watchdog while healthy."""
+        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        self.start()
+        interval = sd_notify.watchdog_interval_s()
+        try:
+            while not self.stopping.wait(min(interval or 5.0, 5.0)):
+                ok, reason = self.healthy()
+                if ok:
+                    if interval:
+                        sd_notify.notify("WATCHDOG=1")
+                else:
+                    log.error("unhealthy (%s): withholding the watchdog ping", reason)
+        finally:
+            self.stop()
+        return 0
+
+    # --- requests -------------------------------------------------------------------------------------
+    def press(self, gesture: str) -> None:
+        """gpiozero's callback: hand the gesture on, or drop it when busy."""
+        try:
+            self.submit(Request(gesture, source="button"))
+        except Busy:
+            log.info("button %s dropped: busy with the previous request", gesture)
+
+    def set_query(self, text: str) -> None:
+        self.pending_query = (text.strip(), time.monotonic())
+        log.info("query set for the next press: %r", self.pending_query[0])
+
+    def submit(self, request: Request) -> Request:
+        """Queue of one: refused with Busy while a request is waiting or running."""
+        with self._lock:
+            if self.stopping.is_set():
+                raise Busy("stopping")
+            if self.busy_since is not None:  # waiting or running: busy until the worker is done with it
+                self.counts["dropped"] += 1
+                raise Busy("busy")
+            self.busy_since = time.monotonic()
+            request.future = concurrent.futures.Future()
+            self.requests.put_nowait(request)
+        return request
+
+    def _query_for(self, request: Request) -> str:
+        if request.query:
+            return request.query
+        if self.pending_query is not None:
+            text, at = self.pending_query
+            self.pending_query = None
+            if time.monotonic() - at <= self.config.queries.pending_ttl_s:
+                return text
+            log.info("the posted query %r expired", text)
+        return self.config.queries.hold if request.gesture == "hold" else self.config.queries.short_press
+
+    def _worker_loop(self) -> None:
+        while not self.stopping.is_set():
+            self.worker_beat = time.monotonic()
+            try:
+                request = self.requests.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                result = self.handle(request)
+            except Exception as exc:  # the worker must outlive one bad request
+                log.exception("request failed")
+                self.counts["errors"] += 1
+                result = {"error": f"{type(exc).__name__}: {exc}"}
+            with self._lock:
+                self.busy_since = None
+            request.future.set_result(result)
+
+    def handle(self, request: Request) -> dict:
+        start = time.perf_counter()
+        query = self._query_for(request)
+        result: dict = {"n": self.counts["requests"] + 1, "gesture": request.gesture, "source": request.source,
+                        "query": query}
+        self.counts["requests"] += 1
+        try:
+            image = self.camera.capture()
+        except CameraError as exc:
+            self.counts["errors"] += 1
+            log.error("%s", exc)
+            return {**result, "error": str(exc)}
+        generation = self.agent.generate(image, query, max_new_tokens=self.config.model.max_new_tokens)
+        result.update(function=generation.function, arguments=generation.arguments, raw=generation.raw,
+                      timings_ms={k: round(v, 1) for k, v in generation.timings_ms.items()})
+        if isinstance(generation.result, CallError):
+            result["error"] = f"not a valid call ({generation.result.kind}: {generation.result.message})"
+        elif generation.function is not None:
+            dry_run = not self.config.actions.execute
+            result["outbox_id"] = self.outbox.enqueue(generation.function, generation.arguments,
+                                                      f"{request.source}:{request.gesture}", dry_run)
+            result["action"] = ("dry run: " if dry_run else "") + self.actions.describe(generation.function,
+                                                                                       generation.arguments)
+            self.wake_sender.set()
+        total = (time.perf_counter() - start) * 1e3
+        result["total_ms"] = round(total, 1)
+        self.latencies_ms.append(total)
+        self.recent.append(result)
+        log.info("%s %r -> %s %s (%.0f ms)", request.gesture, query, generation.function, generation.arguments,
+                 total)
+        sd_notify.notify(f"STATUS=ready; {self.counts['requests']} requests; last {generation.function} "
+                         f"in {total:.0f} ms")
+        return result
+
+    # --- delivery -------------------------------------------------------------------------------------
+    def _perform(self, item: Item) -> str:
+        return self.actions.perform(item.function, item.arguments, item.id, item.dry_run)
+
+    def _sender_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.outbox.deliver_due(self._perform)
+                due = self.outbox.next_due()
+            except Exception:  # a locked or broken database: log, wait, try again
+                log.exception("outbox delivery failed")
+                due = None
+            timeout = 30.0 if due is None else min(30.0, max(0.05, due - time.time()))
+            self.wake_sender.wait(timeout)
+            self.wake_sender.clear()
+
+    # --- health ---------------------------------------------------------------------------------------
+    def healthy(self) -> tuple[bool, str]:
+        if len(self.threads) < 2 or not all(t.is_alive() for t in self.threads):
+            return False, "a worker thread has died"
+        now = time.monotonic()
+        busy_since = self.busy_since
+        if busy_since is not None and now - busy_since > self.config.daemon.max_inference_s:
+            return False, f"inference running for {now - busy_since:.0f} s"
+        if busy_since is None and now - self.worker_beat > 10:
+            return False, "the worker stopped taking requests"
+        return True, "ok"
+
+    def status(self) -> dict:
+        latencies = sorted(self.latencies_ms)
+        ok, reason = self.healthy()
+        return {"healthy": ok, "health": reason, "busy": self.busy_since is not None, **self.counts,
+                "p50_ms": round(latencies[len(latencies) // 2], 1) if latencies else None,
+                "p95_ms": round(latencies[int(len(latencies) * 0.95)], 1) if latencies else None,
+                "pending_query": self.pending_query[0] if self.pending_query else None,
+                "execute": self.config.actions.execute,
+                "outbox": self.outbox.counts() if self.outbox else {}, "recent": list(self.recent)[-5:]}

@@ -1,0 +1,110 @@
+"""`octopus doctor`: is this device ready? Config, model files, camera, GPIO, outbox, SMTP.
+
+Each check returns ok (True), a failure (False) with the reason in one line, or skip (None) when the
+config does not use that part. Nothing is sent: SMTP is checked up to STARTTLS and login, then QUIT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import smtplib
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from octopus.device.config import Config, ConfigError, read_secret
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool | None
+    detail: str
+
+
+def check_model(config: Config) -> Check:
+    directory = Path(config.model.path)
+    manifest_path = directory / "manifest.json"
+    if not manifest_path.is_file():
+        return Check("model", False, f"no manifest.json in {directory}")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    graph_sets = {"fp32": manifest["graphs"], **({"int8": manifest["int8"]} if "int8" in manifest else {})}
+    for precision, graphs in graph_sets.items():
+        for entry in graphs.values():
+            path = directory / entry["file"]
+            if not path.is_file():
+                return Check("model", False, f"{path} is missing")
+            if hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+                return Check("model", False, f"{path} ({precision}) does not match the manifest sha256")
+    return Check("model", True, f"{directory}: {', '.join(graph_sets)} graphs match the manifest")
+
+
+def check_camera(config: Config) -> Check:
+    from octopus.device.camera import CameraError, open_camera
+
+    try:
+        camera = open_camera(config.camera)
+        try:
+            frame = camera.capture()
+        finally:
+            camera.close()
+    except CameraError as exc:
+        return Check("camera", False, str(exc))
+    return Check("camera", True, f"{config.camera.kind}: a {frame.width}×{frame.height} frame")
+
+
+def check_gpio(config: Config) -> Check:
+    if not config.button.enabled:
+        return Check("gpio", None, "button disabled")
+    try:
+        from gpiozero import Button
+
+        button = Button(config.button.pin, pull_up=config.button.pull_up)
+        state = "pressed" if button.is_pressed else "released"
+        factory = type(button.pin_factory).__name__
+        button.close()
+    except Exception as exc:  # gpiozero raises many kinds (BadPinFactory, GPIOPinInUse, PermissionError)
+        return Check("gpio", False, f"pin {config.button.pin}: {type(exc).__name__}: {exc}".splitlines()[0])
+    return Check("gpio", True, f"pin {config.button.pin} ({factory}): {state}")
+
+
+def check_outbox(config: Config) -> Check:
+    from octopus.device.outbox import Outbox
+
+    try:
+        outbox = Outbox(config.state_dir())
+        counts = outbox.counts()
+        outbox.close()
+    except Exception as exc:  # sqlite3.Error or OSError: either way the outbox is unusable
+        return Check("outbox", False, f"{config.state_dir()}: {exc}")
+    ok = counts["failed"] == 0
+    hint = "" if ok else " (see `octopus outbox list --status failed`, then `octopus outbox retry`)"
+    return Check("outbox", ok, f"{config.state_dir()}: {counts['pending']} pending, {counts['failed']} failed{hint}")
+
+
+def check_smtp(config: Config) -> Check:
+    smtp = config.actions.smtp
+    if not smtp.host:
+        return Check("smtp", None, "no actions.smtp.host")
+    try:
+        password = read_secret(smtp.password_file, smtp.password_credential, "smtp")
+        with smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout_s) as client:
+            client.ehlo()
+            if smtp.starttls:
+                client.starttls(context=ssl.create_default_context(cafile=smtp.ca_file or None))
+                client.ehlo()
+            if smtp.username:
+                client.login(smtp.username, password)
+    except (ConfigError, smtplib.SMTPException, OSError) as exc:
+        return Check("smtp", False, f"{smtp.host}:{smtp.port}: {type(exc).__name__}: {exc}".splitlines()[0])
+    return Check("smtp", True, f"{smtp.host}:{smtp.port} reachable{', STARTTLS' if smtp.starttls else ''}"
+                               f"{', login ok' if smtp.username else ''}")
+
+
+def run_checks(config: Config, smtp: bool = True) -> list[Check]:
+    mode = "executes actions" if config.actions.execute else "dry run"
+    checks = [Check("config", True, f"{config.source} ({mode})"), check_model(config), check_camera(config),
+              check_gpio(config), check_outbox(config)]
+    checks.append(check_smtp(config) if smtp else Check("smtp", None, "--no-network"))
+    return checks
