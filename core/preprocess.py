@@ -7,6 +7,7 @@ function, and a test holds it to open_clip's own transform. Torch-free; knows no
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,11 +33,13 @@ def load_image(path: str | Path) -> Image.Image:
     if size == 0:
         raise ImageError(f"{path} is empty")
     try:
-        with Image.open(path) as img:
-            if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise ImageError(f"{path} is too large ({img.width}×{img.height} pixels)")
-            img.load()
-            return img.convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit says it in one line
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_IMAGE_PIXELS:
+                    raise ImageError(f"{path} is too large ({img.width}×{img.height} pixels)")
+                img.load()
+                return img.convert("RGB")
     except ImageError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:

@@ -1,0 +1,319 @@
+"""The daemon with real parts: a tiny exported model on onnxruntime, a file camera, gpiozero's MockFactory
+button, the loopback HTTP and Unix-socket endpoints, and systemd's notify protocol over a real socket."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import free_port
+from PIL import Image
+
+from octopus.device.button import GestureButton
+from octopus.device.camera import CameraError, FileCamera, Picamera2Camera, V4L2Camera
+from octopus.device.config import parse_config
+from octopus.device.daemon import Daemon
+
+OCTOPUS = [sys.executable, "-m", "octopus.cli"]
+
+
+@pytest.fixture
+def mock_factory():
+    from gpiozero.pins.mock import MockFactory
+
+    factory = MockFactory()
+    yield factory
+    factory.close()
+
+
+def write_config(tmp_path: Path, model: Path, listen: str = "", extra: str = "") -> Path:
+    frames = tmp_path / "frames"
+    frames.mkdir(exist_ok=True)
+    if not any(frames.iterdir()):
+        Image.new("RGB", (320, 240), (40, 120, 200)).save(frames / "frame.png")
+    text = (f'[model]\npath = "{model}"\nmax_new_tokens = 12\n'
+            f'[camera]\nkind = "file"\npath = "{frames}"\n'
+            f'[button]\npin = 17\nbounce_ms = 0\nhold_s = 0.3\n'
+            f'[queries]\nlisten = "{listen}"\nshort_press = "what is this"\nhold = "order this for me"\n'
+            f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n{extra}')
+    (tmp_path / "config.toml").write_text(text)
+    return tmp_path / "config.toml"
+
+
+@pytest.fixture
+def daemon(tiny_onnx, tmp_path, mock_factory):
+    config = parse_config(write_config(tmp_path, tiny_onnx, listen=f"127.0.0.1:{free_port()}").read_text())
+    d = Daemon(config, pin_factory=mock_factory)
+    d.start()
+    yield d
+    d.stop()
+
+
+def wait_for(predicate, timeout=30.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def press(pin, hold_s: float = 0.0):
+    pin.drive_low()  # pull-up: low is pressed
+    time.sleep(hold_s)
+    pin.drive_high()
+
+
+def call(daemon_or_url, method: str, path: str, body: bytes | None = None, content_type="application/json"):
+    url = daemon_or_url if isinstance(daemon_or_url, str) else f"http://{daemon_or_url.config.queries.listen}"
+    request = urllib.request.Request(url + path, data=body, method=method, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_short_press_and_hold_answer_with_their_default_queries(daemon, mock_factory):
+    pin = mock_factory.pin(17)
+    press(pin)
+    assert wait_for(lambda: daemon.counts["requests"] == 1 and daemon.busy_since is None)
+    press(pin, hold_s=0.5)
+    assert wait_for(lambda: daemon.counts["requests"] == 2 and daemon.busy_since is None)
+    first, second = daemon.recent
+    assert (first["gesture"], first["query"]) == ("short", "what is this")
+    assert (second["gesture"], second["query"]) == ("hold", "order this for me")
+    assert first["raw"].startswith("<nexa_") and first["total_ms"] > 0
+    assert daemon.counts["dropped"] == 0
+
+
+def test_a_press_during_inference_is_dropped_not_queued(daemon, mock_factory, tmp_path):
+    rng = np.random.default_rng(0)  # a big noisy frame: decoding it keeps the worker busy for a while
+    Image.fromarray(rng.integers(0, 255, (2400, 3200, 3), dtype=np.uint8)).save(tmp_path / "frames" / "big.png")
+    pin = mock_factory.pin(17)
+    press(pin)
+    press(pin)  # the first is still being captured and answered
+    press(pin)
+    assert wait_for(lambda: daemon.counts["requests"] == 1 and daemon.busy_since is None)
+    time.sleep(0.3)
+    assert daemon.counts["requests"] == 1 and daemon.counts["dropped"] == 2
+    press(pin)  # idle again: taken
+    assert wait_for(lambda: daemon.counts["requests"] == 2)
+
+
+def test_own_debounce_and_hold_on_a_mock_pin(mock_factory):
+    gestures = []
+    button = GestureButton(27, gestures.append, bounce_ms=80, hold_s=0.2, pin_factory=mock_factory)
+    pin = mock_factory.pin(27)
+    for _ in range(3):  # contact bounce: three edges within a few ms
+        press(pin, 0.002)
+    assert gestures == ["short"]
+    time.sleep(0.1)
+    press(pin, 0.35)
+    assert gestures == ["short", "hold"]  # a hold fires once, and its release adds nothing
+    time.sleep(0.1)
+    press(pin)
+    assert gestures == ["short", "hold", "short"]
+    button.close()
+
+
+def test_posted_query_is_used_by_the_next_press_only(daemon, mock_factory):
+    status, body = call(daemon, "POST", "/query", "where can I recycle this".encode(), "text/plain")
+    assert status == 202 and body["pending_query"] == "where can I recycle this"
+    pin = mock_factory.pin(17)
+    press(pin)
+    assert wait_for(lambda: daemon.counts["requests"] == 1 and daemon.busy_since is None)
+    press(pin)
+    assert wait_for(lambda: daemon.counts["requests"] == 2)
+    assert [r["query"] for r in daemon.recent] == ["where can I recycle this", "what is this"]
+
+
+def test_ask_status_and_health_endpoints(daemon):
+    status, answer = call(daemon, "POST", "/ask", json.dumps({"query": "把这个寄给妈妈"}).encode())
+    assert status == 200 and answer["query"] == "把这个寄给妈妈" and answer["raw"].startswith("<nexa_")
+    assert "timings_ms" in answer and "image_encode" in answer["timings_ms"]
+    status, report = call(daemon, "GET", "/status")
+    assert status == 200 and report["requests"] == 1 and report["healthy"] and report["p95_ms"] > 0
+    assert call(daemon, "GET", "/health") == (200, {"healthy": True, "health": "ok"})
+
+
+@pytest.mark.parametrize("path, body, code", [
+    ("/ask", b"{not json", 400),
+    ("/ask", b'{"query": ""}', 400),
+    ("/ask", b'["a list"]', 400),
+    ("/press", b'{"gesture": "double"}', 400),
+    ("/query", b"x" * 20_000, 413),
+    ("/nowhere", b"{}", 404),
+])
+def test_bad_requests_get_a_clear_error(daemon, path, body, code):
+    status, reply = call(daemon, "POST", path, body)
+    assert status == code and reply["error"]
+    assert call(daemon, "GET", "/health")[0] == 200  # and the daemon carries on
+
+
+def test_unix_socket_endpoint(tiny_onnx, tmp_path):
+    sock_path = tmp_path / "q.sock"
+    config = parse_config(write_config(tmp_path, tiny_onnx, listen=f"unix:{sock_path}",
+                                       extra="").read_text().replace("[button]\n", "[button]\nenabled = false\n"))
+    d = Daemon(config)
+    d.start()
+    try:
+        assert oct(sock_path.stat().st_mode & 0o777) == "0o660"
+
+        class UnixConnection(http.client.HTTPConnection):
+            def connect(self):
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.connect(str(sock_path))
+
+        conn = UnixConnection("localhost")
+        conn.request("POST", "/ask", body=json.dumps({"query": "order two of these"}),
+                     headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 200 and json.loads(response.read())["query"] == "order two of these"
+    finally:
+        d.stop()
+    assert d.counts["requests"] == 1
+
+
+def test_camera_errors_are_one_line_and_the_daemon_survives_them(daemon, tmp_path):
+    (tmp_path / "frames" / "zz-broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    status, answer = call(daemon, "POST", "/ask", b'{"query": "what is this"}')
+    assert status == 200 and "not a readable image" in answer["error"] and "\n" not in answer["error"]
+    (tmp_path / "frames" / "zz-broken.jpg").unlink()
+    assert "raw" in call(daemon, "POST", "/ask", b'{"query": "what is this"}')[1]  # a frame again: answered
+    with pytest.raises(CameraError, match="no image in"):
+        (tmp_path / "empty").mkdir()
+        FileCamera(tmp_path / "empty").capture()
+    with pytest.raises(CameraError, match="no device at /dev/video99"):
+        V4L2Camera("/dev/video99", 640, 480)
+    with pytest.raises(CameraError, match="python3-picamera2"):
+        Picamera2Camera(640, 480)
+
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's: what the daemon tells systemd arrives here."""
+
+    def __init__(self, path: Path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.path = path
+        self.received: list[str] = []
+
+    def wait_for(self, text: str, timeout: float = 60) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if any(text in m for m in self.received):
+                return True
+            try:
+                self.received.append(self.sock.recv(4096).decode())
+            except TimeoutError:
+                pass
+        return False
+
+
+def test_daemon_process_notify_watchdog_and_sigterm(tiny_onnx, tmp_path):
+    port = free_port()
+    config = write_config(tmp_path, tiny_onnx, listen=f"127.0.0.1:{port}")
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000",
+           "GPIOZERO_PIN_FACTORY": "mock"}
+    proc = subprocess.Popen([*OCTOPUS, "daemon", "--config", str(config)], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert notify.wait_for("READY=1"), "no READY=1"
+        assert notify.wait_for("WATCHDOG=1", timeout=5), "no watchdog ping"
+        status, answer = call(f"http://127.0.0.1:{port}", "POST", "/ask", b'{"query": "find my keys"}')
+        assert status == 200 and answer["query"] == "find my keys"
+        assert notify.wait_for("STATUS=ready; 1 requests")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert notify.wait_for("STOPPING=1", timeout=2)
+    finally:
+        proc.kill()
+    log = proc.stderr.read()
+    assert "ready: model" in log and "Traceback" not in log
+    assert notify.received.index(next(m for m in notify.received if "READY=1" in m)) < \
+        notify.received.index(next(m for m in notify.received if "STOPPING=1" in m))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[camera]\nsize = 3\n", "unknown key 'camera.size'"),
+    ("[camera]\nwidth = \"wide\"\n", "'camera.width' must be int"),
+    ("[camera]\nkind = \"webcam\"\n", "'camera.kind' must be one of picamera2, file, v4l2"),
+    ("[queries]\nlisten = \"0.0.0.0:8765\"\n", "must be a loopback address"),
+    ("[outbox]\nmax_attempts = 0\n", "'outbox.max_attempts' must be positive"),
+    ("[actions.links]\nfly_me = \"https://x/{q}\"\n", "unknown function(s) fly_me"),
+    ("camera = 3\n", "'camera' must be a table"),
+    ("[model\n", "not valid TOML"),
+])
+def test_bad_config_is_one_line_with_exit_2(tmp_path, text, message):
+    (tmp_path / "config.toml").write_text(text)
+    out = subprocess.run([*OCTOPUS, "daemon", "--config", str(tmp_path / "config.toml")], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert message in out.stderr and str(tmp_path / "config.toml") in out.stderr
+
+
+def test_defaults_are_a_dry_run_and_a_missing_default_file_is_fine(tmp_path):
+    from octopus.device.config import load_config
+
+    config = load_config(None)
+    assert config.actions.execute is False and config.queries.listen.startswith("127.0.0.1:")
+    with pytest.raises(ValueError, match="no config file"):
+        load_config(tmp_path / "missing.toml")
+
+
+def make_bad_images(tmp_path: Path) -> dict[str, Path]:
+    bad = {"corrupt": tmp_path / "corrupt.jpg", "text": tmp_path / "notes.png", "empty": tmp_path / "empty.png",
+           "huge": tmp_path / "huge.jpg", "bomb": tmp_path / "bomb.png", "missing": tmp_path / "missing.png"}
+    good = tmp_path / "good.jpg"
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(good)
+    bad["corrupt"].write_bytes(good.read_bytes()[:40])
+    bad["text"].write_text("this is not an image\n")
+    bad["empty"].write_bytes(b"")
+    with open(bad["huge"], "wb") as f:  # 60 MB, sparse: over the size limit without using the disk
+        f.truncate(60_000_000)
+    Image.new("1", (12_000, 8_000)).save(bad["bomb"])  # 96 Mpixels in a few kB
+    return bad
+
+
+def test_corrupt_huge_and_non_image_files_are_refused_in_one_line(tiny_onnx, tmp_path):
+    for kind, path in make_bad_images(tmp_path).items():
+        out = subprocess.run([*OCTOPUS, "ask", "--model", str(tiny_onnx), "--image", str(path), "--query", "hi"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2, (kind, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr, (kind, out.stderr)
+        assert str(path) in out.stderr
+
+
+def test_doctor_checks_every_part(tiny_onnx, tmp_path, smtp_server):
+    server = smtp_server()
+    config = write_config(tmp_path, tiny_onnx, extra=(
+        f'[actions.smtp]\nhost = "127.0.0.1"\nport = {server.port}\nfrom_address = "pi@x.test"\n'
+        f'ca_file = "{server.ca_file}"\n'))
+    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
+    out = subprocess.run([*OCTOPUS, "doctor", "--config", str(config)], capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = {line.split()[1]: line.split()[0] for line in out.stdout.splitlines()}
+    assert lines == {"config": "ok", "model": "ok", "camera": "ok", "gpio": "ok", "outbox": "ok", "smtp": "ok"}
+    graph = tiny_onnx / "decoder_model_merged.int8.onnx"
+    original = graph.read_bytes()
+    try:
+        graph.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        out = subprocess.run([*OCTOPUS, "doctor", "--config", str(config), "--no-network"], capture_output=True,
+                             text=True, env=env, timeout=60)
+    finally:
+        graph.write_bytes(original)
+    assert out.returncode == 1 and "FAIL  model" in out.stdout and "does not match the manifest" in out.stdout
