@@ -129,7 +129,7 @@ def test_own_debounce_and_hold_on_a_mock_pin(mock_factory):
 
 
 def test_posted_query_is_used_by_the_next_press_only(daemon, mock_factory):
-    status, body = call(daemon, "POST", "/query", "where can I recycle this".encode(), "text/plain")
+    status, body = call(daemon, "POST", "/query", b"where can I recycle this", "text/plain")
     assert status == 202 and body["pending_query"] == "where can I recycle this"
     pin = mock_factory.pin(17)
     press(pin)
