@@ -1,0 +1,20 @@
+"""Soak (slow): 10,000 requests through a daemon process; its RSS must not grow by 5% or more."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+
+@pytest.mark.slow
+def test_ten_thousand_requests_through_the_daemon(tiny_onnx, tmp_path):
+    import soak
+
+    result = soak.main(["--model", str(tiny_onnx), "--requests", "10000", "--out", str(tmp_path / "soak.json")])
+    assert result["errors"] == 0 and result["dropped"] == 0 and result["exit_code"] == 0
+    assert result["daemon_requests"] == 10_000 + result["warmup"] and result["daemon_errors"] == 0
+    assert result["rss_growth_pct"] < 5.0
