@@ -6,7 +6,6 @@ config does not use that part. Nothing is sent: SMTP is checked up to STARTTLS a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import smtplib
 import ssl
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from octopus.device.config import Config, ConfigError, read_secret
+from octopus.device.runtime import file_sha256
 
 
 @dataclass
@@ -30,12 +30,14 @@ def check_model(config: Config) -> Check:
         return Check("model", False, f"no manifest.json in {directory}")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     graph_sets = {"fp32": manifest["graphs"], **({"int8": manifest["int8"]} if "int8" in manifest else {})}
+    if "embed_table" in manifest:
+        graph_sets["table"] = {"embed_table": manifest["embed_table"]}
     for precision, graphs in graph_sets.items():
         for entry in graphs.values():
             path = directory / entry["file"]
             if not path.is_file():
                 return Check("model", False, f"{path} is missing")
-            if hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+            if file_sha256(path) != entry["sha256"]:
                 return Check("model", False, f"{path} ({precision}) does not match the manifest sha256")
     return Check("model", True, f"{directory}: {', '.join(graph_sets)} graphs match the manifest")
 

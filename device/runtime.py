@@ -27,6 +27,24 @@ class ManifestError(ValueError):
     """An exported folder whose files do not match its manifest."""
 
 
+def file_sha256(path: Path) -> str:
+    """Hashed in 1 MiB blocks: reading a 150 MB graph whole would double the peak memory at load."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _checked(directory: Path, entry: dict, verify: bool) -> Path:
+    path = directory / entry["file"]
+    if not path.is_file():
+        raise ManifestError(f"{path} is missing")
+    if verify and file_sha256(path) != entry["sha256"]:
+        raise ManifestError(f"{path} does not match the sha256 in the manifest")
+    return path
+
+
 def session_options(threads: int | None = None):
     import onnxruntime as ort
 
@@ -57,12 +75,13 @@ class OnnxAgent:
         self.precision = precision
         options = session_options(threads)
         self.sessions = {}
+        self.embed_table = None
+        if "embed_table" in self.manifest:  # memory-mapped: only the rows looked up become resident
+            path = _checked(self.directory, self.manifest["embed_table"], verify)
+            self.embed_table = np.load(path, mmap_mode="r")  # (V, D)
+            graphs = {k: v for k, v in graphs.items() if k != "embed_tokens"}
         for name, entry in graphs.items():
-            path = self.directory / entry["file"]
-            if not path.is_file():
-                raise ManifestError(f"{path} is missing")
-            if verify and hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
-                raise ManifestError(f"{path} does not match the sha256 in the manifest")
+            path = _checked(self.directory, entry, verify)
             self.sessions[name] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.tokenizer = Tokenizer.from_file(str(self.directory / "tokenizer.json"))
         tokens = self.manifest["tokens"]
@@ -71,7 +90,11 @@ class OnnxAgent:
         decoder = self.manifest["decoder"]
         self.empty_past = [np.zeros((1, decoder["kv_heads"], 0, decoder["head_dim"]), np.float32)
                            for _ in range(2 * decoder["layers"])]
-        self.past_names = [i.name for i in self.sessions["decoder_model_merged"].get_inputs()[3:]]
+        decoder_session = self.sessions["decoder_model_merged"]
+        inputs = [i.name for i in decoder_session.get_inputs()]
+        self.past_names = [n for n in inputs if n.startswith("past_key_values.")]
+        self.present_names = [n.replace("past_key_values.", "present.") for n in self.past_names]
+        self.uses_position_ids = "position_ids" in inputs  # the onnxruntime-genai graph derives positions itself
         prefix_ids = self.encode(self.manifest["prompt"]["prefix"])
         _, self.prefix_past = self._decode_step(self.embed(prefix_ids), self.empty_past, 0)
         self.prefix_length = len(prefix_ids)
@@ -80,6 +103,8 @@ class OnnxAgent:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
     def embed(self, ids: list[int]) -> np.ndarray:
+        if self.embed_table is not None:
+            return np.asarray(self.embed_table[ids], np.float32)[None]  # (1, T, D)
         return self.sessions["embed_tokens"].run(None, {"input_ids": np.array([ids], np.int64)})[0]  # (1, T, D)
 
     def image_embeds(self, image) -> np.ndarray:
@@ -89,11 +114,11 @@ class OnnxAgent:
 
     def _decode_step(self, embeds: np.ndarray, past: list[np.ndarray], past_length: int):
         total = past_length + embeds.shape[1]
-        feeds = {"inputs_embeds": embeds.astype(np.float32),
-                 "attention_mask": np.ones((1, total), np.int64),
-                 "position_ids": np.arange(past_length, total, dtype=np.int64)[None]}
+        feeds = {"inputs_embeds": embeds.astype(np.float32), "attention_mask": np.ones((1, total), np.int64)}
+        if self.uses_position_ids:
+            feeds["position_ids"] = np.arange(past_length, total, dtype=np.int64)[None]
         feeds.update(zip(self.past_names, past))
-        logits, *present = self.sessions["decoder_model_merged"].run(None, feeds)
+        logits, *present = self.sessions["decoder_model_merged"].run(["logits", *self.present_names], feeds)
         return logits[0, -1], present
 
     def generate(self, image, query: str, max_new_tokens: int = 64) -> Generation:

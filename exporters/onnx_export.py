@@ -5,10 +5,15 @@
     decoder_model_merged.onnx    inputs_embeds, attention_mask, position_ids, past_key_values.* -> logits, present.*
     tokenizer.json, manifest.json
 
-The decoder is exported with torch.onnx (TorchScript) around the unmodified transformers LM with eager
-attention and a DynamicCache rebuilt from flat inputs: one graph serves prefill (any past length, zero
-included) and decode. The manifest holds each graph's sha256 and parity, the opset, the token table, the
-prompt, the preprocessing parameters and the source checkpoint: everything the torch-free runtime needs.
+    embed_tokens.npy             the same table as a .npy file: the runtime memory-maps it, so only the rows
+                                 it looks up are resident (the fp32 table is 113 MB for SmolLM2)
+
+The decoder comes from ONNX Runtime GenAI's model builder where it supports the LM (fused attention; see
+genai_decoder.py), else from torch.onnx (TorchScript) around the unmodified transformers LM with eager
+attention and a DynamicCache rebuilt from flat inputs. Either graph serves prefill (any past length, zero
+included) and decode, and is checked against the torch LM. The manifest holds each graph's sha256 and parity,
+the opset, the token table, the prompt, the preprocessing parameters and the source checkpoint: everything
+the torch-free runtime needs.
 """
 
 from __future__ import annotations
@@ -83,11 +88,16 @@ def _past_names(layers: int, prefix: str) -> list[str]:
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
-def _export_graphs(agent: OctopusAgent, out: Path) -> dict[str, tuple]:
-    """Export the three graphs; returns example inputs per graph for parity checks."""
+def _export_graphs(agent: OctopusAgent, out: Path, decoder: str) -> dict[str, tuple]:
+    """Export the graphs (the decoder with torch.onnx only when `decoder` is "torch"); returns example inputs
+    per graph for parity checks: (module, input names, example tensors)."""
     size = agent.config.vision.image_size
     layers, heads, head_dim = kv_shape(agent.lm)
     d_model = agent.lm.get_input_embeddings().weight.shape[1]
@@ -110,23 +120,31 @@ def _export_graphs(agent: OctopusAgent, out: Path) -> dict[str, tuple]:
              "position_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"},
              **{n: {0: "batch", 2: "past"} for n in past_in}, **{n: {0: "batch", 2: "total"} for n in present_out}}),
     }
+    if decoder != "torch":
+        del specs["decoder_model_merged"]  # built by onnxruntime-genai; still checked against this module
     for name, (module, inputs, outputs, axes) in specs.items():
         log.info("exporting %s", name)
         torch.onnx.export(module.eval(), examples[name], str(out / f"{name}.onnx"), input_names=inputs,
                           output_names=outputs, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
-    return {name: (specs[name][0], specs[name][1], examples[name]) for name in specs}
+    decoder_inputs = ["inputs_embeds", "attention_mask", "position_ids", *past_in]
+    return {"vision_encoder": (_Vision(agent), ["pixels"], ["image_embeds"], examples["vision_encoder"]),
+            "embed_tokens": (_Embed(agent), ["input_ids"], ["inputs_embeds"], examples["embed_tokens"]),
+            "decoder_model_merged": (_Decoder(agent.lm), decoder_inputs, ["logits", *present_out],
+                                     examples["decoder_model_merged"])}
 
 
 def _parity(out: Path, graphs: dict[str, tuple], suffix: str = "") -> dict[str, float]:
     import onnxruntime as ort
 
     result = {}
-    for name, (module, inputs, example) in graphs.items():
+    for name, (module, inputs, outputs, example) in graphs.items():
         session = ort.InferenceSession(str(out / f"{name}{suffix}.onnx"), providers=["CPUExecutionProvider"])
         with torch.no_grad():
             reference = module(*example)
         reference = reference if isinstance(reference, tuple) else (reference,)
-        got = session.run(None, {n: x.numpy() for n, x in zip(inputs, example)})
+        feeds = {n: x.numpy() for n, x in zip(inputs, example)}
+        wanted = [i.name for i in session.get_inputs()]  # the builder's decoder has no position_ids
+        got = session.run(outputs, {n: feeds[n] for n in wanted})
         result[name] = float(max(np.abs(g - r.numpy()).max() for g, r in zip(got, reference)))
     return result
 
@@ -166,40 +184,60 @@ def quantize_graph(source: Path, target: Path, method: str) -> str:
     raise ValueError(f"unknown quantization {method!r}; choose one of {QUANT_METHODS}")
 
 
-def quantize_int8(out: Path, methods: dict[str, str] | None = None) -> dict[str, str]:
-    """The int8 graph set; the embedding table stays fp32 (a lookup gains nothing and its rows must stay exact)."""
-    methods = {**DEFAULT_INT8, **(methods or {})}
+def quantize_int8(out: Path, methods: dict[str, str]) -> dict[str, str]:
+    """One int8 graph per entry of `methods` (graph name -> method)."""
     done = {}
     for name, method in methods.items():
         log.info("quantizing %s (%s)", name, method)
         done[name] = quantize_graph(out / f"{name}.onnx", out / f"{name}.int8.onnx", method)
-    shutil.copy(out / "embed_tokens.onnx", out / "embed_tokens.int8.onnx")
-    done["embed_tokens"] = "fp32 (copied)"
     return done
 
 
-def export(model_dir: str | Path, out: str | Path, int8: bool = False, methods: dict[str, str] | None = None) -> dict:
+def _decoder_exporter(choice: str, lm) -> str:
+    from octopus.exporters.genai_decoder import supports
+
+    if choice not in ("auto", "genai", "torch"):
+        raise ValueError(f"unknown decoder exporter {choice!r}: auto, genai or torch")
+    if choice == "auto":
+        return "genai" if supports(lm) else "torch"
+    return choice
+
+
+def export(model_dir: str | Path, out: str | Path, int8: bool = False, methods: dict[str, str] | None = None,
+           decoder: str = "auto") -> dict:
+    """`decoder`: "genai" (onnxruntime-genai's builder), "torch" (torch.onnx), or "auto" (genai where it can)."""
+    from octopus.exporters.genai_decoder import build_decoder
+
     model_dir, out = Path(model_dir), Path(out)
     agent = OctopusAgent.load(model_dir).eval()
     agent.lm.config._attn_implementation = "eager"  # traceable attention; same numbers as sdpa
     out.mkdir(parents=True, exist_ok=True)
-    graphs = _export_graphs(agent, out)
+    decoder = _decoder_exporter(decoder, agent.lm)
+    graphs = _export_graphs(agent, out, decoder)
+    how = {"vision_encoder": "torch.onnx", "embed_tokens": "torch.onnx", "decoder_model_merged": "torch.onnx"}
+    if decoder == "genai":
+        how["decoder_model_merged"] = build_decoder(agent.lm, agent.tokenizer, out / "decoder_model_merged.onnx",
+                                                    "fp32")
     parity = _parity(out, graphs)
     for name, error in parity.items():
         if error > TOLERANCES[name]:
             raise RuntimeError(f"{name}: ONNX differs from torch by {error:.2e} (> {TOLERANCES[name]:.0e})")
+    np.save(out / "embed_tokens.npy", agent.lm.get_input_embeddings().weight.detach().float().numpy())
     agent.tokenizer.save_pretrained(out / "tokenizer_hf")
     shutil.copy(out / "tokenizer_hf" / "tokenizer.json", out / "tokenizer.json")
     shutil.rmtree(out / "tokenizer_hf")
     layers, heads, head_dim = kv_shape(agent.lm)
     v = agent.config.vision
+    table = agent.lm.get_input_embeddings().weight
     manifest = {
         "format": "octopus-onnx/1",
         "opset": OPSET,
         "source": str(Path(model_dir).resolve()),
         "config": agent.config.to_dict(),
-        "graphs": {name: {"file": f"{name}.onnx", "sha256": _sha256(out / f"{name}.onnx"),
+        "graphs": {name: {"file": f"{name}.onnx", "sha256": _sha256(out / f"{name}.onnx"), "exporter": how[name],
                           "parity_max_abs": parity[name], "tolerance": TOLERANCES[name]} for name in graphs},
+        "embed_table": {"file": "embed_tokens.npy", "sha256": _sha256(out / "embed_tokens.npy"),
+                        "dtype": "float32", "shape": list(table.shape)},
         "tokens": {"function_ids": list(agent.tokens.function_ids), "no_function_id": agent.tokens.no_function_id,
                    "end_id": agent.tokens.end_id, "image_id": agent.tokens.image_id},
         "prompt": {"prefix": PROMPT_PREFIX, "suffix": PROMPT_SUFFIX, "num_image_tokens": agent.num_image_tokens},
@@ -207,8 +245,21 @@ def export(model_dir: str | Path, out: str | Path, int8: bool = False, methods: 
         "decoder": {"layers": layers, "kv_heads": heads, "head_dim": head_dim},
     }
     if int8:
-        methods = quantize_int8(out, methods)
-        manifest["int8"] = {name: {"file": f"{name}.int8.onnx", "sha256": _sha256(out / f"{name}.int8.onnx"),
-                                   "method": methods[name]} for name in graphs}
+        methods = {**DEFAULT_INT8, **(methods or {})}  # the embedding table stays fp32: a lookup gains nothing
+        decoder_method = methods.pop("decoder_model_merged")
+        done = quantize_int8(out, methods)
+        if decoder == "genai":  # its builder quantizes its own graph (the same MatMulNBits kernels)
+            precision = {"nbits8": "int8", "nbits4": "int4"}.get(decoder_method)
+            if precision is None:
+                raise ValueError(f"the genai decoder takes nbits8 or nbits4, not {decoder_method}")
+            done["decoder_model_merged"] = build_decoder(agent.lm, agent.tokenizer,
+                                                         out / "decoder_model_merged.int8.onnx", precision)
+        else:
+            done["decoder_model_merged"] = quantize_graph(out / "decoder_model_merged.onnx",
+                                                          out / "decoder_model_merged.int8.onnx", decoder_method)
+        int8_graphs = {name: {"file": f"{name}.int8.onnx", "sha256": _sha256(out / f"{name}.int8.onnx"),
+                              "method": method} for name, method in done.items()}
+        int8_graphs["embed_tokens"] = {**manifest["graphs"]["embed_tokens"], "method": "fp32 (the same graph)"}
+        manifest["int8"] = int8_graphs
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
     return manifest

@@ -19,8 +19,8 @@ TINY_LM = {
     "hidden_size": 32,
     "intermediate_size": 64,
     "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
+    "num_attention_heads": 2,  # head_dim 16: onnxruntime's GroupQueryAttention needs a multiple of 16
+    "num_key_value_heads": 1,
     "max_position_embeddings": 256,
     "tie_word_embeddings": True,  # as SmolLM2: input and output rows are one matrix
 }

@@ -29,13 +29,14 @@ BLOCK_TORCH = (
 )
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("export")
+@pytest.fixture(scope="module", params=["genai", "torch"])
+def exported(request, tmp_path_factory) -> tuple[Path, Path]:
+    """Both decoder exporters: onnxruntime-genai's builder (the default) and torch.onnx (the fallback)."""
+    root = tmp_path_factory.mktemp(f"export-{request.param}")
     torch.manual_seed(5)
     config = tiny().override("projector.num_image_tokens=9")  # a 4x4 patch grid pooled to 3x3: not a factor
     OctopusAgent.build(config).save(root / "agent")
-    export(root / "agent", root / "onnx", int8=True)
+    export(root / "agent", root / "onnx", int8=True, decoder=request.param)
     return root / "agent", root / "onnx"
 
 
@@ -49,6 +50,16 @@ def test_manifest_lists_graphs_with_hashes_and_parity(exported):
     assert set(manifest["int8"]) == set(manifest["graphs"])
     assert manifest["prompt"]["num_image_tokens"] == 9 and manifest["tokens"]["end_id"] > 0
     assert manifest["preprocess"]["image_size"] == 32
+    table = np.load(onnx_dir / manifest["embed_table"]["file"], mmap_mode="r")
+    assert list(table.shape) == manifest["embed_table"]["shape"]
+    runtime = OnnxAgent(onnx_dir, precision="fp32")  # the memory-mapped table gives the embedding graph's rows
+    import onnxruntime as ort
+
+    ids = np.array([[0, 5, manifest["tokens"]["end_id"]]])
+    graph = ort.InferenceSession(str(onnx_dir / "embed_tokens.onnx")).run(None, {"input_ids": ids})[0]
+    assert np.array_equal(runtime.embed(ids[0].tolist()), graph)
+    exporter = manifest["graphs"]["decoder_model_merged"]["exporter"]
+    assert exporter.startswith("onnxruntime-genai" if "genai" in str(onnx_dir) else "torch.onnx")
 
 
 def test_decoder_graph_handles_empty_and_long_pasts(exported):
@@ -61,10 +72,11 @@ def test_decoder_graph_handles_empty_and_long_pasts(exported):
         past = [np.random.default_rng(past_length).normal(size=p.shape[:2] + (past_length, p.shape[3]))
                 .astype(np.float32) for p in runtime.empty_past]
         feeds = {"inputs_embeds": np.zeros((1, 2, 32), np.float32),
-                 "attention_mask": np.ones((1, past_length + 2), np.int64),
-                 "position_ids": np.arange(past_length, past_length + 2)[None]}
+                 "attention_mask": np.ones((1, past_length + 2), np.int64)}
+        if runtime.uses_position_ids:
+            feeds["position_ids"] = np.arange(past_length, past_length + 2)[None]
         feeds.update(zip(runtime.past_names, past))
-        logits, *present = session.run(None, feeds)
+        logits, *present = session.run(["logits", *runtime.present_names], feeds)
         assert logits.shape[:2] == (1, 2) and present[0].shape[2] == past_length + 2
 
 
@@ -92,7 +104,7 @@ def test_tampered_graph_is_refused_with_one_line(exported, photo, tmp_path):
     photo.save(tmp_path / "photo.jpg")
     copy = tmp_path / "onnx"
     shutil.copytree(onnx_dir, copy)
-    with (copy / "embed_tokens.int8.onnx").open("ab") as f:
+    with (copy / "decoder_model_merged.int8.onnx").open("ab") as f:
         f.write(b"\0")
     out = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "ask", "--model", str(copy), "--image",
                           str(tmp_path / "photo.jpg"), "--query", "hi"], capture_output=True, text=True)
@@ -107,7 +119,7 @@ def test_ask_on_an_exported_dir_where_torch_cannot_be_imported(exported, photo, 
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     answer = json.loads(out.stdout)
-    assert set(answer) == {"function", "arguments", "raw", "timings_ms"}
+    assert set(answer) == {"function", "arguments", "raw", "action", "timings_ms"}
     assert answer["raw"].startswith("<nexa_")
     blocked = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "ask", "--model", str(onnx_dir.parent / "agent"),
                               "--image", str(tmp_path / "photo.jpg"), "--query", "x"], capture_output=True, text=True)
