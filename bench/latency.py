@@ -134,15 +134,17 @@ def main() -> int:
         size = (Path(args.onnx) / manifest[key]["decoder_model_merged"]["file"]).stat().st_size
         bounds[precision] = round(size / (bandwidth * 1e9) * 1e3, 2)
     torch_total = results[0]["total"]["p50"]
-    print(f"{'backend':<14}{'encode p50':>11}{'prefill p50':>12}{'tok p50':>9}{'e2e p50':>9}{'e2e p95':>9}"
-          f"{'RSS MB':>8}{'prompt':>8}{'speed-up':>9}")
+    lines = [f"{'backend':<14}{'encode p50':>11}{'prefill p50':>12}{'tok p50':>9}{'e2e p50':>9}{'e2e p95':>9}"
+             f"{'RSS MB':>8}{'prompt':>8}{'speed-up':>9}"]
     for r in results:
-        print(f"{r['backend']:<14}{r['image_encode']['p50']:>11}{r['prefill']['p50']:>12}"
-              f"{r['decode_per_token']['p50']:>9}{r['total']['p50']:>9}{r['total']['p95']:>9}{r['peak_rss_mb']:>8}"
-              f"{r['prompt_tokens_mean']:>8}{torch_total / r['total']['p50']:>9.2f}")
-    print(f"memory bandwidth {bandwidth} GB/s; decode bound per token: fp32 {bounds['fp32']} ms, int8 "
-          f"{bounds['int8']} ms")
+        lines.append(f"{r['backend']:<14}{r['image_encode']['p50']:>11}{r['prefill']['p50']:>12}"
+                     f"{r['decode_per_token']['p50']:>9}{r['total']['p50']:>9}{r['total']['p95']:>9}"
+                     f"{r['peak_rss_mb']:>8}{r['prompt_tokens_mean']:>8}{torch_total / r['total']['p50']:>9.2f}")
+    lines.append(f"memory bandwidth {bandwidth} GB/s; decode bound per token: fp32 {bounds['fp32']} ms, int8 "
+                 f"{bounds['int8']} ms; decoder: {manifest['graphs']['decoder_model_merged'].get('exporter', '?')}")
+    print("\n".join(lines))
     RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latency.txt").write_text("\n".join(lines) + "\n")
     out = {"results": results, "memory_bandwidth_gbs": bandwidth, "decode_bound_ms": bounds,
            "threads": args.threads, "rows": args.rows}
     (RESULTS / "latency.json").write_text(json.dumps(out, indent=2))

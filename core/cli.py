@@ -273,7 +273,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     for item in args.quant:
         graph, _, method = item.partition("=")
         methods[graph] = method
-    manifest = export(model, Path(args.out), int8=args.int8 or bool(methods), methods=methods)
+    try:
+        manifest = export(model, Path(args.out), int8=args.int8 or bool(methods), methods=methods,
+                          decoder=args.decoder)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     print(json.dumps({name: g["parity_max_abs"] for name, g in manifest["graphs"].items()}))
     return 0
 
@@ -341,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8", action="store_true", help="also write int8 graphs")
     p.add_argument("--quant", action="append", default=[], metavar="GRAPH=METHOD",
                    help="quantization per graph: dynamic, nbits8 or nbits4 (e.g. decoder_model_merged=nbits4)")
+    p.add_argument("--decoder", default="auto", choices=["auto", "genai", "torch"],
+                   help="decoder exporter: onnxruntime-genai's builder (fused attention), torch.onnx, or auto "
+                        "(genai where it supports the LM)")
     p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("ask", help="answer one request about one image (the action is a dry run unless --execute)")

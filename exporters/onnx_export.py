@@ -150,9 +150,12 @@ def _parity(out: Path, graphs: dict[str, tuple], suffix: str = "") -> dict[str, 
 
 
 QUANT_METHODS = ("dynamic", "nbits8", "nbits4")
-# chosen per graph by measured accuracy and speed on the quick model (400 held-out rows, 2 cores):
-#   vision dynamic + decoder nbits8: 70.25% function accuracy (fp32: 72.00%), image encode p50 76.6 ms
-#   vision nbits8 (convs stay fp32) + decoder nbits8: 71.75%, image encode as fp32 (dynamic ConvInteger is slow)
+# chosen per graph by measured accuracy and speed on the quick model (400 held-out rows, 2 cores; fp32: 72.00%):
+#   vision dynamic + traced decoder nbits8: 70.25%, image encode p50 76.6 ms (dynamic ConvInteger is slow)
+#   vision nbits8 (convs stay fp32) + traced decoder nbits8: 71.75%, image encode 10.7 ms
+#   vision nbits8 + onnxruntime-genai decoder int8 (the default where the builder fits): 71.50%, p50 182 ms
+#   against 296 ms with the traced decoder (same rows). nbits4 decoder: ~20% less time a token, not measured
+#   for accuracy on the held-out split, so not the default.
 DEFAULT_INT8 = {"vision_encoder": "nbits8", "decoder_model_merged": "nbits8"}
 
 

@@ -123,3 +123,38 @@ def smtp_server(tmp_path):
     yield servers
     for s in servers.servers:
         s.stop()
+
+
+EMAIL_CALL = '<nexa_0>(recipient="ann@example.com", subject="the bottle")<nexa_end>'
+EMAIL_QUERY = "email this to ann"
+
+
+@pytest.fixture(scope="session")
+def email_onnx(tmp_path_factory):
+    """A tiny agent taught one answer (EMAIL_QUERY about a gray frame -> EMAIL_CALL), exported: a real model
+    whose output is known, so tests can follow a call from the camera to a real SMTP server."""
+    torch = pytest.importorskip("torch")
+    from octopus.exporters.onnx_export import export
+    from octopus.model.agent import OctopusAgent
+    from octopus.model.presets import tiny
+
+    torch.manual_seed(0)
+    agent = OctopusAgent.build(tiny()).train()
+    prompt, target = agent.encode_prompt(EMAIL_QUERY), agent.encode_target(EMAIL_CALL)
+    ids = torch.tensor([prompt + target])
+    labels = torch.tensor([[-100] * len(prompt) + target])
+    with torch.no_grad():
+        image_embeds = agent.image_embeds(agent.pixels(Image.new("RGB", (48, 48), (128, 128, 128))))
+    optimizer = torch.optim.Adam(agent.lm.parameters(), lr=1e-2)
+    for _ in range(400):
+        loss = agent(ids, image_embeds=image_embeds, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if loss.item() < 2e-3:
+            break
+    agent.eval()
+    root = tmp_path_factory.mktemp("email-onnx")
+    agent.save(root / "agent")
+    export(root / "agent", root / "onnx", int8=True)
+    return root / "onnx"

@@ -317,3 +317,71 @@ def test_doctor_checks_every_part(tiny_onnx, tmp_path, smtp_server):
     finally:
         graph.write_bytes(original)
     assert out.returncode == 1 and "FAIL  model" in out.stdout and "does not match the manifest" in out.stdout
+
+
+def test_ask_execute_sends_the_email_and_dry_run_does_not(email_onnx, tmp_path, smtp_server):
+    from conftest import EMAIL_QUERY
+
+    server = smtp_server()
+    Image.new("RGB", (48, 48), (128, 128, 128)).save(tmp_path / "gray.png")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n[actions.smtp]\nhost = "127.0.0.1"\n'
+                      f'port = {server.port}\nfrom_address = "pi@octopus.test"\nca_file = "{server.ca_file}"\n')
+    ask = [*OCTOPUS, "ask", "--model", str(email_onnx), "--image", str(tmp_path / "gray.png"), "--query", EMAIL_QUERY,
+           "--config", str(config), "--json"]
+    dry = subprocess.run(ask, capture_output=True, text=True, timeout=120)
+    assert dry.returncode == 0, dry.stderr
+    answer = json.loads(dry.stdout)
+    assert answer["function"] == "send_email" and answer["arguments"]["recipient"] == "ann@example.com"
+    assert answer["action"]["status"] == "dry_run" and "would email 'ann@example.com'" in answer["action"]["detail"]
+    assert server.messages == []
+    sent = subprocess.run([*ask, "--execute"], capture_output=True, text=True, timeout=120)
+    assert sent.returncode == 0, sent.stderr
+    action = json.loads(sent.stdout)["action"]
+    assert action["status"] == "done" and [m["To"] for m in server.messages] == ["ann@example.com"]
+    assert server.messages[0]["Message-ID"] == f"<{action['outbox_id']}@octopus.local>"
+
+
+def test_a_button_press_ends_as_an_email_through_the_outbox(email_onnx, tmp_path, smtp_server, mock_factory):
+    """The whole path: posted query, button, camera frame, model, outbox, SMTP with STARTTLS."""
+    from conftest import EMAIL_QUERY
+
+    server = smtp_server()
+    (tmp_path / "frames").mkdir()
+    Image.new("RGB", (48, 48), (128, 128, 128)).save(tmp_path / "frames" / "frame.png")
+    text = write_config(tmp_path, email_onnx, listen=f"127.0.0.1:{free_port()}", extra=(
+        f'[actions]\nexecute = true\n[actions.smtp]\nhost = "127.0.0.1"\nport = {server.port}\n'
+        f'from_address = "pi@octopus.test"\nca_file = "{server.ca_file}"\n')).read_text()
+    text = text.replace("max_new_tokens = 12", "max_new_tokens = 64")  # the whole call
+    d = Daemon(parse_config(text), pin_factory=mock_factory)
+    d.start()
+    try:
+        assert call(d, "POST", "/query", EMAIL_QUERY.encode(), "text/plain")[0] == 202
+        press(mock_factory.pin(17))
+        assert wait_for(lambda: len(server.messages) == 1), d.status()
+        result = d.recent[-1]
+        assert result["function"] == "send_email" and result["query"] == EMAIL_QUERY
+        assert wait_for(lambda: d.outbox.get(result["outbox_id"]).status == "done")
+        assert server.messages[0]["To"] == "ann@example.com"
+    finally:
+        d.stop()
+
+
+def test_pending_actions_left_by_a_previous_run_are_sent_after_a_restart(tiny_onnx, tmp_path):
+    from test_actions_outbox import Webhook
+
+    from octopus.device.outbox import Outbox
+
+    hook = Webhook()
+    outbox = Outbox(tmp_path / "state")  # what a killed daemon left behind: written, never sent
+    item_id = outbox.enqueue("google_search", {"query": "compost bins"}, source="button:short")
+    extra = f'[actions]\nexecute = true\n[actions.webhook]\nurl = "{hook.url}"\n'
+    config = write_config(tmp_path, tiny_onnx, extra=extra)
+    d = Daemon(parse_config(config.read_text().replace("[button]\n", "[button]\nenabled = false\n")))
+    d.start()
+    try:
+        assert wait_for(lambda: outbox.get(item_id).status == "done")
+    finally:
+        d.stop()
+        hook.close()
+    assert [body["link"] for _, body in hook.posts] == ["https://www.google.com/search?q=compost+bins"]

@@ -271,7 +271,7 @@ def _render_all(out: Path, jobs: list[tuple[str, tuple]], workers: int) -> dict[
     for path, _ in jobs:
         (out / path).parent.mkdir(parents=True, exist_ok=True)
     captions_by_path = {}
-    with get_context("fork").Pool(workers) as pool:
+    with get_context("forkserver").Pool(workers) as pool:  # fork would copy other threads' held locks
         results = pool.imap(_render_job, [job for _, job in jobs], chunksize=16)
         progress = tqdm(zip(jobs, results), total=len(jobs), desc="rendering", unit="img", mininterval=2)
         for (path, _), (data, en, zh) in progress:
