@@ -197,6 +197,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
+    from octopus.device.button import ButtonError
     from octopus.device.camera import CameraError
     from octopus.device.config import ConfigError
     from octopus.device.daemon import Daemon
@@ -206,7 +207,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(config.daemon.log_level.upper())
     try:
         return Daemon(config).run()
-    except (ManifestError, CameraError, ConfigError, OSError) as exc:
+    except (ManifestError, CameraError, ButtonError, ConfigError, OSError) as exc:
         raise CliError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
 
 

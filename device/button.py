@@ -12,9 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
+
+
+class ButtonError(RuntimeError):
+    """The button's pin cannot be opened; the message is one line."""
 
 
 class GestureButton:
@@ -23,7 +28,7 @@ class GestureButton:
         try:
             from gpiozero import Button
         except ImportError:
-            raise RuntimeError("gpiozero is not installed (pip install gpiozero; on the Pi also python3-lgpio)") \
+            raise ButtonError("gpiozero is not installed (pip install gpiozero; on the Pi also python3-lgpio)") \
                 from None
         self.on_gesture = on_gesture
         self.bounce_s = bounce_ms / 1000
@@ -31,8 +36,14 @@ class GestureButton:
         self._last_press = -float("inf")
         self._accepted = False  # the current press passed the debounce
         self._held = False  # and already fired "hold"
-        self.button = Button(pin, pull_up=pull_up, bounce_time=self.bounce_s or None, hold_time=hold_s,
-                             pin_factory=pin_factory)
+        try:
+            with warnings.catch_warnings():  # gpiozero warns once per factory it falls back from
+                warnings.simplefilter("ignore")
+                self.button = Button(pin, pull_up=pull_up, bounce_time=self.bounce_s or None, hold_time=hold_s,
+                                     pin_factory=pin_factory)
+        except Exception as exc:  # BadPinFactory, GPIOPinInUse, PermissionError, ...
+            raise ButtonError(f"button on GPIO {pin}: {type(exc).__name__}: {exc} (on a Pi: python3-lgpio and "
+                              "the gpio group; elsewhere set [button] enabled = false)") from None
         self.button.when_pressed = self._pressed
         self.button.when_held = self._held_down
         self.button.when_released = self._released

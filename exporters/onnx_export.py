@@ -18,7 +18,6 @@ the torch-free runtime needs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from octopus.device.runtime import file_sha256
 from octopus.model.agent import OctopusAgent
 from octopus.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
 
@@ -85,14 +85,6 @@ def kv_shape(lm) -> tuple[int, int, int]:
 
 def _past_names(layers: int, prefix: str) -> list[str]:
     return [f"{prefix}.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _export_graphs(agent: OctopusAgent, out: Path, decoder: str) -> dict[str, tuple]:
@@ -237,9 +229,9 @@ def export(model_dir: str | Path, out: str | Path, int8: bool = False, methods: 
         "opset": OPSET,
         "source": str(Path(model_dir).resolve()),
         "config": agent.config.to_dict(),
-        "graphs": {name: {"file": f"{name}.onnx", "sha256": _sha256(out / f"{name}.onnx"), "exporter": how[name],
+        "graphs": {name: {"file": f"{name}.onnx", "sha256": file_sha256(out / f"{name}.onnx"), "exporter": how[name],
                           "parity_max_abs": parity[name], "tolerance": TOLERANCES[name]} for name in graphs},
-        "embed_table": {"file": "embed_tokens.npy", "sha256": _sha256(out / "embed_tokens.npy"),
+        "embed_table": {"file": "embed_tokens.npy", "sha256": file_sha256(out / "embed_tokens.npy"),
                         "dtype": "float32", "shape": list(table.shape)},
         "tokens": {"function_ids": list(agent.tokens.function_ids), "no_function_id": agent.tokens.no_function_id,
                    "end_id": agent.tokens.end_id, "image_id": agent.tokens.image_id},
@@ -260,7 +252,7 @@ def export(model_dir: str | Path, out: str | Path, int8: bool = False, methods: 
         else:
             done["decoder_model_merged"] = quantize_graph(out / "decoder_model_merged.onnx",
                                                           out / "decoder_model_merged.int8.onnx", decoder_method)
-        int8_graphs = {name: {"file": f"{name}.int8.onnx", "sha256": _sha256(out / f"{name}.int8.onnx"),
+        int8_graphs = {name: {"file": f"{name}.int8.onnx", "sha256": file_sha256(out / f"{name}.int8.onnx"),
                               "method": method} for name, method in done.items()}
         int8_graphs["embed_tokens"] = {**manifest["graphs"]["embed_tokens"], "method": "fp32 (the same graph)"}
         manifest["int8"] = int8_graphs

@@ -385,3 +385,16 @@ def test_pending_actions_left_by_a_previous_run_are_sent_after_a_restart(tiny_on
         d.stop()
         hook.close()
     assert [body["link"] for _, body in hook.posts] == ["https://www.google.com/search?q=compost+bins"]
+
+
+def test_daemon_without_a_usable_button_or_camera_says_why_in_one_line(tiny_onnx, tmp_path):
+    config = write_config(tmp_path, tiny_onnx)
+    env = {k: v for k, v in os.environ.items() if k != "GPIOZERO_PIN_FACTORY"}  # no GPIO on this machine
+    out = subprocess.run([*OCTOPUS, "daemon", "--config", str(config)], capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "button on GPIO 17" in out.stderr and "enabled = false" in out.stderr
+    config.write_text(config.read_text().replace('kind = "file"', 'kind = "v4l2"\ndevice = "/dev/video77"'))
+    out = subprocess.run([*OCTOPUS, "daemon", "--config", str(config)], capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.returncode == 2 and "v4l2: no device at /dev/video77" in out.stderr, out.stderr
