@@ -3,7 +3,8 @@
     python bench/soak.py --requests 10000                       # a tiny exported model (built here; needs torch)
     python bench/soak.py --model runs/quick/onnx --requests 2000
 
-Starts the daemon as systemd would (its own process, config file, NOTIFY_SOCKET for READY=1), with a file
+Starts the daemon as systemd would (its own process, config file, NOTIFY_SOCKET for READY=1, the unit's
+MALLOC_ARENA_MAX=2), with a file
 camera cycling through a few real frames. Alternates `/ask` (capture + answer, waited for) with `/query` +
 `/press` pairs (the button path, then polled on /status). The daemon's RSS is read from /proc after a warm-up
 and then every tenth of the run; growth is end vs warm-up. Prints a table, writes bench/results/soak.json.
@@ -81,7 +82,7 @@ def start_daemon(root: Path, model: Path, port: int) -> tuple[subprocess.Popen, 
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(root / "notify.sock"))
     notify.settimeout(300)
-    env = {**os.environ, "NOTIFY_SOCKET": str(root / "notify.sock")}
+    env = {**os.environ, "NOTIFY_SOCKET": str(root / "notify.sock"), "MALLOC_ARENA_MAX": "2"}  # as the unit sets
     proc = subprocess.Popen([sys.executable, "-m", "octopus.cli", "daemon", "--config", str(config)], env=env,
                             stderr=open(root / "daemon.log", "w"))
     while b"READY=1" not in notify.recv(4096):
