@@ -149,11 +149,9 @@ def _execute(function: str, arguments: dict, config) -> dict:
     from octopus.device.actions import Actions
     from octopus.device.outbox import Outbox
 
-    outbox = Outbox(config.state_dir(), config.outbox.max_attempts, config.outbox.backoff_s,
-                    config.outbox.backoff_max_s)
-    actions = Actions(config.actions)
+    outbox = Outbox.from_config(config)
     item_id = outbox.enqueue(function, arguments, source="cli", dry_run=False)
-    outbox.deliver_due(lambda item: actions.perform(item.function, item.arguments, item.id, item.dry_run))
+    outbox.deliver_due(Actions(config.actions).perform_item)
     item = outbox.get(item_id)
     outbox.close()
     return {"outbox_id": item_id, "status": item.status, "detail": item.result}
@@ -216,8 +214,7 @@ def _outbox(args: argparse.Namespace):
 
     config = _device_config(args.config)
     try:
-        return config, Outbox(config.state_dir(), config.outbox.max_attempts, config.outbox.backoff_s,
-                              config.outbox.backoff_max_s)
+        return config, Outbox.from_config(config)
     except OSError as exc:
         raise CliError(f"cannot open the outbox in {config.state_dir()} ({exc.strerror or exc})") from None
 
@@ -242,9 +239,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     if unknown:
         raise CliError(f"no outbox item {unknown[0]}")
     queued = outbox.retry(args.ids or None)
-    actions = Actions(config.actions)
-    handled = outbox.deliver_due(lambda item: actions.perform(item.function, item.arguments, item.id,
-                                                              item.dry_run))
+    handled = outbox.deliver_due(Actions(config.actions).perform_item)
     counts = outbox.counts()
     print(f"requeued {queued}; delivered {sum(i.status == 'done' for i in handled)} of {len(handled)}; "
           f"outbox now {counts['pending']} pending, {counts['failed']} failed")

@@ -128,6 +128,10 @@ class Actions:
         payload = {"function": function, "arguments": arguments, "link": link, "id": key}
         return post_json(self.section.webhook, payload, key, "webhook") + f" link {link}"
 
+    def perform_item(self, item) -> str:
+        """`perform` for an outbox item: its id is the idempotency key."""
+        return self.perform(item.function, item.arguments, item.id, item.dry_run)
+
     def send_email(self, arguments: dict, key: str) -> str:
         smtp = self.section.smtp
         if not smtp.host or not smtp.from_address:

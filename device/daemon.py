@@ -29,7 +29,7 @@ from octopus.device import sd_notify
 from octopus.device.actions import Actions
 from octopus.device.camera import CameraError, open_camera
 from octopus.device.config import Config
-from octopus.device.outbox import Item, Outbox
+from octopus.device.outbox import Outbox
 
 log = logging.getLogger("octopus.daemon")
 GESTURES = ("short", "hold")
@@ -79,8 +79,7 @@ class Daemon:
         if self.camera is None:
             self.camera = open_camera(self.config.camera)
         state = self.config.state_dir()
-        box = self.config.outbox
-        self.outbox = Outbox(state, box.max_attempts, box.backoff_s, box.backoff_max_s)
+        self.outbox = Outbox.from_config(self.config)
         for name, target in (("worker", self._worker_loop), ("sender", self._sender_loop)):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -228,13 +227,10 @@ class Daemon:
         return result
 
     # --- delivery -------------------------------------------------------------------------------------
-    def _perform(self, item: Item) -> str:
-        return self.actions.perform(item.function, item.arguments, item.id, item.dry_run)
-
     def _sender_loop(self) -> None:
         while not self.stopping.is_set():
             try:
-                self.outbox.deliver_due(self._perform)
+                self.outbox.deliver_due(self.actions.perform_item)
                 due = self.outbox.next_due()
             except Exception:  # a locked or broken database: log, wait, try again
                 log.exception("outbox delivery failed")

@@ -99,6 +99,12 @@ class Outbox:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
 
+    @classmethod
+    def from_config(cls, config) -> Outbox:
+        """The outbox in a device config's state directory, with its `[outbox]` retry settings."""
+        box = config.outbox
+        return cls(config.state_dir(), box.max_attempts, box.backoff_s, box.backoff_max_s)
+
     def close(self) -> None:
         self.db.close()
 
