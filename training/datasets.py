@@ -1,26 +1,36 @@
-"""Training examples: rows from the data folder -> padded token ids, labels and pixels.
+"""Training examples: rows from the data folder -> padded token ids, labels, category ids and image inputs.
 
-Alignment rows are (image, caption): the sequence is the image placeholders then the caption, loss on the
-caption tokens only. Functional rows are (image, query, target): the sequence is the prompt then the target
-call, loss on the target only. Paths in data files are relative to the data folder. Knows the agent's
-tokenization (`encode_prompt`, `encode_target`) and nothing about optimisation.
+Alignment rows are (image, [cue], caption): the sequence is the image placeholders, an optional text cue
+("This is") and the caption, loss on the caption only. Functional rows are (image, query, target): the
+prompt then the target call, loss on the target only. Every row also carries the category id of the main
+object it shows (or IGNORE), for the projector's auxiliary category loss. Image inputs are pixels, or the
+frozen vision encoder's cached output (`FeatureCache`) when the stage does not train the encoder. Paths in
+data files are relative to the data folder. Knows the agent's tokenization and nothing about optimisation.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import logging
 import random
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import torch
+from tqdm import tqdm
 
+from octopus.training.data.concepts import CATEGORIES, CONCEPTS, concept
+
+log = logging.getLogger(__name__)
 IGNORE = -100
+KINDS = ("text", "image", "ambiguous", "irrelevant")
+CONCEPT_KEYS = [c.key for c in CONCEPTS]
 
 
-def load_examples(data_dir: Path, file: str, max_examples: int | None, seed: int) -> list[dict]:
-    """Rows of a data file; a seeded subset balanced over (function, language) when `max_examples` is set."""
+def read_data_file(data_dir: Path, file: str) -> list[dict]:
     path = data_dir / file
     if not path.is_file():
         raise FileNotFoundError(f"no {file} in {data_dir} (build data with `octopus data build --out {data_dir}`)")
@@ -31,28 +41,134 @@ def load_examples(data_dir: Path, file: str, max_examples: int | None, seed: int
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     for row in rows:
         row["image"] = str(data_dir / row["image"])
-    if max_examples is None or max_examples >= len(rows):
-        return rows
+    return rows
+
+
+def _balanced(rows: list[dict], n: int, rng: random.Random) -> list[dict]:
+    """n rows, round-robin over (function, language) groups, each group in a seeded random order."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         groups[(row.get("function"), row.get("language"))].append(row)
-    rng = random.Random(seed)
     queues = [rng.sample(g, len(g)) for _, g in sorted(groups.items(), key=lambda kv: str(kv[0]))]
-    subset = []
-    while len(subset) < max_examples:  # round-robin over groups keeps the subset balanced
+    subset: list[dict] = []
+    while len(subset) < n and any(queues):
         for queue in queues:
-            if queue and len(subset) < max_examples:
+            if queue and len(subset) < n:
                 subset.append(queue.pop())
     return subset
 
 
-class Collator:
-    """Turns a list of rows into a padded batch for `OctopusAgent.forward`."""
+def load_examples(data_dir: Path, file: str, max_examples: int | None, seed: int,
+                  kind_shares: dict[str, float] | None = None) -> list[dict]:
+    """Rows of a data file; a seeded subset balanced over (function, language) when `max_examples` is set.
 
-    def __init__(self, agent, kind: str, max_length: int):
+    `kind_shares` ({"ambiguous": 0.4, ...}) sets the share of each request kind (`meta.kind`) in the subset;
+    a kind with fewer rows than its share gives what it has.
+    """
+    rows = read_data_file(data_dir, file)
+    if max_examples is None or max_examples >= len(rows):
+        return rows
+    rng = random.Random(seed)
+    if not kind_shares:
+        return _balanced(rows, max_examples, rng)
+    unknown = set(kind_shares) - set(KINDS)
+    if unknown:
+        raise ValueError(f"kind_shares names unknown kinds {sorted(unknown)}; choose from {KINDS}")
+    by_kind: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_kind[row.get("meta", {}).get("kind", "text")].append(row)
+    total = sum(kind_shares.values())
+    subset = []
+    for kind, share in sorted(kind_shares.items()):
+        subset += _balanced(by_kind[kind], round(max_examples * share / total), rng)
+    rng.shuffle(subset)
+    return subset
+
+
+def main_object(row: dict) -> str | None:
+    """The key of the object the row's image is about: its concept (naming rows) or the scene's first object."""
+    return row.get("concept") or (row.get("meta", {}).get("objects") or [None])[0]
+
+
+def concept_id(row: dict) -> int:
+    """Index of the main object in the concept table, or IGNORE."""
+    key = main_object(row)
+    return CONCEPT_KEYS.index(key) if key in CONCEPT_KEYS else IGNORE
+
+
+def category_id(row: dict) -> int:
+    """Class id of the main object's category, or IGNORE."""
+    key = main_object(row)
+    return CATEGORIES.index(concept(key).category) if key in CONCEPT_KEYS else IGNORE
+
+
+class FeatureCache:
+    """The frozen vision encoder's output for a fixed list of images, computed once into a float16 memmap.
+
+    Keyed by a fingerprint of the encoder's weights and preprocessing, so a changed encoder never reads a
+    stale cache; filled in chunks with progress, and a killed fill resumes at the first missing chunk.
+    """
+
+    CHUNK = 64
+
+    def __init__(self, directory: Path, agent, images: list[str]):
+        self.images = sorted(set(images))
+        self.index = {p: i for i, p in enumerate(self.images)}
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.fingerprint = _encoder_fingerprint(agent, self.images)
+        meta_path = directory / "features.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        if meta.get("fingerprint") != self.fingerprint:
+            meta = {"fingerprint": self.fingerprint, "done_chunks": 0}
+            (directory / "features.npy").unlink(missing_ok=True)
+        tokens, width = agent.vision_encoder.output_shape(agent.config.vision.image_size)
+        shape = (len(self.images), tokens, width)
+        mode = "r+" if (directory / "features.npy").is_file() else "w+"
+        self.array = np.lib.format.open_memmap(directory / "features.npy", mode=mode, dtype=np.float16, shape=shape)
+        self._fill(agent, meta, meta_path)
+
+    @torch.no_grad()
+    def _fill(self, agent, meta: dict, meta_path: Path) -> None:
+        chunks = range(meta["done_chunks"], -(-len(self.images) // self.CHUNK))
+        if not chunks:
+            return
+        encoder = agent.vision_encoder
+        was_training = encoder.training
+        encoder.eval()
+        for chunk in tqdm(chunks, desc="caching vision features", unit="chunk", mininterval=2):
+            paths = self.images[chunk * self.CHUNK:(chunk + 1) * self.CHUNK]
+            pixels = torch.cat([agent.pixels(p) for p in paths])
+            features = encoder(pixels)  # (B, T, C), fp32: bf16 autocast ran this CNN 7x slower on an AVX2 CPU
+            self.array[chunk * self.CHUNK: chunk * self.CHUNK + len(paths)] = features.float().numpy()
+            meta["done_chunks"] = chunk + 1
+            if chunk % 8 == 7 or chunk == chunks[-1]:
+                self.array.flush()
+                meta_path.write_text(json.dumps(meta))
+        encoder.train(was_training)
+
+    def __call__(self, paths: list[str]) -> torch.Tensor:
+        return torch.from_numpy(np.stack([self.array[self.index[p]] for p in paths]).astype(np.float32))
+
+
+def _encoder_fingerprint(agent, images: list[str]) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(agent.vision_encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().contiguous().numpy().tobytes()[:4096])
+        digest.update(str(float(tensor.float().sum())).encode())
+    digest.update(json.dumps(agent.config.vision.__dict__, sort_keys=True, default=str).encode())
+    digest.update("\n".join(images).encode())
+    return digest.hexdigest()[:16]
+
+
+class Collator:
+    """Turns a list of rows into a padded batch for the training loop."""
+
+    def __init__(self, agent, kind: str, max_length: int, features: FeatureCache | None = None):
         if kind not in ("alignment", "functional"):
             raise ValueError(f"unknown stage kind {kind!r}")
-        self.agent, self.kind, self.max_length = agent, kind, max_length
+        self.agent, self.kind, self.max_length, self.features = agent, kind, max_length, features
         tok = agent.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.eos_id = tok.eos_token_id
@@ -61,8 +177,11 @@ class Collator:
     def encode(self, row: dict) -> tuple[list[int], list[int]]:
         agent = self.agent
         if self.kind == "alignment":
+            cue = row.get("prompt") or ""
             prompt = [agent.tokens.image_id] * agent.num_image_tokens
-            target = agent.encode_target(row["caption"]) + [self.eos_id]
+            prompt += agent.tokenizer.encode(cue, add_special_tokens=False) if cue else []
+            space = " " if cue and row.get("language") != "zh" else ""  # "This is" + " a pizza"; "这是" + "披萨"
+            target = agent.encode_target(space + row["caption"]) + [self.eos_id]
         else:
             prompt = agent.encode_prompt(row["query"])
             target = agent.encode_target(row["target"])
@@ -72,6 +191,9 @@ class Collator:
             ids = ids[: self.max_length]
         labels = [IGNORE] * len(prompt) + target
         return ids, labels[: len(ids)]
+
+    def length(self, row: dict) -> int:
+        return min(self.max_length, len(self.encode(row)[0]))
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         encoded = [self.encode(r) for r in rows]
@@ -83,22 +205,39 @@ class Collator:
             input_ids[i, : len(ids)] = torch.tensor(ids)
             labels[i, : len(lab)] = torch.tensor(lab)
             attention[i, : len(ids)] = 1
-        pixels = torch.cat([self.agent.pixels(r["image"]) for r in rows])  # (B, 3, S, S)
-        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention, "pixels": pixels}
+        batch = {"input_ids": input_ids, "labels": labels, "attention_mask": attention,
+                 "category": torch.tensor([category_id(r) for r in rows]),
+                 "concept": torch.tensor([concept_id(r) for r in rows])}
+        if self.features is not None:
+            batch["vision_features"] = self.features([r["image"] for r in rows])  # (B, T, C)
+        else:
+            batch["pixels"] = torch.cat([self.agent.pixels(r["image"]) for r in rows])  # (B, 3, S, S)
+        return batch
 
 
-class EpochSampler(torch.utils.data.Sampler):
-    """A seeded permutation per epoch, so a resumed run sees the same order and can skip what it did."""
+class LengthGroupedBatches(torch.utils.data.Sampler):
+    """Seeded batches of similar length: a permutation per epoch, cut into windows of 32 batches, each window
+    sorted by length and cut into batches, the batches shuffled. Less padding, the same data per epoch, and
+    the same order after a resume."""
 
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self.epoch = n, seed, 0
+    WINDOW = 32
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed, self.epoch = lengths, batch_size, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        order = torch.randperm(len(self.lengths), generator=g).tolist()
+        window = self.WINDOW * self.batch_size
+        batches = []
+        for start in range(0, len(order), window):
+            chunk = sorted(order[start:start + window], key=lambda i: self.lengths[i])
+            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        shuffled = torch.randperm(len(batches), generator=g).tolist()
+        return iter([batches[i] for i in shuffled])
 
     def __len__(self) -> int:
-        return self.n
+        return -(-len(self.lengths) // self.batch_size)

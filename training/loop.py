@@ -1,10 +1,14 @@
 """The training runner for stages 1 and 2: a plain loop on accelerate, read top to bottom.
 
 It applies the stage's train modes (frozen / full / LoRA through peft, with the agent's new token rows always
-trainable), asserts and logs trainable parameter counts per component, trains with AdamW and a warm-up
-schedule, checkpoints `checkpoints/step_{step:06d}` with accelerate's state plus a meta JSON, resumes from the
-newest checkpoint after a kill, and finally writes the stage's agent (LoRA merged), a JSON log of losses and a
-PNG of the curve. The same code runs on one CPU or, unchanged, under `accelerate launch` on many GPUs.
+trainable), asserts and logs trainable parameter counts per component, caches the vision encoder's output
+when the stage freezes it, batches rows of similar length, computes logits only where there are labels
+(plus an optional grounding loss: which object and which category the mean image token shows, against the
+LM's own embeddings of their names; a stage may train on that loss alone, with no LM forward), trains with
+AdamW and a warm-up schedule, checkpoints `checkpoints/step_{step:06d}` with accelerate's state plus a meta
+JSON, resumes from the newest checkpoint after a kill, and finally writes the stage's agent (LoRA merged), a
+JSON log of losses and a PNG of the curve. The same code runs on one CPU or, unchanged, under
+`accelerate launch` on many GPUs.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from octopus.model.agent import OctopusAgent
-from octopus.training.datasets import IGNORE, Collator, EpochSampler, load_examples
+from octopus.training.data.concepts import CATEGORIES
+from octopus.training.datasets import IGNORE, Collator, FeatureCache, LengthGroupedBatches, load_examples
 from octopus.training.stages import COMPONENTS, StageConfig
 
 log = logging.getLogger(__name__)
@@ -73,16 +78,73 @@ def check_trainable(agent: OctopusAgent, stage: StageConfig) -> dict[str, dict[s
     return counts
 
 
-def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, function_ids: torch.Tensor,
+def weighted_loss(logits: torch.Tensor, targets: torch.Tensor, function_ids: torch.Tensor,
                   function_weight: float) -> torch.Tensor:
-    """Next-token cross-entropy over labelled positions; functional tokens weighted by `function_weight`."""
-    logits = logits[:, :-1].float()  # (B, T-1, V)
-    targets = labels[:, 1:]  # (B, T-1)
-    losses = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")  # (B, T-1)
-    weights = (targets != IGNORE).float()
+    """Cross-entropy of (N, V) logits at labelled positions; functional tokens weighted by `function_weight`."""
+    losses = F.cross_entropy(logits.float(), targets, reduction="none")  # (N,)
+    weights = torch.ones_like(losses)
     if function_weight != 1.0:
-        weights = weights * torch.where(torch.isin(targets, function_ids), function_weight, 1.0)
+        weights = torch.where(torch.isin(targets, function_ids), function_weight, 1.0)
     return (losses * weights).sum() / weights.sum().clamp(min=1.0)
+
+
+class GroundingHeads(torch.nn.Module):
+    """Training-only: which object (of the concept table) and which category the image shows, read from the
+    mean image token by cosine similarity to the LM's own input embeddings of their EN + ZH names.
+
+    It pulls image tokens towards the words the LM already knows for the object and its kind (the image ->
+    name -> category route), costs no LM forward, and covers every concept the naming data shows, held-out
+    objects included. Not part of the agent; not exported.
+    """
+
+    def __init__(self, agent: OctopusAgent):
+        super().__init__()
+        from octopus.training.data.concepts import CATEGORY_NAMES, CONCEPTS
+
+        table = agent.lm.get_input_embeddings().weight.detach().float()  # (V, D)
+
+        def word(*texts: str) -> torch.Tensor:  # mean of the normalised mean embedding of each text
+            rows = [F.normalize(table[agent.tokenizer.encode(t, add_special_tokens=False)].mean(0), dim=0)
+                    for t in texts]
+            return F.normalize(torch.stack(rows).mean(0), dim=0)
+
+        self.register_buffer("concepts", torch.stack([word(c.en, c.zh) for c in CONCEPTS]))  # (K, D)
+        self.register_buffer("categories", torch.stack([word(*CATEGORY_NAMES[c]) for c in CATEGORIES]))  # (C, D)
+        self.concept_keys = [c.key for c in CONCEPTS]
+        self.log_scale = torch.nn.Parameter(torch.tensor(math.log(20.0)))
+
+    def forward(self, image_embeds: torch.Tensor, concept: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
+        mean = F.normalize(image_embeds.float().mean(1), dim=-1)  # (B, D)
+        scale = self.log_scale.exp().clamp(max=100.0)
+        loss = image_embeds.sum() * 0.0
+        for table, labels in ((self.concepts, concept), (self.categories, category)):
+            if bool((labels != IGNORE).any()):
+                loss = loss + F.cross_entropy(scale * mean @ table.T, labels, ignore_index=IGNORE)
+        return loss
+
+
+def training_loss(agent, batch: dict, function_ids: torch.Tensor, stage: StageConfig,
+                  heads: GroundingHeads | None) -> torch.Tensor:
+    """`agent` is the prepared (possibly distributed-wrapped) module: its forward is what gets called."""
+    if stage.lm_loss_weight == 0:  # projector alignment only: no LM forward at all
+        image_embeds = agent(None, pixels=batch.get("pixels"), vision_features=batch.get("vision_features"),
+                             image_only=True)
+        return stage.grounding_loss_weight * heads(image_embeds, batch["concept"], batch["category"])
+    out = agent(batch["input_ids"], pixels=batch.get("pixels"), vision_features=batch.get("vision_features"),
+                attention_mask=batch["attention_mask"], labels=batch["labels"], labelled_only=True)
+    loss = stage.lm_loss_weight * weighted_loss(out.logits, out.targets, function_ids, stage.function_token_weight)
+    if heads is not None:
+        loss = loss + stage.grounding_loss_weight * heads(out.image_embeds, batch["concept"], batch["category"])
+    return loss
+
+
+def resolve_precision(precision: str) -> str:
+    """accelerate's mixed_precision for a stage's `precision` on this machine."""
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16"
+    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no"
 
 
 def _schedule(optimizer, stage: StageConfig, total_steps: int):
@@ -122,21 +184,33 @@ def run_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_dir
     stage_dir.mkdir(parents=True, exist_ok=True)
     (stage_dir / "stage.json").write_text(json.dumps(stage.to_dict(), indent=2))
     set_seed(stage.seed)
-    accelerator = Accelerator(mixed_precision=stage.precision, gradient_accumulation_steps=stage.grad_accum)
+    precision = resolve_precision(stage.precision)
+    accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=stage.grad_accum)
+    log.info("stage %s: precision %s (asked %s)", stage.name, precision, stage.precision)
     apply_train_modes(agent, stage)
     counts = check_trainable(agent, stage)
-    examples = load_examples(data_dir, stage.data, stage.max_examples, stage.seed)
-    collator = Collator(agent, stage.kind, stage.max_length)
-    sampler = EpochSampler(len(examples), stage.seed)
-    loader = DataLoader(examples, batch_size=stage.batch_size, sampler=sampler, collate_fn=collator)
+    examples = load_examples(data_dir, stage.data, stage.max_examples, stage.seed, stage.kind_shares)
+    features = None
+    if stage.train["vision_encoder"] == "frozen":
+        with accelerator.main_process_first():  # the main process fills the cache; the others then read it
+            features = FeatureCache(stage_dir / "vision_cache", agent, [r["image"] for r in examples])
+    collator = Collator(agent, stage.kind, stage.max_length, features)
+    sampler = LengthGroupedBatches([collator.length(r) for r in examples], stage.batch_size, stage.seed)
+    loader = DataLoader(examples, batch_sampler=sampler, collate_fn=collator)
     steps_per_epoch = max(1, len(loader) // stage.grad_accum)
     total_steps = max(1, math.ceil(steps_per_epoch * stage.epochs))
     if max_steps is not None:
         total_steps = min(total_steps, max_steps)
+    heads = GroundingHeads(agent) if stage.grounding_loss_weight > 0 else None
+    if heads is None and stage.lm_loss_weight == 0:
+        raise ValueError(f"stage {stage.name}: lm_loss_weight 0 needs grounding_loss_weight > 0 (nothing to learn)")
     params = [p for p in agent.parameters() if p.requires_grad]
+    params += list(heads.parameters()) if heads is not None else []
     optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay)
     scheduler = _schedule(optimizer, stage, total_steps)
     agent, optimizer, loader, scheduler = accelerator.prepare(agent, optimizer, loader, scheduler)
+    if heads is not None:
+        heads = accelerator.prepare(heads)
     function_ids = torch.tensor(agent_token_ids(accelerator.unwrap_model(agent)), device=accelerator.device)
 
     step, start_epoch, skip, history = 0, 0, 0, []
@@ -157,8 +231,8 @@ def run_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_dir
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
         for batch_index, batch in enumerate(batches, start=skip):
             with accelerator.accumulate(agent):
-                out = agent(batch["input_ids"], batch["pixels"], attention_mask=batch["attention_mask"])
-                loss = weighted_loss(out.logits, batch["labels"], function_ids, stage.function_token_weight)
+                with accelerator.autocast():
+                    loss = training_loss(agent, batch, function_ids, stage, heads)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(params, 1.0)

@@ -1,6 +1,7 @@
 """`octopus train`: one entry point per stage, and `train all` chaining them for a profile.
 
-    OUT/stage0_clip/clip.pt            the project's CLIP (skipped when a pretrained CLIP is configured)
+    OUT/stage0_clip/clip.pt            the project's CLIP (left out of `all` when the agent's image tower is
+                                       pretrained already: the quick profile reads the ImageNet trunk itself)
     OUT/init/agent                     the assembled agent before training (tokens added and initialised)
     OUT/stage1_alignment/agent         projector aligned on captions
     OUT/stage2_functional/agent        functional tokens learned
@@ -42,17 +43,25 @@ def _record(out_dir: Path, key: str, value) -> None:
     path.write_text(json.dumps(record, indent=2))
 
 
-def run_stage0(prof: Profile, data_dir: Path, out_dir: Path) -> None:
+def run_stage0(prof: Profile, data_dir: Path, out_dir: Path, explicit: bool = False) -> None:
+    """Train the profile's CLIP. In `all` only when the agent's image tower needs it (no pretrained weights);
+    `explicit` (`octopus train stage0`) trains it anyway, for its zero-shot report."""
     from octopus.training.clip import train_clip, zero_shot
 
-    if prof.clip is None or prof.agent.vision.pretrained is not None:
-        log.info("stage 0 skipped: a pretrained CLIP is configured (%s)", prof.agent.vision.pretrained)
+    if prof.clip is None:
+        log.info("stage 0 skipped: the profile has no CLIP stage (%s)", prof.agent.vision.pretrained)
+        return
+    if prof.agent.vision.pretrained is not None and not explicit:
+        log.info("stage 0 left out of the agent build: the image tower is %s already, and stage 0 trains only "
+                 "the CLIP head and text tower, which the agent does not read (`octopus train stage0` still "
+                 "trains it for its zero-shot report)", prof.agent.vision.pretrained)
         return
     started = time.perf_counter()
     stage_dir = out_dir / "stage0_clip"
     existed = (stage_dir / "clip.pt").is_file()
     checkpoint = train_clip(data_dir, stage_dir, prof.clip)
-    prof.agent.vision.pretrained = str(checkpoint.resolve())
+    if prof.agent.vision.pretrained is None:
+        prof.agent.vision.pretrained = str(checkpoint.resolve())
     if not existed:
         scores = zero_shot(checkpoint, prof.clip.model, data_dir, mean=prof.clip.image_mean, std=prof.clip.image_std)
         (stage_dir / "zero_shot.json").write_text(json.dumps(scores, indent=2))
@@ -102,7 +111,7 @@ def train(which: str, profile_name: str, data_dir: Path, out_dir: Path, max_step
         ensure_data(data_dir, prof)
     clip_checkpoint = out_dir / "stage0_clip" / "clip.pt"
     if which in ("all", "stage0"):
-        run_stage0(prof, data_dir, out_dir)
+        run_stage0(prof, data_dir, out_dir, explicit=which == "stage0")
         if which == "stage0":
             return clip_checkpoint
     if prof.clip is not None and prof.agent.vision.pretrained is None:

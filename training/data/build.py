@@ -28,9 +28,17 @@ from tqdm import tqdm
 from octopus.calls import Call, format_call, parse_and_validate
 from octopus.functions import FUNCTIONS, get_function
 from octopus.training.data.assets import STYLES, TRAINING_STYLES, UNSEEN_STYLE, ensure_style
-from octopus.training.data.concepts import CATEGORY_FUNCTION, CONCEPTS, Concept, by_category, concept
+from octopus.training.data.concepts import (
+    CATEGORY_FUNCTION,
+    CATEGORY_NAMES,
+    CONCEPTS,
+    Concept,
+    by_category,
+    concept,
+    image_decided_functions,
+)
 from octopus.training.data.queries import OPTIONAL_SLOT_ARGS, SLOTS, TEMPLATES, Template, surface, typo
-from octopus.training.data.scenes import captions, encode_jpeg, render_scene
+from octopus.training.data.scenes import captions, encode_jpeg, is_plural, render_scene
 
 log = logging.getLogger(__name__)
 LANGUAGES = ("en", "zh")
@@ -42,6 +50,7 @@ NOISE_RATE = 0.02  # share of rows given a transcription slip anywhere, as gener
 class BuildConfig:
     n_per_function: int = 1000  # train rows per function per language
     test_fraction: float = 0.2  # test rows per function per language, as a fraction of n_per_function
+    diagnostic_per_function: int = 50  # image-decided rows over *trained* objects, new images (per language)
     irrelevant_share: float = 0.1  # share of rows (per split and language) whose answer is no function
     seed: int = 0
     with_description: bool = False  # append "Function description: ..." to targets (Octopus v2 style)
@@ -172,7 +181,8 @@ def verify(plan: Plan) -> str | None:
 
 
 def _plan_row(split: str, function: str | None, language: str, index: int, config: BuildConfig,
-              templates: list[Template], slots: dict, objects: dict, attempt: int) -> Plan:
+              templates: list[Template], slots: dict, objects: dict, attempt: int,
+              modes: str = "tiatiatiat") -> Plan:
     rng = random.Random(f"{config.seed}/{split}/{function}/{language}/{index}/{attempt}")
     fits = [t for t in templates if t.language == language]
     if function is None:
@@ -183,7 +193,7 @@ def _plan_row(split: str, function: str | None, language: str, index: int, confi
         image_ts = [t for t in fits if t.function == function and t.kind == "image"]
         ambiguous = [t for t in fits if t.function is None and t.kind == "image"
                      and function in {CATEGORY_FUNCTION[c][0] for c in t.categories}]
-        mode = "tiatiatiat"[index % 10]  # exact shares: 40% text-decided, 30% image-named, 30% ambiguous
+        mode = modes[index % len(modes)]  # default exact shares: 40% text-decided, 30% image-named, 30% ambiguous
         pool = text_ts if (not image_ts or mode == "t") else image_ts if mode == "i" else ambiguous
         template = rng.choice(pool)
         kind = template.kind if template.function is not None else "ambiguous"
@@ -236,6 +246,31 @@ def plan_split(split: str, config: BuildConfig, rejects: Counter, verifier=None)
     return plans
 
 
+def plan_diagnostic(config: BuildConfig, rejects: Counter) -> list[Plan]:
+    """Image-decided rows (image names the object / image decides) over objects that *train* rows show, in new
+    images, with test templates and slots: grounding progress, apart from transfer to held-out objects."""
+    templates, slots = split_templates()["test"], split_slots()["test"]
+    objects = split_objects()["train"]
+    plans = []
+    for language in LANGUAGES:
+        for function in image_decided_functions():
+            for index in range(config.diagnostic_per_function):
+                for attempt in range(20):
+                    plan = _plan_row("test_trained_objects", function, language, index, config, templates, slots,
+                                     objects, attempt, modes="ia")
+                    reason = verify(plan)
+                    if reason is None:
+                        plans.append(plan)
+                        break
+                    rejects[f"test_trained_objects:{reason}"] += 1
+    return plans
+
+
+def object_split_of(key: str) -> str:
+    """'train' if function-call training rows may show this object, else 'test' (held out)."""
+    return "train" if any(c.key == key for cs in split_objects()["train"].values() for c in cs) else "test"
+
+
 def target_text(plan: Plan, with_description: bool) -> str:
     text = format_call(plan.function, plan.arguments)
     if with_description and plan.function is not None:
@@ -253,7 +288,7 @@ def row_json(plan: Plan, config: BuildConfig, image: str | None = None, style: s
         "target": target_text(plan, config.with_description),
         "meta": {"template": plan.template, "kind": plan.kind, "register": plan.register,
                  "slots": plan.slots, "provenance": plan.provenance, "objects": [plan.main, *plan.distractors],
-                 "count": plan.count, "style": style or plan.style},
+                 "count": plan.count, "style": style or plan.style, "object_split": object_split_of(plan.main)},
     }
 
 
@@ -321,6 +356,26 @@ def write_captions(out: Path, caption_jobs: list, captions_by_path: dict) -> Non
     (out / "captions.csv").write_text(buffer.getvalue(), encoding="utf-8")
 
 
+NAMING_CUES = {"en": "This is", "zh": "这是"}
+
+
+def naming_text(key: str, language: str) -> str:
+    """What the naming stage teaches an image to say: the object's name, then its kind."""
+    c = concept(key)
+    kind_en, kind_zh = CATEGORY_NAMES[c.category]
+    if language == "zh":
+        return f"{c.zh}，{kind_zh}。"
+    article = "" if is_plural(c.en) else ("an " if c.en[0].lower() in "aeiou" else "a ")
+    return f"{article}{c.en}, {kind_en}."
+
+
+def write_naming(out: Path, caption_jobs: list) -> None:
+    """naming.jsonl: per caption scene and language, a cue ("This is") and the object's name + kind."""
+    rows = [{"image": path, "concept": key, "language": lang, "prompt": NAMING_CUES[lang],
+             "caption": naming_text(key, lang)} for path, _, key in caption_jobs for lang in LANGUAGES]
+    _write_jsonl(out / "naming.jsonl", rows)
+
+
 def build(out: Path, config: BuildConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     for style in STYLES:
@@ -331,11 +386,14 @@ def build(out: Path, config: BuildConfig) -> dict:
     rejects: Counter = Counter()
     plans = {split: plan_split(split, config, rejects, verifier) for split in SPLITS}
     rows = {split: [row_json(p, config) for p in plans[split]] for split in SPLITS}
+    diagnostic = plan_diagnostic(config, rejects)
+    rows["test_trained_objects"] = [row_json(p, config) for p in diagnostic]
     rows["test_unseen_style"] = [
         row_json(p, config, image=p.image.replace("images/test/", "images/test_unseen_style/"), style=UNSEEN_STYLE)
         for p in plans["test"]
     ]
-    jobs = [(p.image, (p.style, p.main, p.distractors, p.count, p.render_seed)) for s in SPLITS for p in plans[s]]
+    jobs = [(p.image, (p.style, p.main, p.distractors, p.count, p.render_seed))
+            for p in [*plans["train"], *plans["test"], *diagnostic]]
     jobs += [(r["image"], (UNSEEN_STYLE, p.main, p.distractors, p.count, p.render_seed))
              for r, p in zip(rows["test_unseen_style"], plans["test"])]
     caption_jobs, val_jobs, unseen_jobs = caption_plans(config)
@@ -344,6 +402,7 @@ def build(out: Path, config: BuildConfig) -> dict:
     for split, split_rows in rows.items():
         _write_jsonl(out / f"{split}.jsonl", split_rows)
     write_captions(out, caption_jobs, captions_by_path)
+    write_naming(out, caption_jobs)
     for name, jobs_ in (("clip_val", val_jobs), ("clip_val_unseen", unseen_jobs)):
         _write_jsonl(out / f"{name}.jsonl", [{"image": p, "concept": key, "style": j[0]} for p, j, key in jobs_])
     stats = dataset_stats(out, rejects)
@@ -362,7 +421,7 @@ def read_rows(path: Path) -> list[dict]:
 
 def dataset_stats(out: Path, rejects: Counter | None = None) -> dict:
     stats: dict[str, Any] = {}
-    for split in ("train", "test", "test_unseen_style"):
+    for split in ("train", "test", "test_unseen_style", "test_trained_objects"):
         path = out / f"{split}.jsonl"
         if not path.is_file():
             continue

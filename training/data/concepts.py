@@ -24,6 +24,21 @@ CATEGORY_FUNCTION = {
 }
 
 
+# how the naming stage says what kind of thing each category is: (English, Chinese)
+CATEGORY_NAMES = {
+    "pet": ("a pet", "宠物"),
+    "recyclable": ("recyclable waste", "可回收物"),
+    "lost_item": ("a personal belonging", "随身物品"),
+    "furniture": ("furniture", "家具"),
+    "prepared_food": ("a prepared dish", "熟食"),
+    "grocery": ("a grocery item", "生鲜杂货"),
+    "consumer_good": ("a product to buy", "商品"),
+    "search_subject": ("a sight or wild thing", "风景名胜或野生动植物"),
+    "neutral": ("an everyday object", "日常小物"),
+}
+CATEGORIES = tuple(CATEGORY_FUNCTION)  # a fixed order: the index is the category's class id
+
+
 @dataclass(frozen=True)
 class Concept:
     key: str  # stable id, also the English name

@@ -197,18 +197,18 @@ def captions(scene: Scene, rng: random.Random) -> tuple[str, str]:
         "a photo of {n} {c} {o} {w}", "{n} {c} {o} {w}", "a picture of {n} {o}, {c}, {w}", "{n} {o}",
     ]).format(n="{n}", c=colour_en, o=name_en, w=where_en)
     after = en.split("{n} ", 1)[1] if "{n} " in en else name_en
-    article = "two" if scene.count == 2 else "" if _is_plural(scene.main.en) else _article(after)
+    article = "two" if scene.count == 2 else "" if is_plural(scene.main.en) else _article(after)
     en = en.replace("{n} ", f"{article} " if article else "")
     zh = rng.choice(["一张照片：{w}有{n}{c}的{o}", "{w}有{n}{o}，是{c}的", "{n}{o}", "图片{w}是{n}{c}的{o}"]).format(
         n=COUNT_ZH[scene.count], c=colour_zh, o=scene.main.zh, w=where_zh)
     if scene.distractors:
-        en += ", next to " + " and ".join(d.en if _is_plural(d.en) else f"{_article(d.en)} {d.en}"
+        en += ", next to " + " and ".join(d.en if is_plural(d.en) else f"{_article(d.en)} {d.en}"
                                           for d in scene.distractors)
         zh += "，旁边有" + "和".join(d.zh for d in scene.distractors)
     return en, zh
 
 
-def _is_plural(name: str) -> bool:
+def is_plural(name: str) -> bool:
     return name.endswith("s") and not name.endswith(("glass", "bus"))
 
 

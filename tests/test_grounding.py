@@ -1,0 +1,222 @@
+"""Seeing, measured and trained: image-token scale, the grounding loss, cached features, length-grouped
+batches, logits at labelled positions, the eval breakdown by request kind, the image swap and the naming probe."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from octopus.evaluate import metrics, swap_metrics, swap_rows  # noqa: E402
+from octopus.model.agent import OctopusAgent  # noqa: E402
+from octopus.model.presets import tiny  # noqa: E402
+from octopus.training.data.build import BuildConfig, build, object_split_of, read_rows  # noqa: E402
+from octopus.training.datasets import (  # noqa: E402
+    IGNORE,
+    Collator,
+    FeatureCache,
+    LengthGroupedBatches,
+    category_id,
+    concept_id,
+    load_examples,
+)
+from octopus.training.loop import GroundingHeads, resolve_precision, run_stage  # noqa: E402
+from octopus.training.stages import StageConfig  # noqa: E402
+
+OCTOPUS = str(Path(sys.executable).parent / "octopus")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("groundingdata")
+    build(out, BuildConfig(n_per_function=8, test_fraction=0.5, captions_per_concept=1, clip_val_per_concept=1,
+                           diagnostic_per_function=2))
+    return out
+
+
+@pytest.fixture
+def agent():
+    torch.manual_seed(0)
+    return OctopusAgent.build(tiny())
+
+
+def test_image_tokens_start_on_the_text_embedding_scale(agent, photo):
+    with torch.no_grad():
+        image = agent.image_embeds(agent.pixels(photo))[0]  # (N, D)
+    text = agent.lm.get_input_embeddings().weight  # (V, D)
+    ratio = float(image.norm(dim=-1).mean() / text.norm(dim=-1).mean())
+    assert 0.8 < ratio < 1.25, ratio
+    from octopus.model.config import ProjectorConfig
+    from octopus.model.projector import Projector
+
+    bare = Projector(ProjectorConfig(num_image_tokens=4, output_norm="none"), 16, 32, text.shape[1])
+    assert isinstance(bare.norm, torch.nn.Identity)
+    with pytest.raises(ValueError, match="output_norm"):
+        Projector(ProjectorConfig(output_norm="layer"), 16, 32, 8)
+
+
+def test_naming_rows_and_the_trained_object_diagnostic_split(data_dir):
+    naming = read_rows(data_dir / "naming.jsonl")
+    assert {r["language"] for r in naming} == {"en", "zh"}
+    pizza = next(r for r in naming if r["concept"] == "pizza" and r["language"] == "zh")
+    assert pizza["prompt"] == "这是" and pizza["caption"] == "披萨，熟食。"
+    diagnostic = read_rows(data_dir / "test_trained_objects.jsonl")
+    assert diagnostic and {r["meta"]["kind"] for r in diagnostic} == {"image", "ambiguous"}
+    assert {r["meta"]["object_split"] for r in diagnostic} == {"train"}
+    test = read_rows(data_dir / "test.jsonl")
+    assert {r["meta"]["object_split"] for r in test if r["meta"]["kind"] in ("image", "ambiguous")} == {"test"}
+    train_templates = {r["meta"]["template"] for r in read_rows(data_dir / "train.jsonl")}
+    assert not train_templates & {r["meta"]["template"] for r in diagnostic}  # new wordings, known objects
+    assert {object_split_of(r["meta"]["objects"][0]) for r in diagnostic} == {"train"}
+
+
+def test_kind_shares_set_the_mix(data_dir):
+    rows = load_examples(data_dir, "train.jsonl", 100, 0, {"ambiguous": 0.5, "text": 0.5})
+    kinds = [r["meta"]["kind"] for r in rows]
+    assert set(kinds) == {"ambiguous", "text"} and abs(kinds.count("ambiguous") - 50) <= 1
+    with pytest.raises(ValueError, match="unknown kinds"):
+        load_examples(data_dir, "train.jsonl", 10, 0, {"visual": 1.0})
+
+
+def test_labels_for_the_grounding_loss(data_dir):
+    naming = read_rows(data_dir / "naming.jsonl")[0]
+    assert concept_id(naming) >= 0 and category_id(naming) >= 0
+    assert concept_id({"query": "hi"}) == IGNORE == category_id({"query": "hi"})
+
+
+def test_feature_cache_matches_the_encoder_resumes_and_refuses_a_changed_encoder(agent, data_dir, tmp_path):
+    images = [r["image"] for r in load_examples(data_dir, "naming.jsonl", None, 0)][:70]
+    cache = FeatureCache(tmp_path / "cache", agent, images)
+    with torch.no_grad():
+        direct = agent.vision_encoder.eval()(torch.cat([agent.pixels(p) for p in images[:3]]))
+    assert torch.allclose(cache(images[:3]), direct, atol=2e-3 * direct.abs().max())
+    meta = json.loads((tmp_path / "cache" / "features.json").read_text())
+    assert meta["done_chunks"] == 2
+    meta["done_chunks"] = 1  # as if killed after the first chunk: the second is filled again
+    (tmp_path / "cache" / "features.json").write_text(json.dumps(meta))
+    again = FeatureCache(tmp_path / "cache", agent, images)
+    assert torch.equal(again(images[-2:]), cache(images[-2:]))
+    with torch.no_grad():
+        next(agent.vision_encoder.parameters()).mul_(2)
+    changed = FeatureCache(tmp_path / "cache", agent, images)
+    assert changed.fingerprint != cache.fingerprint
+    assert not torch.equal(changed(images[:1]), cache(images[:1]))
+
+
+def test_length_grouped_batches_cover_every_row_once_and_group_lengths():
+    lengths = [(i * 37) % 50 + 5 for i in range(300)]
+    sampler = LengthGroupedBatches(lengths, 8, seed=3)
+    batches = list(sampler)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(300)) and len(batches) == len(sampler)
+    assert batches == list(sampler)  # same epoch, same order: a resume skips exactly what it did
+    sampler.set_epoch(1)
+    assert list(sampler) != batches
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread < 5  # random batches of these lengths spread over ~40
+
+
+def test_labelled_logits_equal_the_full_logits_at_labelled_positions(agent, data_dir):
+    rows = load_examples(data_dir, "train.jsonl", 4, 0)
+    batch = Collator(agent, "functional", 128)(rows)
+    agent.eval()
+    with torch.no_grad():
+        full = agent(batch["input_ids"], batch["pixels"], attention_mask=batch["attention_mask"]).logits
+        out = agent(batch["input_ids"], pixels=batch["pixels"], attention_mask=batch["attention_mask"],
+                    labels=batch["labels"], labelled_only=True)
+    keep = batch["labels"][:, 1:] != IGNORE
+    assert torch.allclose(out.logits, full[:, :-1][keep], atol=1e-4)
+    assert torch.equal(out.targets, batch["labels"][:, 1:][keep])
+
+
+def test_grounding_loss_alone_trains_only_the_projector_and_separates_concepts(agent, data_dir, tmp_path):
+    stage = StageConfig(name="align", kind="alignment", data="naming.jsonl", max_examples=64, batch_size=16,
+                        epochs=6, lr=3e-3, lm_loss_weight=0.0, grounding_loss_weight=1.0, save_every=1000,
+                        precision="no", train={"vision_encoder": "frozen", "projector": "full", "lm": "frozen"})
+    rows = load_examples(data_dir, "naming.jsonl", 64, 0)
+    heads = GroundingHeads(agent)
+    collator = Collator(agent, "alignment", 40)
+
+    def loss() -> float:
+        batch = collator(rows)
+        with torch.no_grad():
+            return float(heads(agent.image_embeds(batch["pixels"]), batch["concept"], batch["category"]))
+
+    lm_before = {k: v.clone() for k, v in agent.lm.state_dict().items()}
+    before = loss()
+    run_stage(agent, stage, data_dir, tmp_path / "align")
+    trained = OctopusAgent.load(tmp_path / "align" / "agent")
+    assert all(torch.equal(lm_before[k], v) for k, v in trained.lm.state_dict().items())
+    agent.projector.load_state_dict(trained.projector.state_dict())
+    assert loss() < before - 0.3
+    assert (tmp_path / "align" / "vision_cache" / "features.npy").is_file()
+
+
+def test_precision_auto_follows_the_hardware():
+    expected = "bf16" if (torch.cuda.is_available() or torch.ops.mkldnn._is_mkldnn_bf16_supported()) else "no"
+    assert resolve_precision("auto") == expected
+    assert resolve_precision("no") == "no"
+
+
+def _prediction(kind, language, function, predicted, split=None, template="t"):
+    meta = {"kind": kind, "template": template, "objects": ["pizza"]}
+    if split:
+        meta["object_split"] = split
+    return {"language": language, "function": function, "predicted_function": predicted, "arguments": {},
+            "predicted_arguments": {}, "meta": meta, "timings_ms": {"total": 1.0}}
+
+
+def test_metrics_split_by_kind_language_and_object():
+    predictions = [
+        _prediction("ambiguous", "en", "doordash_delivery", "doordash_delivery", "train"),
+        _prediction("ambiguous", "en", "doordash_delivery", "lost_and_found", "test"),
+        _prediction("ambiguous", "zh", "pet_care", "pet_care", "test"),
+        _prediction("text", "en", "send_email", "send_email"),
+        _prediction("irrelevant", "zh", None, "send_email"),
+    ]
+    m = metrics(predictions)
+    assert m["function_accuracy_by_kind"]["image_decides"] == {"all": 0.6667, "en": 0.5, "zh": 1.0}
+    assert m["image_rows_by_object_split"]["image_decides/held_out_objects"]["all"] == 0.5
+    assert m["image_rows_by_object_split"]["image_decides/trained_objects"]["all"] == 1.0
+    assert m["irrelevant_rejection_by_language"] == {"zh": 0.0}
+
+
+def test_image_swap_takes_a_donor_of_the_same_template_and_another_function():
+    rows = []
+    for i, function in enumerate(["doordash_delivery", "instacart_shopping", "amazon_shopping"] * 2):
+        row = _prediction("ambiguous", "en", function, None, "test", template=f"order/{i % 2}")
+        rows.append({**row, "image": f"{i}.jpg", "image_path": f"/d/{i}.jpg", "query": f"q{i % 2}"})
+    swapped = swap_rows(rows, seed=1)
+    assert len(swapped) == len(rows)
+    for new in swapped:
+        assert new["function"] != new["swapped_from"]
+        donor = next(r for r in rows if r["image"] == new["image"])
+        assert donor["meta"]["template"] == new["meta"]["template"] and donor["function"] == new["function"]
+    follow = [{**s, "predicted_function": s["function"]} for s in swapped[:4]] + \
+             [{**s, "predicted_function": s["swapped_from"]} for s in swapped[4:]]
+    result = swap_metrics(follow)
+    assert result["follow_rate"] == round(4 / 6, 4) and result["kept_original_rate"] == round(2 / 6, 4)
+
+
+def test_eval_cli_reports_kinds_swap_and_naming_probe(agent, data_dir, tmp_path):
+    agent.eval().save(tmp_path / "agent")
+    out = subprocess.run([OCTOPUS, "eval", "--model", str(tmp_path / "agent"), "--data",
+                          str(data_dir / "test.jsonl"), "--swap", "--json"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    m = json.loads(out.stdout)
+    assert {"image_decides", "text_decides", "image_names_object"} <= set(m["function_accuracy_by_kind"])
+    assert m["image_swap"]["rows"] > 0 and 0 <= m["image_swap"]["follow_rate"] <= 1
+    probe = subprocess.run([OCTOPUS, "eval", "--model", str(tmp_path / "agent"), "--data",
+                            str(data_dir / "clip_val.jsonl"), "--probe", "naming", "--limit", "6", "--json"],
+                           capture_output=True, text=True)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    result = json.loads(probe.stdout)
+    assert result["rows"] == 6 and set(result["top1"]["all"]) == {"en", "zh"}
+    wrong = subprocess.run([OCTOPUS, "eval", "--model", str(tmp_path / "agent"), "--data",
+                            str(data_dir / "test.jsonl"), "--probe", "naming"], capture_output=True, text=True)
+    assert wrong.returncode == 2 and "concept" in wrong.stderr and "Traceback" not in wrong.stderr
