@@ -24,7 +24,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check octopus model training device exporters tests bench
+	$(BIN)/ruff check core model training device exporters tests bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
