@@ -102,13 +102,16 @@ def profile(name: str) -> Profile:
     if name == "quick":  # SmolLM2-135M + the ImageNet EfficientNet-Lite0 trunk, under 30 minutes on 2 cores
         stages = [_alignment(data="naming.jsonl", batch_size=64, max_length=40, epochs=20.0, lr=1e-3,
                              lm_loss_weight=0.0, grounding_loss_weight=1.0, save_every=200),
-                  _functional(max_examples=3000, batch_size=8, max_length=128, lr=4e-4, epochs=1.0,
-                              function_token_weight=2.0, save_every=25, grounding_loss_weight=0.5,
-                              kind_shares=GROUNDING_MIX)]
+                  # projector frozen: trained here it drifted to the training objects (held-out category from
+                  # the image tokens 81% -> 69%); frozen, held-out image-decided accuracy rose 53% -> 71%
+                  _functional(max_examples=3000, batch_size=8, max_length=128, lr=8e-4, epochs=1.0,
+                              function_token_weight=2.0, save_every=25, kind_shares=GROUNDING_MIX,
+                              train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"})]
         return Profile(name, preset("quick"), ClipStageConfig(), stages, data_n_per_function=1000)
     if name == "full":  # many GPUs under `accelerate launch`: all data, full fine-tune as in Octopus v2
-        stages = [_alignment(batch_size=64, max_length=64, epochs=1.0),
-                  _functional(batch_size=32, max_length=160, epochs=3.0, lr=5e-5,
+        stages = [_alignment(data="naming.jsonl", batch_size=64, max_length=40, epochs=5.0, lr=1e-3,
+                             grounding_loss_weight=1.0),  # on GPUs the LM's naming loss is affordable too
+                  _functional(batch_size=32, max_length=160, epochs=3.0, lr=5e-5, kind_shares=GROUNDING_MIX,
                               train={"vision_encoder": "frozen", "projector": "full", "lm": "full"})]
         return Profile(name, preset("full"), ClipStageConfig(method="open_clip_train", epochs=20,
                                                                unlocked_groups=2, batch_size=256, lr=5e-4),
