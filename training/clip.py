@@ -50,13 +50,17 @@ class ClipStageConfig:
     image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
 
+def bf16_is_fast() -> bool:
+    """Whether bf16 autocast pays here: a GPU, or a CPU with AMX / avx512_bf16. On an AVX2-only CPU it measured
+    7x slower than fp32. The one home of `precision: auto` for every stage."""
+    return torch.cuda.is_available() or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def resolved_precision(config: ClipStageConfig) -> str:
-    """open_clip's precision for this machine: bf16 autocast only where the hardware runs it fast (a GPU, or a
-    CPU with AMX / avx512_bf16); on an AVX2-only CPU it measured several times slower than fp32."""
+    """open_clip's precision for this machine (`auto`: amp_bf16 where bf16 is fast, else fp32)."""
     if config.precision != "auto":
         return config.precision
-    fast = torch.cuda.is_available() or torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return "amp_bf16" if fast else "fp32"
+    return "amp_bf16" if bf16_is_fast() else "fp32"
 
 
 def initial_checkpoint(config: ClipStageConfig, path: Path) -> Path:

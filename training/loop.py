@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from octopus.model.agent import OctopusAgent
+from octopus.training.clip import bf16_is_fast
 from octopus.training.data.concepts import CATEGORIES
 from octopus.training.datasets import IGNORE, Collator, FeatureCache, LengthGroupedBatches, load_examples
 from octopus.training.stages import COMPONENTS, StageConfig
@@ -142,9 +143,7 @@ def resolve_precision(precision: str) -> str:
     """accelerate's mixed_precision for a stage's `precision` on this machine."""
     if precision != "auto":
         return precision
-    if torch.cuda.is_available():
-        return "bf16"
-    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no"
+    return "bf16" if bf16_is_fast() else "no"
 
 
 def _schedule(optimizer, stage: StageConfig, total_steps: int):
