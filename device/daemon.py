@@ -249,6 +249,8 @@ class Daemon:
             return False, f"inference running for {now - busy_since:.0f} s"
         if busy_since is None and now - self.worker_beat > 10:
             return False, "the worker stopped taking requests"
+        if self.server is not None and hasattr(self.server, "accepting"):
+            return self.server.accepting()
         return True, "ok"
 
     def status(self) -> dict:

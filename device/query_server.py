@@ -7,8 +7,11 @@
     GET  /health                                    200 while the health check passes, else 503
 
 No authentication, so the config validator allows only loopback addresses and Unix sockets (whose file
-mode, 0660, and the service's group say who may post). Bodies over 16 KiB are refused. The handlers only
-hand requests to the daemon's worker; they never touch the camera or the model.
+mode, 0660, and the service's group say who may post). Bodies over 16 KiB, a missing, negative or non-numeric
+Content-Length, JSON nested deeper than 32 levels and text that is not valid Unicode are refused with a 4xx
+and one log line. A connection that sends nothing for 10 s is closed, at most 64 are served at once (the
+next gets a 503 at once) and the listen backlog is 128. The handlers only hand requests to the daemon's
+worker; they never touch the camera or the model.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import os
 import socket
 import socketserver
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,12 +31,39 @@ from octopus.device.daemon import GESTURES, Busy, Request
 
 log = logging.getLogger("octopus.daemon.http")
 MAX_BODY = 16 * 1024
+MAX_DEPTH = 32
 ASK_TIMEOUT_S = 120
+IDLE_TIMEOUT_S = 10.0
+MAX_CONNECTIONS = 64
+BACKLOG = 128
+
+
+def _depth(text: str) -> int:
+    """The deepest nesting of JSON brackets outside strings (checked before json.loads recurses)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
 
 
 class Handler(BaseHTTPRequestHandler):
     server_version = "octopus"
     daemon = None  # set per server class
+    timeout = IDLE_TIMEOUT_S  # per socket operation: a silent or trickling client is dropped
 
     def address_string(self) -> str:  # a Unix socket peer has no host
         return self.client_address[0] if isinstance(self.client_address, tuple) else "unix"
@@ -50,11 +81,18 @@ class Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> dict | None:
         """The request body as a dict ({"query": text} for plain text); replies and returns None when bad."""
-        length = int(self.headers.get("Content-Length") or 0)
+        declared = (self.headers.get("Content-Length") or "0").strip()
+        if not declared.isdigit():  # "-1" or "abc": rfile.read(-1) would read to EOF, unbounded
+            self._reply(HTTPStatus.BAD_REQUEST, {"error": "Content-Length must be a non-negative integer"})
+            return None
+        length = int(declared)
         if length > MAX_BODY:
             self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body over {MAX_BODY} bytes"})
             return None
         raw = self.rfile.read(length) if length else b""
+        if len(raw) < length:
+            self._reply(HTTPStatus.BAD_REQUEST, {"error": f"body shorter than its Content-Length ({len(raw)} bytes)"})
+            return None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -62,14 +100,24 @@ class Handler(BaseHTTPRequestHandler):
             return None
         if "json" not in (self.headers.get("Content-Type") or "") and not text.lstrip().startswith("{"):
             return {"query": text}
+        if _depth(text) > MAX_DEPTH:
+            self._reply(HTTPStatus.BAD_REQUEST, {"error": f"JSON nested deeper than {MAX_DEPTH} levels"})
+            return None
         try:
             data = json.loads(text or "{}")
-        except json.JSONDecodeError as exc:
-            self._reply(HTTPStatus.BAD_REQUEST, {"error": f"not JSON ({exc.msg})"})
+        except (json.JSONDecodeError, RecursionError) as exc:
+            self._reply(HTTPStatus.BAD_REQUEST, {"error": f"not JSON ({getattr(exc, 'msg', 'too deep')})"})
             return None
         if not isinstance(data, dict):
             self._reply(HTTPStatus.BAD_REQUEST, {"error": "expected a JSON object"})
             return None
+        query = data.get("query")
+        if isinstance(query, str):
+            try:
+                query.encode("utf-8")  # a lone surrogate ("\\udce9") decodes from JSON but is no text
+            except UnicodeEncodeError:
+                self._reply(HTTPStatus.BAD_REQUEST, {"error": "query is not valid Unicode text"})
+                return None
         return data
 
     def do_GET(self) -> None:
@@ -120,11 +168,70 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.GATEWAY_TIMEOUT, {"error": "no answer in time"})
 
 
-class UnixHTTPServer(socketserver.ThreadingUnixStreamServer):
+class _Bounded:
+    """At most MAX_CONNECTIONS handler threads; the next connection gets a 503 and is closed at once. Errors in a
+    handler are one log line, not a traceback on stderr."""
+
     daemon_threads = True
+    request_queue_size = BACKLOG
+
+    def _slots(self) -> threading.BoundedSemaphore:
+        if not hasattr(self, "_semaphore"):
+            self._semaphore = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        return self._semaphore
+
+    last_accept_error: tuple[float, str] | None = None
+
+    def get_request(self):
+        try:
+            connection = super().get_request()
+        except OSError as exc:  # e.g. EMFILE: the server cannot take connections, and /health must say so
+            self.last_accept_error = (time.monotonic(), f"{type(exc).__name__}: {exc}")
+            raise
+        self.last_accept_error = None
+        return connection
+
+    def accepting(self) -> tuple[bool, str]:
+        """False while accepting a connection failed in the last 30 s."""
+        error = self.last_accept_error
+        if error is not None and time.monotonic() - error[0] < 30:
+            return False, f"the query endpoint cannot accept connections ({error[1]})"
+        return True, "ok"
+
+    def process_request(self, request, client_address):
+        if not self._slots().acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                b"Content-Length: 33\r\nConnection: close\r\n\r\n"
+                                b'{"error": "too many connections"}')
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots().release()
+
+    def handle_error(self, request, client_address):
+        import sys
+
+        error = sys.exc_info()[1]
+        log.warning("request from %s failed: %s: %s", client_address or "unix", type(error).__name__, error)
 
 
-class IPv6HTTPServer(ThreadingHTTPServer):
+class UnixHTTPServer(_Bounded, socketserver.ThreadingUnixStreamServer):
+    pass
+
+
+class TCPHTTPServer(_Bounded, ThreadingHTTPServer):
+    pass
+
+
+class IPv6HTTPServer(TCPHTTPServer):
     address_family = socket.AF_INET6
 
 
@@ -138,7 +245,7 @@ def serve(listen: str, daemon) -> socketserver.BaseServer:
         os.chmod(path, 0o660)
     else:
         host, _, port = listen.rpartition(":")
-        server_class = IPv6HTTPServer if host.startswith("[") else ThreadingHTTPServer
+        server_class = IPv6HTTPServer if host.startswith("[") else TCPHTTPServer
         server = server_class((host.strip("[]"), int(port)), handler)
     threading.Thread(target=server.serve_forever, name="query-endpoint", daemon=True).start()
     log.info("query endpoint on %s", listen)

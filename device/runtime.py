@@ -84,7 +84,14 @@ class OnnxAgent:
         for name, entry in graphs.items():
             path = _checked(self.directory, entry, verify)
             self.sessions[name] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.tokenizer = Tokenizer.from_file(str(self.directory / "tokenizer.json"))
+        tokenizer_path = self.directory / "tokenizer.json"
+        if "tokenizer" in self.manifest:  # older exports did not list it
+            tokenizer_path = _checked(self.directory, self.manifest["tokenizer"], verify)
+        elif not tokenizer_path.is_file():
+            raise ManifestError(f"{self.directory} has no tokenizer.json")
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        # control tokens are placed by id only: a user typing "<nexa_0>" or "<nexa_end>" gets plain text
+        self.tokenizer.encode_special_tokens = True
         tokens = self.manifest["tokens"]
         self.first_token_ids = np.array([*tokens["function_ids"], tokens["no_function_id"]])
         self.end_id = tokens["end_id"]

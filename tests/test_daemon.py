@@ -162,6 +162,62 @@ def test_bad_requests_get_a_clear_error(daemon, path, body, code):
     assert call(daemon, "GET", "/health")[0] == 200  # and the daemon carries on
 
 
+def _raw(daemon, data: bytes, timeout: float = 15.0) -> bytes:
+    """Send raw bytes to the endpoint and read until the server closes (what a hostile client sees)."""
+    import socket
+
+    host, _, port = daemon.config.queries.listen.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("declared, body, expect", [
+    (b"-1", b'{"query": "read me to the end"}', b"non-negative integer"),  # rfile.read(-1) read to EOF
+    (b"abc", b'{"query": "x"}', b"non-negative integer"),
+    (b"40", b'{"query": "x"}', b"shorter than its Content-Length"),
+    (None, b'{"a":' + b"[" * 7990 + b"]" * 7990 + b"}", b"nested deeper"),  # json.loads: RecursionError
+    (None, b'{"query": "\\udce9"}', b"not valid Unicode"),  # a lone surrogate
+])
+def test_hostile_bodies_get_a_4xx_and_the_daemon_carries_on(daemon, caplog, declared, body, expect):
+    declared = declared or str(len(body)).encode()
+    reply = _raw(daemon, b"POST /query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: " + declared + b"\r\n\r\n" + body)
+    assert reply.startswith(b"HTTP/1.0 400") and expect in reply, reply[:300]
+    assert len(reply) < 2000  # nothing echoed back
+    assert call(daemon, "GET", "/status")[1]["pending_query"] is None
+    assert call(daemon, "GET", "/health")[0] == 200
+    assert "Traceback" not in caplog.text
+
+
+def test_silent_and_surplus_connections_are_bounded(daemon, monkeypatch):
+    import socket
+
+    from octopus.device import query_server
+
+    host, _, port = daemon.config.queries.listen.rpartition(":")
+    monkeypatch.setattr(query_server.Handler, "timeout", 1.0)  # the idle limit, shortened for the test
+    silent = socket.create_connection((host, int(port)))
+    silent.settimeout(5)
+    assert silent.recv(100) == b""  # closed by the server after the idle limit, not held forever
+    silent.close()
+    monkeypatch.setattr(query_server.Handler, "timeout", 30.0)
+    held = [socket.create_connection((host, int(port))) for _ in range(query_server.MAX_CONNECTIONS)]
+    try:
+        time.sleep(0.5)
+        surplus = socket.create_connection((host, int(port)), timeout=5)
+        assert surplus.recv(200).startswith(b"HTTP/1.1 503")  # answered at once, not queued behind the others
+        surplus.close()
+    finally:
+        for conn in held:
+            conn.close()
+    assert wait_for(lambda: call(daemon, "GET", "/health")[0] == 200, timeout=10)
+
+
 def test_unix_socket_endpoint(tiny_onnx, tmp_path):
     sock_path = tmp_path / "q.sock"
     config = parse_config(write_config(tmp_path, tiny_onnx, listen=f"unix:{sock_path}",

@@ -41,3 +41,33 @@ def test_huge_images_are_refused(tmp_path):
     Image.new("1", (9000, 9000)).save(tmp_path / "huge.png")  # 81 Mpx, a few KB on disk
     with pytest.raises(ImageError, match="too large"):
         load_image(tmp_path / "huge.png")
+
+
+def test_a_thin_strip_is_preprocessed_in_bounded_memory(tmp_path):
+    """A 373-byte 100000x1 PNG peaked at 624 MB when the whole strip was upscaled before cropping."""
+    import subprocess
+    import sys
+
+    Image.new("RGB", (100_000, 1), (200, 30, 30)).save(tmp_path / "strip.png")
+    code = ("from octopus.preprocess import load_image, preprocess\n"
+            f"x = preprocess(load_image({str(tmp_path / 'strip.png')!r}), 224, (0.5,) * 3, (0.5,) * 3)\n"
+            "assert x.shape == (3, 224, 224)\n"  # peak RSS of this process (VmHWM starts afresh at exec)
+            "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) // 1024)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.strip()) < 200  # MB peak for the whole interpreter, image included
+
+
+def test_sixteen_bit_greyscale_keeps_its_tones(tmp_path):
+    values = np.full((20, 30), 32768, np.uint16)  # mid-grey in 16 bits
+    Image.fromarray(values).save(tmp_path / "grey16.png")
+    pixels = np.asarray(load_image(tmp_path / "grey16.png"))
+    assert pixels.shape == (20, 30, 3) and abs(int(pixels.mean()) - 128) <= 1  # not clipped to white
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = Image.new("RGB", (40, 20), "blue")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    image.save(tmp_path / "phone.jpg", exif=exif)
+    assert load_image(tmp_path / "phone.jpg").size == (20, 40)
