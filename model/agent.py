@@ -50,6 +50,7 @@ class OctopusAgent(nn.Module):
         self.lm = lm
         self.tokenizer = tokenizer
         self.tokens = TokenTable.from_tokenizer(tokenizer)
+        self.input_grad = True  # False: training adapts only upper LM layers, so inputs need no grad
 
     @classmethod
     def build(cls, config: AgentConfig, load_pretrained: bool = True) -> OctopusAgent:
@@ -65,11 +66,15 @@ class OctopusAgent(nn.Module):
 
     # --- tokenization -------------------------------------------------------------------------------
     def encode_prompt(self, query: str, with_image: bool = True) -> list[int]:
-        """Prompt ids: the fixed prefix, N image placeholders, then the query (tokenized separately)."""
+        """Prompt ids: the fixed prefix, N image placeholders, then the query (tokenized separately). Control tokens
+        are placed by id only: text that spells one (a user typing "<nexa_0>") is tokenized as plain text."""
         prefix, _, rest = split_prompt(query, 0)
-        encode = self.tokenizer.encode
         images = [self.tokens.image_id] * (self.num_image_tokens if with_image else 0)
-        return encode(prefix, add_special_tokens=False) + images + encode(rest, add_special_tokens=False)
+        return self.encode_text(prefix) + images + self.encode_text(rest)
+
+    def encode_text(self, text: str) -> list[int]:
+        """Ids of user or prompt text, never a special token (the runtime's `encode` does the same)."""
+        return self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
 
     def encode_target(self, target: str) -> list[int]:
         return self.tokenizer.encode(target, add_special_tokens=False)
@@ -126,6 +131,8 @@ class OctopusAgent(nn.Module):
         cost a third of a training step. The LM's decoder and output layer are its own, called in order.
         """
         embeds = self.embed(input_ids, image_embeds=image_embeds)  # (B, T, D)
+        if not self.input_grad:  # training with the lower layers frozen (StageConfig.lora_layers)
+            embeds = embeds.detach()
         causal = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm  # LoRA-wrapped or not
         hidden = causal.get_decoder()(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
         targets = labels[:, 1:]  # (B, T-1): position t predicts token t+1
