@@ -39,6 +39,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_model(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from octopus.model.delta import DeltaError
+
+    try:
+        if args.model_command == "pack":
+            from octopus.model.agent import OctopusAgent
+            from octopus.model.delta import pack
+
+            model = Path(args.model)
+            if not (model / "config.json").is_file():
+                raise CliError(f"{model} is not a trained agent folder (no config.json)")
+            trained = OctopusAgent.load(model)
+            base = OctopusAgent.build(trained.config)
+            meta = pack(trained, base, Path(args.out))
+            kinds = {}
+            for kind in meta["tensors"].values():
+                kinds[kind.rstrip("0123456789")] = kinds.get(kind.rstrip("0123456789"), 0) + 1
+            print(json.dumps({"out": args.out, "bytes": meta["bytes"], "sha256": meta["sha256"], "tensors": kinds}))
+        else:
+            from octopus.model.delta import assemble
+
+            agent = assemble(Path(args.delta))
+            agent.save(Path(args.out))
+            print(json.dumps({"out": args.out}))
+    except (DeltaError, FileNotFoundError) as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
 def cmd_data_build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -202,7 +233,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     if not args.query.strip():
         raise CliError("--query is empty")
-    generation = _backend(args.model, args.precision).generate(image, args.query)
+    from octopus.prompt import QueryError
+
+    backend = _backend(args.model, args.precision)
+    try:
+        generation = backend.generate(image, args.query)
+    except QueryError as exc:
+        raise CliError(str(exc)) from None
     action = None
     if generation.function is not None:
         from octopus.device.actions import ActionFailed, Actions
@@ -307,7 +344,11 @@ def cmd_export(args: argparse.Namespace) -> int:
                           decoder=args.decoder)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    print(json.dumps({name: g["parity_max_abs"] for name, g in manifest["graphs"].items()}))
+    greedy = manifest["greedy_parity_fp32"]
+    print(json.dumps({**{name: g["parity_max_abs"] for name, g in manifest["graphs"].items()},
+                      "greedy_calls_same": f"{greedy['same']}/{greedy['prompts']}",
+                      **({"decoder_fallback": manifest["decoder_fallback"]} if "decoder_fallback" in manifest else {})},
+                     ensure_ascii=False))
     return 0
 
 
@@ -326,11 +367,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the registry as JSON")
     p.set_defaults(handler=cmd_functions)
 
-    p = sub.add_parser("demo", help="answer a request about a sample image with the built-in default model")
-    p.add_argument("--query", default="order this for me", help="the request")
-    p.add_argument("--image", default=None, help="an image path (default: a rendered sample scene)")
+    p = sub.add_parser("demo", help="the shipped default model answers bundled requests (or yours), torch-free")
+    p.add_argument("--query", default=None, help="your request (default: the bundled examples)")
+    p.add_argument("--image", default=None, help="your image (default: the bundled examples)")
     p.add_argument("--untrained", action="store_true", help="answer at once with a tiny untrained agent")
     p.set_defaults(handler=cmd_demo)
+
+    model = sub.add_parser("model", help="a trained agent as its small delta over the packaged weights")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    p = model_sub.add_parser("pack", help="write a trained agent's delta over the packaged base weights")
+    p.add_argument("--model", required=True, help="a trained agent folder")
+    p.add_argument("--out", required=True, help="output folder (delta.safetensors + delta.json)")
+    p.set_defaults(handler=cmd_model)
+    p = model_sub.add_parser("assemble", help="rebuild an agent folder from the packaged weights plus a delta")
+    p.add_argument("--delta", required=True, help="a folder written by `octopus model pack`")
+    p.add_argument("--out", required=True, help="agent folder to write")
+    p.set_defaults(handler=cmd_model)
 
     data = sub.add_parser("data", help="build and inspect the training data").add_subparsers(dest="data_command",
                                                                                            required=True)
@@ -357,7 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--max-steps", type=int, default=None, help="stop each stage after this many steps")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override the agent config, e.g. --set vision.model=ViT-B-32 --set vision.pretrained=openai")
+                   help="override the agent config (--set vision.model=ViT-B-32 --set vision.pretrained=openai) or a "
+                        "stage's hyper-parameters (--set stage2_functional.lr=1e-3)")
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("eval", help="accuracy, argument match and latency on a JSONL file")

@@ -17,6 +17,19 @@ PROMPT_PREFIX = (
     "to call the function.\n\nQuery: "
 )
 PROMPT_SUFFIX = " \n\nResponse:"
+# a request is a sentence or two (training rows are under 60 tokens); a pasted page would overflow the
+# decoder's positions or stall a Pi for minutes, so both back-ends refuse it in one line
+MAX_QUERY_TOKENS = 256
+
+
+class QueryError(ValueError):
+    """A request the agent cannot take (empty or too long): one line that says why."""
+
+
+def check_query_ids(ids: list[int]) -> None:
+    """Raise QueryError when the tokenized query (suffix included) is over MAX_QUERY_TOKENS."""
+    if len(ids) > MAX_QUERY_TOKENS:
+        raise QueryError(f"the request is {len(ids)} tokens long; the limit is {MAX_QUERY_TOKENS}")
 
 
 def build_prompt(query: str, num_image_tokens: int) -> str:

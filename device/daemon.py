@@ -30,6 +30,7 @@ from octopus.device.actions import Actions
 from octopus.device.camera import CameraError, open_camera
 from octopus.device.config import Config
 from octopus.device.outbox import Outbox
+from octopus.prompt import QueryError
 
 log = logging.getLogger("octopus.daemon")
 GESTURES = ("short", "hold")
@@ -204,7 +205,12 @@ class Daemon:
             self.counts["errors"] += 1
             log.error("%s", exc)
             return {**result, "error": str(exc)}
-        generation = self.agent.generate(image, query, max_new_tokens=self.config.model.max_new_tokens)
+        try:
+            generation = self.agent.generate(image, query, max_new_tokens=self.config.model.max_new_tokens)
+        except QueryError as exc:  # a request the agent cannot take: one line, not a traceback
+            self.counts["errors"] += 1
+            log.error("%s", exc)
+            return {**result, "error": str(exc)}
         result.update(function=generation.function, arguments=generation.arguments, raw=generation.raw,
                       timings_ms={k: round(v, 1) for k, v in generation.timings_ms.items()})
         if isinstance(generation.result, CallError):

@@ -21,6 +21,7 @@ import numpy as np
 from octopus.calls import parse_and_validate
 from octopus.generation import Generation
 from octopus.preprocess import load_image, preprocess
+from octopus.prompt import check_query_ids
 
 
 class ManifestError(ValueError):
@@ -137,6 +138,7 @@ class OnnxAgent:
         image_embeds = self.image_embeds(image)
         timings["image_encode"] = (time.perf_counter() - start) * 1e3
         rest = self.encode(query.strip() + self.manifest["prompt"]["suffix"])
+        check_query_ids(rest)
         t0 = time.perf_counter()
         embeds = np.concatenate([image_embeds, self.embed(rest)], axis=1)  # image placeholders, then the query
         logits, past = self._decode_step(embeds, self.prefix_past, self.prefix_length)

@@ -25,7 +25,7 @@ from octopus.model.projector import Projector
 from octopus.model.tokens import TokenTable, add_agent_tokens
 from octopus.model.vision import VisionEncoder
 from octopus.preprocess import load_image, preprocess
-from octopus.prompt import split_prompt
+from octopus.prompt import check_query_ids, split_prompt
 
 VISION_WEIGHTS = "vision_projector.safetensors"
 LABEL_IGNORE = -100  # positions without a label, as transformers' losses mark them
@@ -145,6 +145,7 @@ class OctopusAgent(nn.Module):
     def generate(self, image, query: str, max_new_tokens: int = 64) -> Generation:
         timings = {}
         start = time.perf_counter()
+        check_query_ids(self.encode_text(split_prompt(query, 0)[2]))
         image_embeds = None
         if image is not None:
             image_embeds = self.image_embeds(self.pixels(image))

@@ -194,6 +194,17 @@ def test_hostile_bodies_get_a_4xx_and_the_daemon_carries_on(daemon, caplog, decl
     assert "Traceback" not in caplog.text
 
 
+def test_an_overlong_request_is_one_line_for_ask_the_daemon_and_the_cli(daemon, tiny_onnx, tmp_path, caplog):
+    page = "please order this " * 400  # a pasted page: thousands of tokens
+    status, answer = call(daemon, "POST", "/ask", json.dumps({"query": page}).encode())
+    assert status == 200 and "the limit is 256" in answer["error"] and "raw" not in answer
+    assert "Traceback" not in caplog.text and call(daemon, "GET", "/health")[0] == 200
+    Image.new("RGB", (64, 48), "grey").save(tmp_path / "img.png")
+    out = subprocess.run([*OCTOPUS, "ask", "--model", str(tiny_onnx), "--image", str(tmp_path / "img.png"),
+                          "--query", page], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "the limit is 256" in out.stderr
+
+
 def test_silent_and_surplus_connections_are_bounded(daemon, monkeypatch):
     import socket
 
