@@ -47,13 +47,13 @@ def cmd_model(args: argparse.Namespace) -> int:
     try:
         if args.model_command == "pack":
             from octopus.model.agent import OctopusAgent
-            from octopus.model.delta import pack
+            from octopus.model.delta import base_agent, pack
 
             model = Path(args.model)
             if not (model / "config.json").is_file():
                 raise CliError(f"{model} is not a trained agent folder (no config.json)")
             trained = OctopusAgent.load(model)
-            base = OctopusAgent.build(trained.config)
+            base = base_agent(trained.config)
             meta = pack(trained, base, Path(args.out))
             kinds = {}
             for kind in meta["tensors"].values():

