@@ -120,6 +120,7 @@ def test_length_grouped_batches_cover_every_row_once_and_group_lengths():
     flat = sorted(i for b in batches for i in b)
     assert flat == list(range(300)) and len(batches) == len(sampler)
     assert batches == list(sampler)  # same epoch, same order: a resume skips exactly what it did
+    assert [len(b) for b in batches] == [8] * 37 + [4]  # the short batch last (split across processes)
     sampler.set_epoch(1)
     assert list(sampler) != batches
     spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
@@ -160,6 +161,36 @@ def test_grounding_loss_alone_trains_only_the_projector_and_separates_concepts(a
     agent.projector.load_state_dict(trained.projector.state_dict())
     assert loss() < before - 0.3
     assert (tmp_path / "align" / "vision_cache" / "features.npy").is_file()
+
+
+def test_lora_on_the_top_layers_changes_only_those_layers_and_the_new_token_rows(agent, data_dir, tmp_path):
+    stage = StageConfig(name="top", kind="functional", data="train.jsonl", max_examples=16, batch_size=8, lr=5e-3,
+                        save_every=1000, precision="no", lora_layers=1,
+                        train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"})
+    before = {k: v.clone() for k, v in agent.lm.state_dict().items()}
+    run_stage(agent, stage, data_dir, tmp_path / "top")
+    after = OctopusAgent.load(tmp_path / "top" / "agent").lm.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    top = agent.lm.config.num_hidden_layers - 1
+    assert any(f"layers.{top}." in k for k in changed)
+    assert not any(".layers." in k and f"layers.{top}." not in k for k in changed)  # lower layers untouched
+    assert "model.embed_tokens.weight" in changed  # the new rows learn through the tied output layer
+    with pytest.raises(ValueError, match="projector must be frozen"):
+        StageConfig(name="x", kind="functional", data="train.jsonl", lora_layers=2,
+                    train={"vision_encoder": "frozen", "projector": "full", "lm": "lora"})
+
+
+def test_set_reaches_a_stage_by_name_and_the_agent_config():
+    from octopus.training.pipeline import apply_overrides
+    from octopus.training.stages import profile
+
+    prof = profile("quick")
+    apply_overrides(prof, ("stage2_functional.max_examples=123", "stage2_functional.lr=0.01",
+                           "projector.num_image_tokens=9"))
+    assert prof.stages[1].max_examples == 123 and prof.stages[1].lr == 0.01
+    assert prof.agent.projector.num_image_tokens == 9
+    with pytest.raises(ValueError, match="unknown key"):
+        apply_overrides(prof, ("stage2_functional.no_such_knob=1",))
 
 
 def test_precision_auto_follows_the_hardware():

@@ -22,6 +22,7 @@ import csv
 import json
 import logging
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,11 @@ class ClipStageConfig:
     workers: int = 1
     image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+
+def accelerator_available() -> bool:
+    """A GPU (or another torch accelerator) is there; else training runs on CPUs (gloo across processes)."""
+    return torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
 
 
 def bf16_is_fast() -> bool:
@@ -91,35 +97,87 @@ def _absolute_csv(data_dir: Path, target: Path) -> Path:
 
 
 def train_clip(data_dir: Path, out_dir: Path, config: ClipStageConfig) -> Path:
-    """Train the CLIP (resuming if a checkpoint exists); returns the final CLIP checkpoint path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Train the CLIP (resuming if a checkpoint exists); returns the final CLIP checkpoint path.
+
+    Under a multi-process launch every process calls this: `open_clip_train` shards the captions over the
+    processes in the one process group; `cached_lit` (minutes on cached features) runs on the main process
+    while the others wait. Only the main process writes files.
+    """
+    from accelerate import PartialState
+
+    if config.method not in ("cached_lit", "open_clip_train"):
+        raise ValueError(f"unknown stage-0 method {config.method!r}; choose cached_lit or open_clip_train")
+    state = PartialState()
     final = out_dir / "clip.pt"
     if final.is_file():
         log.info("stage 0: %s exists, skipping", final)
         return final
     init = out_dir / "init.pt"
-    if not init.is_file():
-        initial_checkpoint(config, init)
-    if config.method == "cached_lit":
-        state = _train_cached_lit(data_dir, out_dir, init, config)
-    elif config.method == "open_clip_train":
-        state = _run_open_clip_train(data_dir, out_dir, init, config)
-    else:
-        raise ValueError(f"unknown stage-0 method {config.method!r}; choose cached_lit or open_clip_train")
-    torch.save({"state_dict": state}, final.with_suffix(".tmp"))
-    final.with_suffix(".tmp").rename(final)
+    with state.main_process_first():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not init.is_file():
+            initial_checkpoint(config, init)
+    weights = None
+    if config.method == "open_clip_train":
+        weights = _run_open_clip_train(data_dir, out_dir, init, config)
+    elif state.is_main_process:
+        weights = _train_cached_lit(data_dir, out_dir, init, config)
+    if state.is_main_process:
+        torch.save({"state_dict": weights}, final.with_suffix(".tmp"))
+        final.with_suffix(".tmp").rename(final)
+    state.wait_for_everyone()
     return final
 
 
-def _run_open_clip_train(data_dir: Path, out_dir: Path, init: Path, config: ClipStageConfig) -> dict:
+@contextmanager
+def _open_clip_in_our_processes():
+    """Two seams between open_clip_train and a multi-process launch, open only inside this block:
+
+    - its `init_distributed_device` creates the process group, which the project has created already (one
+      group per process; a second `init_process_group` fails): that call is a no-op when the group exists,
+      and the script reads rank and size from the group;
+    - it wraps the model as `DistributedDataParallel(model, device_ids=[device])`, which torch refuses for a
+      CPU module (gloo): on the CPU the device ids are dropped, on GPUs they are kept."""
+    import torch.distributed as dist
+
+    init, ddp = dist.init_process_group, torch.nn.parallel.DistributedDataParallel
+
+    def init_once(*args, **kwargs):
+        if dist.is_available() and dist.is_initialized():
+            return None
+        return init(*args, **kwargs)
+
+    def ddp_any_device(module, *args, device_ids=None, **kwargs):
+        if device_ids and all(torch.device(d).type == "cpu" for d in device_ids):
+            device_ids = None
+        return ddp(module, *args, device_ids=device_ids, **kwargs)
+
+    dist.init_process_group, torch.nn.parallel.DistributedDataParallel = init_once, ddp_any_device
+    try:
+        yield
+    finally:
+        dist.init_process_group, torch.nn.parallel.DistributedDataParallel = init, ddp
+
+
+def _run_open_clip_train(data_dir: Path, out_dir: Path, init: Path, config: ClipStageConfig) -> dict | None:
+    """Every process runs the script; the main process returns the trained weights, the others None."""
+    from accelerate import PartialState
     from open_clip_train.main import main as open_clip_train_main
 
-    train_csv = _absolute_csv(data_dir, out_dir / "captions_abs.csv")
+    state = PartialState()
+    if config.batch_size % state.num_processes:
+        raise ValueError(f"stage 0: batch_size {config.batch_size} (the global batch) must be a multiple of the "
+                         f"{state.num_processes} processes")
+    per_process = config.batch_size // state.num_processes  # open_clip_train's --batch-size is per process
+    with state.main_process_first():
+        train_csv = out_dir / "captions_abs.csv"
+        if state.is_main_process:
+            _absolute_csv(data_dir, train_csv)
     argv = [
         "--train-data", str(train_csv), "--dataset-type", "csv", "--csv-separator", "\t",
         "--csv-img-key", "filepath", "--csv-caption-key", "title",
         "--model", config.model, "--pretrained", str(init),
-        "--batch-size", str(config.batch_size), "--epochs", str(config.epochs), "--lr", str(config.lr),
+        "--batch-size", str(per_process), "--epochs", str(config.epochs), "--lr", str(config.lr),
         "--wd", str(config.weight_decay), "--warmup", str(config.warmup), "--workers", str(config.workers),
         "--device", "cuda" if torch.cuda.is_available() else "cpu", "--precision", resolved_precision(config),
         "--logs", str(out_dir), "--name", "open_clip", "--resume", "latest", "--save-frequency", "1",
@@ -136,20 +194,24 @@ def _run_open_clip_train(data_dir: Path, out_dir: Path, init: Path, config: Clip
     handlers = list(root.handlers)
     levels = {name: logging.getLogger(name).level for name in ["", *logging.root.manager.loggerDict]}
     try:
-        open_clip_train_main(argv)
+        with _open_clip_in_our_processes():
+            open_clip_train_main(argv)
     finally:  # open_clip_train sets every logger to INFO and adds root handlers: give the caller its own back
         for handler in root.handlers[:]:
             if handler not in handlers:
                 root.removeHandler(handler)
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
+    state.wait_for_everyone()  # the main process wrote the last checkpoint
+    if not state.is_main_process:
+        return None
     checkpoints = out_dir / "open_clip" / "checkpoints"
     latest = checkpoints / "epoch_latest.pt"
     if not latest.is_file():
         raise RuntimeError(f"open_clip_train wrote no checkpoint under {checkpoints}")
-    state = torch.load(latest, map_location="cpu", weights_only=False)["state_dict"]
+    weights = torch.load(latest, map_location="cpu", weights_only=False)["state_dict"]
     shutil.rmtree(checkpoints, ignore_errors=True)  # the final checkpoint is all later stages need
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    return {k.removeprefix("module."): v for k, v in weights.items()}
 
 
 @torch.no_grad()

@@ -78,9 +78,14 @@ def load_examples(data_dir: Path, file: str, max_examples: int | None, seed: int
     for row in rows:
         by_kind[row.get("meta", {}).get("kind", "text")].append(row)
     total = sum(kind_shares.values())
+    kinds = sorted(kind_shares)
+    exact = [max_examples * kind_shares[k] / total for k in kinds]
+    counts = [int(x) for x in exact]  # largest remainders get the rest: the counts sum to max_examples
+    for i in sorted(range(len(kinds)), key=lambda i: counts[i] - exact[i])[:max_examples - sum(counts)]:
+        counts[i] += 1
     subset = []
-    for kind, share in sorted(kind_shares.items()):
-        subset += _balanced(by_kind[kind], round(max_examples * share / total), rng)
+    for kind, count in zip(kinds, counts):
+        subset += _balanced(by_kind[kind], count, rng)
     rng.shuffle(subset)
     return subset
 
@@ -217,8 +222,8 @@ class Collator:
 
 class LengthGroupedBatches(torch.utils.data.Sampler):
     """Seeded batches of similar length: a permutation per epoch, cut into windows of 32 batches, each window
-    sorted by length and cut into batches, the batches shuffled. Less padding, the same data per epoch, and
-    the same order after a resume."""
+    sorted by length and cut into batches, the batches shuffled (a short last batch stays last). Less padding,
+    the same data per epoch, and the same order after a resume."""
 
     WINDOW = 32
 
@@ -236,8 +241,11 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
         for start in range(0, len(order), window):
             chunk = sorted(order[start:start + window], key=lambda i: self.lengths[i])
             batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
-        shuffled = torch.randperm(len(batches), generator=g).tolist()
-        return iter([batches[i] for i in shuffled])
+        shuffled = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+        # the one short batch goes last: split across N processes, accelerate yields only full batches and
+        # completes the last one, so 1 and N processes then take the same batches in the same order
+        full = [b for b in shuffled if len(b) == self.batch_size]
+        return iter(full + [b for b in shuffled if len(b) < self.batch_size])
 
     def __len__(self) -> int:
         return -(-len(self.lengths) // self.batch_size)

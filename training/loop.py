@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from octopus.model.agent import OctopusAgent
-from octopus.training.clip import bf16_is_fast
+from octopus.training.clip import accelerator_available, bf16_is_fast
 from octopus.training.data.concepts import CATEGORIES
 from octopus.training.datasets import IGNORE, Collator, FeatureCache, LengthGroupedBatches, load_examples
 from octopus.training.stages import COMPONENTS, StageConfig
@@ -46,10 +46,17 @@ def apply_train_modes(agent: OctopusAgent, stage: StageConfig) -> None:
     if stage.train["lm"] == "lora":
         from peft import LoraConfig, get_peft_model
 
-        config = LoraConfig(r=stage.lora_r, lora_alpha=stage.lora_alpha, lora_dropout=0.05,
+        layers = None
+        if stage.lora_layers is not None:
+            total = agent.lm.config.num_hidden_layers
+            layers = list(range(max(0, total - stage.lora_layers), total))
+        config = LoraConfig(r=stage.lora_r, lora_alpha=stage.lora_alpha, lora_dropout=stage.lora_dropout,
                             target_modules=list(stage.lora_targets), task_type="CAUSAL_LM",
+                            layers_to_transform=layers,
                             trainable_token_indices={"embed_tokens": agent_token_ids(agent)})
         agent.lm = get_peft_model(agent.lm, config)
+    # below the lowest adapted layer nothing trains: inputs without grad let backward stop there
+    agent.input_grad = stage.lora_layers is None
 
 
 def agent_token_ids(agent: OctopusAgent) -> list[int]:
@@ -80,13 +87,21 @@ def check_trainable(agent: OctopusAgent, stage: StageConfig) -> dict[str, dict[s
 
 
 def weighted_loss(logits: torch.Tensor, targets: torch.Tensor, function_ids: torch.Tensor,
-                  function_weight: float) -> torch.Tensor:
-    """Cross-entropy of (N, V) logits at labelled positions; functional tokens weighted by `function_weight`."""
+                  function_weight: float, reduce=None) -> torch.Tensor:
+    """Cross-entropy of (N, V) logits at labelled positions; functional tokens weighted by `function_weight`.
+
+    `reduce` (accelerate's, across processes) makes it the mean over the *global* batch's labelled tokens: each
+    process divides its sum by the mean per-process weight, and averaging the gradients across processes then
+    gives exactly the gradient of the global mean (a plain per-process mean would weigh a process's tokens by
+    how few it has)."""
     losses = F.cross_entropy(logits.float(), targets, reduction="none")  # (N,)
     weights = torch.ones_like(losses)
     if function_weight != 1.0:
         weights = torch.where(torch.isin(targets, function_ids), function_weight, 1.0)
-    return (losses * weights).sum() / weights.sum().clamp(min=1.0)
+    total = weights.sum().detach()
+    if reduce is not None:
+        total = reduce(total, reduction="mean")
+    return (losses * weights).sum() / total.clamp(min=1.0)
 
 
 class GroundingHeads(torch.nn.Module):
@@ -125,7 +140,7 @@ class GroundingHeads(torch.nn.Module):
 
 
 def training_loss(agent, batch: dict, function_ids: torch.Tensor, stage: StageConfig,
-                  heads: GroundingHeads | None) -> torch.Tensor:
+                  heads: GroundingHeads | None, reduce=None) -> torch.Tensor:
     """`agent` is the prepared (possibly distributed-wrapped) module: its forward is what gets called."""
     if stage.lm_loss_weight == 0:  # projector alignment only: no LM forward at all
         image_embeds = agent(None, pixels=batch.get("pixels"), vision_features=batch.get("vision_features"),
@@ -133,7 +148,8 @@ def training_loss(agent, batch: dict, function_ids: torch.Tensor, stage: StageCo
         return stage.grounding_loss_weight * heads(image_embeds, batch["concept"], batch["category"])
     out = agent(batch["input_ids"], pixels=batch.get("pixels"), vision_features=batch.get("vision_features"),
                 attention_mask=batch["attention_mask"], labels=batch["labels"], labelled_only=True)
-    loss = stage.lm_loss_weight * weighted_loss(out.logits, out.targets, function_ids, stage.function_token_weight)
+    loss = stage.lm_loss_weight * weighted_loss(out.logits, out.targets, function_ids, stage.function_token_weight,
+                                                reduce)
     if heads is not None:
         loss = loss + stage.grounding_loss_weight * heads(out.image_embeds, batch["concept"], batch["category"])
     return loss
@@ -174,17 +190,26 @@ def run_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_dir
               max_steps: int | None = None) -> Path:
     """Train one stage and write `stage_dir/agent`; resumes from the newest checkpoint in `stage_dir`."""
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DataLoaderConfiguration, set_seed
 
     final = stage_dir / "agent"
     if (final / "config.json").is_file():
         log.info("stage %s: %s exists, skipping", stage.name, final)
         return final
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    (stage_dir / "stage.json").write_text(json.dumps(stage.to_dict(), indent=2))
     set_seed(stage.seed)
     precision = resolve_precision(stage.precision)
-    accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=stage.grad_accum)
+    # split_batches: `batch_size` is the global batch and each of N processes takes 1/N of every batch, so one
+    # process and N see the same batches, steps and schedule (the hyper-parameters do not depend on N)
+    accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=stage.grad_accum,
+                              dataloader_config=DataLoaderConfiguration(split_batches=True),  # (the plain
+                              cpu=not accelerator_available())  # split_batches= argument is ignored in 1.x)
+    if stage.batch_size % accelerator.num_processes:
+        raise ValueError(f"stage {stage.name}: batch_size {stage.batch_size} (the global batch) must be a multiple "
+                         f"of the {accelerator.num_processes} processes")
+    if accelerator.is_main_process:
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        (stage_dir / "stage.json").write_text(json.dumps(stage.to_dict(), indent=2))
+    accelerator.wait_for_everyone()
     log.info("stage %s: precision %s (asked %s)", stage.name, precision, stage.precision)
     apply_train_modes(agent, stage)
     counts = check_trainable(agent, stage)
@@ -231,7 +256,8 @@ def run_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_dir
         for batch_index, batch in enumerate(batches, start=skip):
             with accelerator.accumulate(agent):
                 with accelerator.autocast():
-                    loss = training_loss(agent, batch, function_ids, stage, heads)
+                    loss = training_loss(agent, batch, function_ids, stage, heads,
+                                         accelerator.reduce if accelerator.num_processes > 1 else None)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(params, 1.0)

@@ -37,6 +37,10 @@ def ensure_data(data_dir: Path, prof: Profile) -> None:
 
 
 def _record(out_dir: Path, key: str, value) -> None:
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return
     path = out_dir / "pipeline.json"
     record = json.loads(path.read_text()) if path.is_file() else {}
     record[key] = value
@@ -46,6 +50,8 @@ def _record(out_dir: Path, key: str, value) -> None:
 def run_stage0(prof: Profile, data_dir: Path, out_dir: Path, explicit: bool = False) -> None:
     """Train the profile's CLIP. In `all` only when the agent's image tower needs it (no pretrained weights);
     `explicit` (`octopus train stage0`) trains it anyway, for its zero-shot report."""
+    from accelerate import PartialState
+
     from octopus.training.clip import train_clip, zero_shot
 
     if prof.clip is None:
@@ -62,21 +68,52 @@ def run_stage0(prof: Profile, data_dir: Path, out_dir: Path, explicit: bool = Fa
     checkpoint = train_clip(data_dir, stage_dir, prof.clip)
     if prof.agent.vision.pretrained is None:
         prof.agent.vision.pretrained = str(checkpoint.resolve())
-    if not existed:
+    state = PartialState()
+    if not existed and state.is_main_process:
         scores = zero_shot(checkpoint, prof.clip.model, data_dir, mean=prof.clip.image_mean, std=prof.clip.image_std)
         (stage_dir / "zero_shot.json").write_text(json.dumps(scores, indent=2))
         _record(out_dir, "stage0_seconds", round(time.perf_counter() - started, 1))
         _record(out_dir, "stage0_zero_shot", scores)
         log.info("stage 0 zero-shot top-1: %s", scores)
+    state.wait_for_everyone()
 
 
 def _init_agent(prof: Profile, out_dir: Path) -> Path:
-    from octopus.model.agent import OctopusAgent
+    from octopus.model.delta import base_agent
 
     target = out_dir / "init" / "agent"
     if not (target / "config.json").is_file():
-        OctopusAgent.build(prof.agent).save(target)
+        base_agent(prof.agent).save(target)  # seeded: the base a trained delta is packed against
     return target
+
+
+def announce_processes(state) -> None:
+    """Say how many processes train, and catch the launch that silently gives one: `accelerate launch --cpu
+    --num_processes N` starts N processes only through mpirun, otherwise one process with MASTER_ADDR set."""
+    import os
+
+    log.info("training: %d process(es), distributed type %s, this is process %d on %s", state.num_processes,
+             state.distributed_type.value if hasattr(state.distributed_type, "value") else state.distributed_type,
+             state.process_index, state.device)
+    if state.num_processes == 1 and "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ:
+        log.warning("a multi-process launch was asked for but this is the only process: on CPUs use "
+                    "`torchrun --nproc_per_node N -m octopus.cli train ...` (accelerate launch --cpu needs mpirun)")
+
+
+def apply_overrides(prof: Profile, overrides: tuple[str, ...]) -> None:
+    """Route each `--set` to its stage (`<stage name>.key=value`) or to the agent config (anything else)."""
+    stage_names = {s.name: i for i, s in enumerate(prof.stages)}
+    agent_sets = []
+    for assignment in overrides:
+        key, sep, raw = assignment.partition("=")
+        section, _, leaf = key.strip().partition(".")
+        if sep and section in stage_names:
+            i = stage_names[section]
+            prof.stages[i] = prof.stages[i].override(leaf, raw)
+        else:
+            agent_sets.append(assignment)
+    if agent_sets:
+        prof.agent = prof.agent.override(*agent_sets)
 
 
 def _run(prof: Profile, index: int, data_dir: Path, out_dir: Path, max_steps: int | None) -> Path:
@@ -98,14 +135,17 @@ def train(which: str, profile_name: str, data_dir: Path, out_dir: Path, max_step
     """Run one stage (`stage0`, `stage1`, `stage2`) or `all` for a profile; returns the newest agent dir.
 
     `overrides` are `section.key=value` assignments on the agent config, e.g. `vision.model=ViT-B-32` and
-    `vision.pretrained=openai` (or a local checkpoint path) to use a pretrained CLIP and skip stage 0.
+    `vision.pretrained=openai` (or a local checkpoint path) to use a pretrained CLIP and skip stage 0, or on a
+    stage's hyper-parameters by its name, e.g. `stage2_functional.max_examples=6000`.
     """
     from accelerate import PartialState
 
-    state = PartialState()
+    from octopus.training.clip import accelerator_available
+
+    state = PartialState(cpu=not accelerator_available())  # on CPUs, N launched processes form a gloo group
+    announce_processes(state)
     prof = profile(profile_name)
-    if overrides:
-        prof.agent = prof.agent.override(*overrides)
+    apply_overrides(prof, overrides)
     out_dir.mkdir(parents=True, exist_ok=True)
     with state.main_process_first():
         ensure_data(data_dir, prof)
@@ -124,9 +164,11 @@ def train(which: str, profile_name: str, data_dir: Path, out_dir: Path, max_step
     result = out_dir / "init" / "agent"
     for index in indices:
         result = _run(prof, index, data_dir, out_dir, max_steps)
-    if which == "all" and state.is_main_process:
+    if which == "all":
         final = out_dir / "agent"
-        shutil.rmtree(final, ignore_errors=True)
-        shutil.copytree(result, final)
+        if state.is_main_process:
+            shutil.rmtree(final, ignore_errors=True)
+            shutil.copytree(result, final)
+        state.wait_for_everyone()
         result = final
     return result

@@ -7,7 +7,8 @@ components have trainable parameters, and logs the counts. This module only desc
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from octopus.model.config import AgentConfig
@@ -37,6 +38,12 @@ class StageConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_targets: tuple[str, ...] = LORA_TARGETS
+    lora_dropout: float = 0.05
+    lora_layers: int | None = None  # LoRA on the top N decoder layers only; None: all. Set, the layers below run
+    # without grad and backward stops at the lowest adapted layer (the new token rows then learn through the
+    # tied output layer only). Measured on the quick profile: 15 of 30 layers ran a step 1.3x faster, but with
+    # 4,500 examples in the same time as 3,000 on all layers the agent read images worse (teacher-forced,
+    # 1,000 test rows: image-decided held-out 66% vs 71%, trained objects 71% vs 78%, swap follow 65% vs 71%)
     function_token_weight: float = 1.0  # >1 weighs the loss on functional tokens up
     kind_shares: dict[str, float] | None = None  # share of each request kind in the subset (functional stages)
     lm_loss_weight: float = 1.0  # 0: no LM forward; the projector learns from the grounding loss alone
@@ -55,6 +62,24 @@ class StageConfig:
             raise ValueError(f"stage {self.name}: unknown train modes {bad}; choose from {TRAIN_MODES}")
         if self.train["vision_encoder"] == "lora" or self.train["projector"] == "lora":
             raise ValueError(f"stage {self.name}: lora is supported for the lm only")
+        if self.lora_layers is not None and (self.train["lm"] != "lora" or self.lora_layers < 1):
+            raise ValueError(f"stage {self.name}: lora_layers needs lm=lora and a count >= 1, got {self.lora_layers}")
+        if self.lora_layers is not None and self.train["projector"] != "frozen":
+            raise ValueError(f"stage {self.name}: lora_layers runs the layers below without grad, so the "
+                             "projector must be frozen")
+
+    def override(self, key: str, raw: str) -> StageConfig:
+        """A copy with one hyper-parameter set from text (parsed as JSON when it can be), e.g. `lr`, `1e-3`."""
+        known = {f.name for f in fields(self)}
+        if key not in known:
+            raise ValueError(f"override {self.name}.{key}: unknown key; choose from {', '.join(sorted(known))}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        data = self.to_dict()
+        data[key] = tuple(value) if key == "lora_targets" else value
+        return StageConfig(**data)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
