@@ -27,13 +27,30 @@ log = logging.getLogger(__name__)
 STAGES = ("stage0", "stage1", "stage2")
 
 
-def ensure_data(data_dir: Path, prof: Profile) -> None:
+def ensure_data(data_dir: Path, prof: Profile, out_dir: Path | None = None) -> None:
     if (data_dir / "train.jsonl").is_file():
         return
     from octopus.training.data.build import BuildConfig, build
 
     log.info("no data in %s: building %d rows per function per language", data_dir, prof.data_n_per_function)
+    started = time.perf_counter()
     build(data_dir, BuildConfig(n_per_function=prof.data_n_per_function))
+    if out_dir is not None:
+        _record(out_dir, "data_seconds", round(time.perf_counter() - started, 1))
+
+
+def git_commit() -> str:
+    """The short commit of this checkout, '+changes' when tracked files differ from it ('unknown' outside git)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=Path(__file__).parent).stdout.strip()
+        return head + ("+changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def _record(out_dir: Path, key: str, value) -> None:
@@ -124,6 +141,9 @@ def _run(prof: Profile, index: int, data_dir: Path, out_dir: Path, max_steps: in
     previous = out_dir / (prof.stages[index - 1].name if index else "init") / "agent"
     if not (previous / "config.json").is_file():
         raise FileNotFoundError(f"{stage.name} needs {previous}; run the earlier stages first")
+    if (out_dir / stage.name / "agent" / "config.json").is_file():
+        log.info("stage %s: done already", stage.name)  # (and its recorded wall time stays the real one)
+        return out_dir / stage.name / "agent"
     started = time.perf_counter()
     result = run_stage(OctopusAgent.load(previous).train(), stage, data_dir, out_dir / stage.name, max_steps)
     _record(out_dir, f"{stage.name}_seconds_last_run", round(time.perf_counter() - started, 1))
@@ -147,8 +167,9 @@ def train(which: str, profile_name: str, data_dir: Path, out_dir: Path, max_step
     prof = profile(profile_name)
     apply_overrides(prof, overrides)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _record(out_dir, "commit", git_commit())  # the code that trained it, for the model card
     with state.main_process_first():
-        ensure_data(data_dir, prof)
+        ensure_data(data_dir, prof, out_dir)
     clip_checkpoint = out_dir / "stage0_clip" / "clip.pt"
     if which in ("all", "stage0"):
         run_stage0(prof, data_dir, out_dir, explicit=which == "stage0")
