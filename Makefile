@@ -36,7 +36,7 @@ model: setup
 	$(BIN)/python bench/latency.py --model $(MODEL_RUN)/assembled --onnx $(MODEL_RUN)/onnx --data runs/data/test.jsonl
 	cp $(MODEL_RUN)/delta/delta.safetensors $(MODEL_RUN)/delta/delta.json model/default/
 	$(BIN)/python bench/card.py --delta model/default --data runs/data --eval $(MODEL_RUN)/eval \
-	  --latency bench/results/latency.json --pipeline $(MODEL_RUN)/pipeline.json
+	  --latency bench/results/latency.json --pipeline $(MODEL_RUN)/pipeline.json --onnx $(MODEL_RUN)/onnx
 
 test: setup
 	$(BIN)/python -m pytest -q

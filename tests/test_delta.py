@@ -96,7 +96,7 @@ def test_the_shipped_default_delta_matches_its_card():
 def test_demo_assembles_exports_and_answers_the_bundled_examples_torch_free(tmp_path):
     """`make demo`'s job on a fresh folder: packaged weights + shipped delta -> int8 ONNX -> every example answered
     through the device runtime; the second run reuses the export."""
-    from octopus.training.demo import examples
+    from octopus.training.demo import DEFAULT_DELTA, examples
 
     first = subprocess.run([OCTOPUS, "demo"], capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -105,6 +105,14 @@ def test_demo_assembles_exports_and_answers_the_bundled_examples_torch_free(tmp_
     assert len(calls) == len(examples())
     assert all(line.rstrip().endswith(" ms]") for line in calls)
     assert all("<nexa_end>" in line for line in calls)  # a complete call (or a complete "no function") each
+    # the shipped weights still answer as the card says (int8 kernels differ a little between CPUs, so every
+    # function must match and nearly every whole call)
+    card = json.loads((DEFAULT_DELTA / "card.json").read_text())["example_calls"]
+    got = [line[len("call:  "):].rsplit("   [", 1)[0] for line in calls]
+    expected = [c["call"] for c in card]
+    assert [g.split("(")[0] for g in got] == [e.split("(")[0] for e in expected]
+    assert sum(g == e for g, e in zip(got, expected)) >= len(expected) - 1, (got, expected)
+    assert "Loading weights" not in first.stderr + first.stdout  # quiet: no progress bars of our own loads
     second = subprocess.run([OCTOPUS, "demo", "--query", "帮我照顾一下它"], capture_output=True, text=True,
                             cwd=tmp_path, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]

@@ -33,9 +33,12 @@ def ensure_default_export(root: Path = DEFAULT_DIR, delta_dir: Path = DEFAULT_DE
     onnx_dir = root / "onnx"
     if (onnx_dir / "manifest.json").is_file() and stamp.is_file() and stamp.read_text().strip() == sha:
         return onnx_dir
+    from transformers.utils import logging as transformers_logging
+
     from octopus.exporters.onnx_export import export
     from octopus.model.delta import assemble
 
+    transformers_logging.disable_progress_bar()  # the loads and saves below are ours, not the user's business
     started = time.perf_counter()
     print("First run: assembling the default model from the packaged weights and its delta, then exporting it "
           "to int8 ONNX (about a minute; cached in runs/default/).", flush=True)

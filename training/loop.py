@@ -179,6 +179,7 @@ def latest_checkpoint(stage_dir: Path) -> Path | None:
 def _save(accelerator, stage_dir: Path, step: int, epoch: int, batch_in_epoch: int, history: list) -> None:
     target = stage_dir / "checkpoints" / f"step_{step:06d}"
     accelerator.save_state(str(target))
+    accelerator.wait_for_everyone()  # every process has written its part (RNG states) before it is marked done
     if accelerator.is_main_process:
         meta = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "history": history}
         (target / "meta.json").write_text(json.dumps(meta))  # written last: marks the checkpoint complete
