@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo model test lint clean
+.PHONY: setup demo model bench test lint clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,13 @@ model: setup
 	cp $(MODEL_RUN)/delta/delta.safetensors $(MODEL_RUN)/delta/delta.json model/default/
 	$(BIN)/python bench/card.py --delta model/default --data runs/data --eval $(MODEL_RUN)/eval \
 	  --latency bench/results/latency.json --pipeline $(MODEL_RUN)/pipeline.json --onnx $(MODEL_RUN)/onnx
+
+# Latency (torch / ONNX fp32 / ONNX int8 / RAG-style prompt, one run) and accuracy of the shipped default:
+# JSON, markdown and plots under bench/results/, and the README's result tables rewritten from them.
+bench: setup
+	test -f runs/data/test.jsonl || $(BIN)/octopus data build --out runs/data
+	$(BIN)/python bench/accuracy.py --onnx runs/default/onnx --data runs/data --rows 400
+	$(BIN)/python bench/latency.py --model runs/default/agent --onnx runs/default/onnx --data runs/data/test.jsonl
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -137,7 +137,7 @@ def _backend(model: str, precision: str = "auto"):
 def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from octopus.evaluate import evaluate, format_metrics, read_eval_rows, swap_metrics, swap_rows
+    from octopus.evaluate import evaluate, format_metrics, read_eval_rows, sample_rows, swap_metrics, swap_rows
 
     data = Path(args.data)
     if not data.is_file():
@@ -148,11 +148,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         rows = read_eval_rows(data)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    if args.limit and args.limit < len(rows):  # a seeded sample, in file order (a stride could alias patterns)
-        import random
-
-        keep = sorted(random.Random(0).sample(range(len(rows)), args.limit))
-        rows = [rows[i] for i in keep]
+    rows = sample_rows(rows, args.limit)
     backend = _backend(args.model, args.precision)
     from octopus.preprocess import ImageError
 

@@ -46,6 +46,15 @@ KIND_NAMES = {"text": "text_decides", "image": "image_names_object", "ambiguous"
               "irrelevant": "irrelevant"}
 
 
+def sample_rows(rows: list[dict], limit: int | None, seed: int = 0) -> list[dict]:
+    """A seeded sample of `limit` rows kept in file order (a stride could alias the generator's patterns)."""
+    import random
+
+    if not limit or limit >= len(rows):
+        return rows
+    return [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), limit))]
+
+
 def swap_rows(rows: list[dict], seed: int = 0) -> list[dict]:
     """For each image-decided row, the same query over the image of a row with the same template whose
     function differs; `function` is the donor's (its image decides), `swapped_from` the original function."""
