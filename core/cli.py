@@ -117,8 +117,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from octopus.training.pipeline import train
 
+    overrides = list(args.set)
+    if args.judge_url:
+        overrides += [f"stage3_rl.rl.judge_url={args.judge_url}", f"stage3_rl.rl.judge_model={args.judge_model or ''}",
+                      "stage3_rl.rl.use_judge=true"]
     try:
-        result = train(args.stage, args.profile, Path(args.data), Path(args.out), args.max_steps, tuple(args.set))
+        result = train(args.stage, args.profile, Path(args.data), Path(args.out), args.max_steps, tuple(overrides))
     except (FileNotFoundError, ValueError) as exc:
         raise CliError(str(exc)) from None
     print(result)
@@ -399,14 +403,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_data_stats)
 
     p = sub.add_parser("train", help="train a profile's stages (resumes after a kill)")
-    p.add_argument("stage", choices=["all", "stage0", "stage1", "stage2"])
+    p.add_argument("stage", choices=["all", "stage0", "stage1", "stage2", "stage3", "reward"],
+                   help="one stage, `reward` (stage 3's reward model alone) or all of them")
     p.add_argument("--profile", default="quick", choices=["tiny", "quick", "full"])
     p.add_argument("--data", required=True, help="data folder (built there first if it has no train.jsonl)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--max-steps", type=int, default=None, help="stop each stage after this many steps")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override the agent config (--set vision.model=ViT-B-32 --set vision.pretrained=openai) or a "
-                        "stage's hyper-parameters (--set stage2_functional.lr=1e-3)")
+                        "stage's hyper-parameters (--set stage2_functional.lr=1e-3, --set "
+                        "'stage3_rl.rl.rewards={\"function\": 1, \"arguments\": 1}')")
+    p.add_argument("--judge-url", default=None,
+                   help="stage 3: also score calls with an LLM judge at this OpenAI-compatible endpoint (…/v1); "
+                        "key in OCTOPUS_LLM_API_KEY")
+    p.add_argument("--judge-model", default=None, help="model name to ask at the judge endpoint")
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("eval", help="accuracy, argument match and latency on a JSONL file")

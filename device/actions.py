@@ -35,6 +35,7 @@ DEFAULT_LINKS = {
 }
 RECIPIENT_ARGUMENT = {"send_email": "recipient", "send_text_message": "recipient"}
 USER_AGENT = "octopus-agent"
+SUBJECT_MAX, SMS_MAX, LINK_MAX = 200, 480, 2000  # one header line; three SMS segments; what browsers take
 
 
 class ActionFailed(Exception):
@@ -104,15 +105,29 @@ class Actions:
             return f"text {arguments.get('recipient')!r}: {arguments.get('message')!r}"
         return f"{function}: {link_for(function, arguments, self.section.links)}"
 
-    def check_allowed(self, function: str, arguments: dict) -> None:
+    def check(self, function: str, arguments: dict) -> None:
+        """Refuse what the receiving end would refuse or should never get, before anything is sent (and in dry
+        runs, which is how stage-3 training gets the environment's verdict): a recipient not on the allow-list,
+        an email subject that is not one line of at most SUBJECT_MAX characters, a text message longer than
+        SMS_MAX, a link longer than LINK_MAX."""
         name = RECIPIENT_ARGUMENT.get(function)
         if name and not recipient_allowed(str(arguments.get(name, "")), self.section.allow_recipients):
             raise ActionFailed(f"recipient {arguments.get(name)!r} is not on actions.allow_recipients",
                                retryable=False)
+        if function == "send_email":
+            subject = str(arguments.get("subject", ""))
+            if "\n" in subject or "\r" in subject or len(subject) > SUBJECT_MAX:
+                raise ActionFailed(f"email subject must be one line of at most {SUBJECT_MAX} characters",
+                                   retryable=False)
+        elif function == "send_text_message":
+            if len(str(arguments.get("message", ""))) > SMS_MAX:
+                raise ActionFailed(f"text message longer than {SMS_MAX} characters", retryable=False)
+        elif len(link_for(function, arguments, self.section.links)) > LINK_MAX:
+            raise ActionFailed(f"{function}: link longer than {LINK_MAX} characters", retryable=False)
 
     def perform(self, function: str, arguments: dict, key: str, dry_run: bool) -> str:
         """Run one call (or, dry, say what it would do). Returns a one-line result; raises ActionFailed."""
-        self.check_allowed(function, arguments)
+        self.check(function, arguments)
         if dry_run:
             return "dry run: would " + self.describe(function, arguments)
         if function == "send_email":

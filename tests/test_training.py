@@ -81,6 +81,39 @@ def test_stage2_trains_projector_lora_targets_and_new_token_rows_only(run_dir):
     assert rows_changed and set(rows_changed) <= set(new_rows)
 
 
+def test_stage3_trains_only_the_lm_lora_and_token_rows(run_dir):
+    stage2 = OctopusAgent.load(run_dir / "stage2_functional" / "agent")
+    stage3 = OctopusAgent.load(run_dir / "stage3_rl" / "agent")
+    assert not _changed(_state(stage2, "vision_encoder"), _state(stage3, "vision_encoder"))
+    assert not _changed(_state(stage2, "projector"), _state(stage3, "projector"))
+    changed = _changed(_state(stage2, "lm"), _state(stage3, "lm"))
+    lora_targets = ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj")
+    embed = "model.embed_tokens.weight"
+    assert changed and all(k.split(".")[-2] in lora_targets for k in changed - {embed, "lm_head.weight"})
+    assert not any("norm" in k for k in changed)
+    final = OctopusAgent.load(run_dir / "agent")
+    assert not _changed(_state(stage3, "lm"), _state(final, "lm"))  # `all` ends with stage 3's agent
+
+
+def test_stage3_logs_rewards_probe_and_reward_model_accuracy(run_dir):
+    losses = json.loads((run_dir / "stage3_rl" / "losses.json").read_text())
+    steps = [h for h in losses["history"] if "reward" in h]
+    probes = [h for h in losses["history"] if "probe" in h]
+    assert len(steps) == losses["steps"] == 4
+    assert {"format", "function", "arguments", "end", "language", "environment", "reward_model"} == set(
+        steps[0]["rewards"])
+    assert all("zero_spread_groups" in h and "reward_model_gold" in h for h in steps)
+    assert any("kl" in h and "entropy" in h for h in steps)
+    assert probes[0]["step"] == 0 and probes[-1]["step"] == 4  # step 0 is the SFT model itself
+    assert losses["mining"]["candidates"] == 64 and losses["best"]["step"] is not None
+    assert (run_dir / "stage3_rl" / "losses.png").stat().st_size > 1000
+    assert not (run_dir / "stage3_rl" / "checkpoints").exists()
+    report = json.loads((run_dir / "reward_model" / "reward_model.json").read_text())
+    assert report["pairs"] > 0 and 0 <= report["accuracy"] <= 1 and report["by_kind"]
+    pipeline = json.loads((run_dir / "pipeline.json").read_text())
+    assert {"stage3_rl_seconds_last_run", "reward_model_seconds"} <= set(pipeline)
+
+
 def test_resume_after_kill_continues_from_the_last_checkpoint(data_dir, run_dir, tmp_path):
     import shutil
 

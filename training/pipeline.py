@@ -5,6 +5,8 @@
     OUT/init/agent                     the assembled agent before training (tokens added and initialised)
     OUT/stage1_alignment/agent         projector aligned on captions
     OUT/stage2_functional/agent        functional tokens learned
+    OUT/reward_model                   stage 3's reward model (TRL RewardTrainer) and its pairwise accuracy
+    OUT/stage3_rl/agent                GRPO on the stage-2 agent (best step by the held-out probe)
     OUT/agent                          the final agent (a copy of the last stage's)
     OUT/pipeline.json                  wall time per stage, stage-0 zero-shot scores
 
@@ -24,7 +26,7 @@ from pathlib import Path
 from octopus.training.stages import Profile, profile
 
 log = logging.getLogger(__name__)
-STAGES = ("stage0", "stage1", "stage2")
+STAGES = ("stage0", "stage1", "stage2", "stage3")
 
 
 def ensure_data(data_dir: Path, prof: Profile, out_dir: Path | None = None) -> None:
@@ -145,14 +147,75 @@ def _run(prof: Profile, index: int, data_dir: Path, out_dir: Path, max_steps: in
         log.info("stage %s: done already", stage.name)  # (and its recorded wall time stays the real one)
         return out_dir / stage.name / "agent"
     started = time.perf_counter()
-    result = run_stage(OctopusAgent.load(previous).train(), stage, data_dir, out_dir / stage.name, max_steps)
+    if stage.kind == "rl":
+        result = _run_rl(prof, stage, previous, data_dir, out_dir, max_steps)
+    else:
+        result = run_stage(OctopusAgent.load(previous).train(), stage, data_dir, out_dir / stage.name, max_steps)
     _record(out_dir, f"{stage.name}_seconds_last_run", round(time.perf_counter() - started, 1))
     return result
 
 
+def _mined(stage, previous: Path, data_dir: Path, stage_dir: Path) -> dict:
+    """Stage 3's prompts and on-policy negatives, mined once by the main process (kept for a resume)."""
+    from accelerate import PartialState
+
+    from octopus.model.agent import OctopusAgent
+    from octopus.training.rl import mine_prompts
+
+    path = stage_dir / "prompts.json"
+    state = PartialState()
+    with state.main_process_first():
+        if not path.is_file() and state.is_main_process:
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            mined = mine_prompts(OctopusAgent.load(previous), stage, data_dir, stage_dir / "vision_cache")
+            path.with_suffix(".tmp").write_text(json.dumps(mined, ensure_ascii=False))
+            path.with_suffix(".tmp").rename(path)
+    return json.loads(path.read_text())
+
+
+def train_reward(prof: Profile, data_dir: Path, out_dir: Path, sft: Path | None = None) -> Path:
+    """Stage 3's reward model into OUT/reward_model (skips when it exists), with the SFT model's own wrong calls
+    as extra negatives when the stage-2 agent is there."""
+    from octopus.training.reward_model import train_reward_model
+
+    stage = next(s for s in prof.stages if s.kind == "rl")
+    on_policy = []
+    if sft is not None and (sft / "config.json").is_file():
+        on_policy = _mined(stage, sft, data_dir, out_dir / stage.name)["on_policy"]
+    started = time.perf_counter()
+    target = out_dir / "reward_model"
+    existed = (target / "reward_model.json").is_file()
+    rl = stage.rl
+    result = train_reward_model(prof.agent.lm, data_dir, target, pairs=rl.reward_model_pairs,
+                                steps=rl.reward_model_steps, batch_size=rl.reward_model_batch, lr=rl.reward_model_lr,
+                                seed=stage.seed, on_policy=on_policy)
+    if not existed:
+        _record(out_dir, "reward_model_seconds", round(time.perf_counter() - started, 1))
+    return result
+
+
+def _run_rl(prof: Profile, stage, previous: Path, data_dir: Path, out_dir: Path, max_steps: int | None) -> Path:
+    from octopus.model.agent import OctopusAgent
+    from octopus.training.reward_model import RewardModel
+    from octopus.training.rewards import build_rewards
+    from octopus.training.rl import run_rl_stage
+
+    rl = stage.rl
+    stage_dir = out_dir / stage.name
+    mined = _mined(stage, previous, data_dir, stage_dir)
+    reward_model = None
+    if rl.rewards.get("reward_model"):
+        location = Path(rl.reward_model) if rl.reward_model else train_reward(prof, data_dir, out_dir, previous)
+        reward_model = RewardModel(location)
+    rewards = build_rewards(rl.rewards, environment_config=rl.environment_config, reward_model=reward_model,
+                            judge_url=rl.judge_url, judge_model=rl.judge_model, seed=stage.seed)
+    return run_rl_stage(OctopusAgent.load(previous).train(), stage, data_dir, stage_dir, rewards, max_steps, mined)
+
+
 def train(which: str, profile_name: str, data_dir: Path, out_dir: Path, max_steps: int | None = None,
           overrides: tuple[str, ...] = ()) -> Path:
-    """Run one stage (`stage0`, `stage1`, `stage2`) or `all` for a profile; returns the newest agent dir.
+    """Run one stage (`stage0` ... `stage3`), `reward` (stage 3's reward model alone) or `all` for a profile;
+    returns the newest agent dir (the reward model's dir for `reward`).
 
     `overrides` are `section.key=value` assignments on the agent config, e.g. `vision.model=ViT-B-32` and
     `vision.pretrained=openai` (or a local checkpoint path) to use a pretrained CLIP and skip stage 0, or on a
@@ -181,7 +244,11 @@ def train(which: str, profile_name: str, data_dir: Path, out_dir: Path, max_step
         prof.agent.vision.pretrained = str(clip_checkpoint.resolve())
     with state.main_process_first():
         _init_agent(prof, out_dir)
-    indices = {"all": range(len(prof.stages)), "stage1": [0], "stage2": [1]}[which]
+    if which == "reward":
+        return train_reward(prof, data_dir, out_dir, out_dir / prof.stages[1].name / "agent")
+    indices = {"all": range(len(prof.stages)), "stage1": [0], "stage2": [1], "stage3": [2]}[which]
+    if max(indices, default=0) >= len(prof.stages):
+        raise ValueError(f"profile {prof.name} has no {which}")
     result = out_dir / "init" / "agent"
     for index in indices:
         result = _run(prof, index, data_dir, out_dir, max_steps)

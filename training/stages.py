@@ -20,10 +20,64 @@ TRAIN_MODES = ("frozen", "full", "lora")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj")  # as Octopus v2
 
 
+# stage 3's rewards and their weights (octopus.training.rewards.REWARDS names them all)
+RULE_REWARDS = {"format": 0.5, "function": 1.0, "arguments": 1.0, "end": 0.25, "language": 0.25, "environment": 0.5}
+
+
+@dataclass
+class RLConfig:
+    """Stage 3 (GRPO): what a step samples and how completions are scored. Batch, lr, LoRA, seed, precision and
+    checkpointing come from the stage's own fields (`batch_size` = prompts per optimizer step)."""
+
+    steps: int = 60
+    group_size: int = 4  # G completions per prompt
+    temperature: float = 1.0
+    max_new_tokens: int = 48  # gold calls: 12 EN / 17 ZH tokens on average, 47 at most
+    beta: float = 0.0  # KL penalty to the reference (the model with the LoRA disabled); KL is logged either way
+    epsilon_low: float = 0.2  # DAPO's clip-higher: asymmetric clip range
+    epsilon_high: float = 0.28
+    iterations: int = 1  # optimizer passes over each generated batch (>1: the clipped ratio matters)
+    rewards: dict[str, float] = field(default_factory=lambda: {**RULE_REWARDS, "reward_model": 1.0})
+    drop_zero_spread: bool = True  # groups whose G completions all score the same carry no signal
+    mine_rows: int = 800  # train rows scored by the SFT model to pick prompts from
+    unsure_below: float = 0.8  # a row is hard when greedy gets it wrong or the gold call's probability is below
+    hard_share: float = 0.8  # share of prompts drawn from the hard rows (the rest at random)
+    probe_rows: int = 96  # train rows kept out of the prompts: greedy accuracy every `probe_every` steps
+    probe_every: int = 10
+    keep: str = "best"  # the agent written: "best" by the probe (step 0 = the SFT model), or "last"
+    environment_config: str | None = None  # a device config TOML whose [actions] the environment applies
+    reward_model: str | None = None  # a reward-model folder; None: OUT/reward_model, trained first if missing
+    reward_model_pairs: int = 2400  # preference pairs built from the train split
+    reward_model_steps: int = 150
+    reward_model_batch: int = 16
+    reward_model_lr: float = 1e-4
+    judge_url: str | None = None  # optional OpenAI-compatible endpoint scoring calls 0-1 (reward "judge")
+    judge_model: str | None = None
+    use_judge: bool = False  # true (`octopus train --judge-url`): the judge joins the rewards with weight 1
+
+    def __post_init__(self):
+        from octopus.training.rewards import REWARDS
+
+        if self.use_judge and "judge" not in self.rewards:
+            self.rewards = {**self.rewards, "judge": 1.0}
+        unknown = set(self.rewards) - set(REWARDS)
+        if unknown:
+            raise ValueError(f"rl.rewards names unknown rewards {sorted(unknown)}; choose from {', '.join(REWARDS)}")
+        if not self.rewards or not any(self.rewards.values()):
+            raise ValueError("rl.rewards needs at least one reward with a non-zero weight")
+        if "judge" in self.rewards and not self.judge_url:
+            raise ValueError("rl.rewards has judge but rl.judge_url is not set")
+        if self.keep not in ("best", "last"):
+            raise ValueError(f"rl.keep must be best or last, got {self.keep!r}")
+        if self.group_size < 2:
+            raise ValueError(f"rl.group_size must be at least 2 (group-relative advantages), got {self.group_size}")
+
+
 @dataclass
 class StageConfig:
     name: str
-    kind: str  # "alignment" (captions, loss on caption tokens) or "functional" (calls, loss on the target)
+    kind: str  # "alignment" (captions, loss on caption tokens), "functional" (calls, loss on the target) or
+    # "rl" (stage 3: GRPO on sampled calls, `rl` says how)
     train: dict[str, str]  # component -> frozen | full | lora
     data: str  # file in the data dir: captions.csv or train.jsonl
     max_examples: int | None = None  # a balanced, seeded subset; None: all
@@ -53,8 +107,13 @@ class StageConfig:
     precision: str = "auto"  # "auto": bf16 where the hardware runs it fast (GPU, CPU with AMX/avx512_bf16), else fp32;
     # "bf16" or "no" force it (on an AVX2-only CPU, bf16 autocast measured 7x slower than fp32)
     seed: int = 0
+    rl: RLConfig | None = None  # kind "rl" only
 
     def __post_init__(self):
+        if isinstance(self.rl, dict):
+            self.rl = RLConfig(**self.rl)
+        if (self.kind == "rl") != (self.rl is not None):
+            raise ValueError(f"stage {self.name}: kind rl needs an rl section, and only kind rl takes one")
         if set(self.train) != set(COMPONENTS):
             raise ValueError(f"stage {self.name}: train must name exactly {COMPONENTS}, got {sorted(self.train)}")
         bad = {c: m for c, m in self.train.items() if m not in TRAIN_MODES}
@@ -69,14 +128,21 @@ class StageConfig:
                              "projector must be frozen")
 
     def override(self, key: str, raw: str) -> StageConfig:
-        """A copy with one hyper-parameter set from text (parsed as JSON when it can be), e.g. `lr`, `1e-3`."""
-        known = {f.name for f in fields(self)}
-        if key not in known:
-            raise ValueError(f"override {self.name}.{key}: unknown key; choose from {', '.join(sorted(known))}")
+        """A copy with one hyper-parameter set from text (parsed as JSON when it can be), e.g. `lr`, `1e-3`;
+        `rl.<key>` sets one of stage 3's (`rl.rewards`, `{"function": 1, "arguments": 1}`)."""
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
+        if key.startswith("rl.") and self.rl is not None:
+            leaf = key[3:]
+            if leaf not in {f.name for f in fields(RLConfig)}:
+                raise ValueError(f"override {self.name}.{key}: unknown key; choose from "
+                                 f"{', '.join('rl.' + f.name for f in fields(RLConfig))}")
+            return StageConfig(**{**self.to_dict(), "rl": {**asdict(self.rl), leaf: value}})
+        known = {f.name for f in fields(self)}
+        if key not in known:
+            raise ValueError(f"override {self.name}.{key}: unknown key; choose from {', '.join(sorted(known))}")
         data = self.to_dict()
         data[key] = tuple(value) if key == "lora_targets" else value
         return StageConfig(**data)
@@ -110,6 +176,15 @@ def _functional(**kw) -> StageConfig:
     return StageConfig(**{**base, **kw})
 
 
+def _rl(**kw) -> StageConfig:
+    """Stage 3: GRPO on the stage-2 model; a fresh LoRA on the LM is all that trains (reference = LoRA off)."""
+    rl = kw.pop("rl", {})
+    base = dict(name="stage3_rl", kind="rl", data="train.jsonl", lr=2e-5, batch_size=8, warmup_ratio=0.0,
+                schedule="constant", lora_dropout=0.0, save_every=10, log_every=1,
+                train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"})
+    return StageConfig(**{**base, **kw}, rl=RLConfig(**rl))
+
+
 def profile(name: str) -> Profile:
     """The named profile; every default is sized for a 2-core CPU except `full`."""
     if name == "tiny":  # seconds per stage: CI proves the whole chain runs
@@ -122,7 +197,11 @@ def profile(name: str) -> Profile:
         stages = [_alignment(data="naming.jsonl", max_examples=64, batch_size=8, max_length=64, save_every=4,
                              precision="no", grounding_loss_weight=0.5),
                   _functional(max_examples=96, batch_size=8, max_length=96, lr=2e-3, save_every=4, precision="no",
-                              grounding_loss_weight=0.5, kind_shares=GROUNDING_MIX)]
+                              grounding_loss_weight=0.5, kind_shares=GROUNDING_MIX),
+                  _rl(batch_size=4, lr=1e-3, precision="no", save_every=2,
+                      rl=dict(steps=4, group_size=4, max_new_tokens=24, mine_rows=64, probe_rows=16, probe_every=2,
+                              keep="last",  # CI checks what stage 3 changes: the best by probe may be step 0
+                              reward_model_pairs=96, reward_model_steps=6, reward_model_batch=8))]
         return Profile(name, agent, clip, stages, data_n_per_function=10)
     if name == "quick":  # SmolLM2-135M + the ImageNet EfficientNet-Lite0 trunk, under 30 minutes on 2 cores
         stages = [_alignment(data="naming.jsonl", batch_size=64, max_length=40, epochs=20.0, lr=1e-3,
@@ -131,13 +210,16 @@ def profile(name: str) -> Profile:
                   # the image tokens 81% -> 69%); frozen, held-out image-decided accuracy rose 53% -> 71%
                   _functional(max_examples=3000, batch_size=8, max_length=128, lr=8e-4, epochs=1.0,
                               function_token_weight=2.0, save_every=25, kind_shares=GROUNDING_MIX,
-                              train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"})]
+                              train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"}),
+                  _rl()]
         return Profile(name, preset("quick"), ClipStageConfig(), stages, data_n_per_function=1000)
     if name == "full":  # many GPUs under `accelerate launch`: all data, full fine-tune as in Octopus v2
         stages = [_alignment(data="naming.jsonl", batch_size=64, max_length=40, epochs=5.0, lr=1e-3,
                              grounding_loss_weight=1.0),  # on GPUs the LM's naming loss is affordable too
                   _functional(batch_size=32, max_length=160, epochs=3.0, lr=5e-5, kind_shares=GROUNDING_MIX,
-                              train={"vision_encoder": "frozen", "projector": "full", "lm": "full"})]
+                              train={"vision_encoder": "frozen", "projector": "full", "lm": "full"}),
+                  _rl(batch_size=64, rl=dict(steps=500, group_size=8, mine_rows=20000, reward_model_pairs=40000,
+                                             reward_model_steps=2000, reward_model_batch=64))]
         return Profile(name, preset("full"), ClipStageConfig(method="open_clip_train", epochs=20,
                                                                unlocked_groups=2, batch_size=256, lr=5e-4),
                        stages, data_n_per_function=5000)
