@@ -21,7 +21,7 @@ import urllib.request
 from email.message import EmailMessage
 from email.utils import formatdate
 
-from octopus.device.config import ActionsSection, ConfigError, HttpSection, read_secret
+from octopus.device.config import ActionsSection, ConfigError, HttpSection, read_secret, redact_url
 
 DEFAULT_LINKS = {
     "google_search": "https://www.google.com/search?q={query}",
@@ -89,7 +89,7 @@ def post_json(section: HttpSection, payload: dict, key: str, what: str) -> str:
         raise ActionFailed(f"{what}: HTTP {exc.code} {exc.reason}", retryable) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise ActionFailed(f"{what}: cannot reach {section.url} ({reason})", retryable=True) from None
+        raise ActionFailed(f"{what}: cannot reach {redact_url(section.url)} ({reason})", retryable=True) from None
 
 
 class Actions:
@@ -170,7 +170,11 @@ class Actions:
                     client.starttls(context=context)  # raises SMTPNotSupportedError rather than sending in clear
                     client.ehlo()
                 if smtp.username:
-                    client.login(smtp.username, password)
+                    try:
+                        client.login(smtp.username, password)
+                    except UnicodeEncodeError:  # smtplib's message would show the character and its position
+                        raise ActionFailed("smtp: the password has non-ASCII characters, which SMTP AUTH cannot "
+                                           "send", retryable=False) from None
                 client.send_message(message)
         except smtplib.SMTPNotSupportedError:
             raise ActionFailed(f"smtp: {smtp.host} does not offer STARTTLS (set starttls = false to allow "

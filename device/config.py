@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -235,17 +236,52 @@ def load_config(path: str | Path | None, required: bool = False) -> Config:
     return parse_config(text, str(path))
 
 
+def shown_path(value: str) -> str:
+    """A configured secret *path* as it may be printed: the path when its folder exists, else a placeholder (a
+    password pasted where a path belongs must never reach a log or a terminal)."""
+    path = Path(value)
+    if value and len(value) < 512 and path.is_absolute() and path.parent.is_dir():
+        return value
+    return "(the configured value, not shown: it is not a path in an existing folder; did you paste the secret " \
+           "itself instead of the path of a file holding it?)"
+
+
+def redact_url(url: str) -> str:
+    """`scheme://user:password@host/...` -> `scheme://***@host/...`; query parameters named like secrets are
+    masked too (`?token=...`)."""
+    url = re.sub(r"^([a-zA-Z][\w+.-]*://)[^/@]*@", r"\1***@", url)
+    return re.sub(r"([?&](?:token|key|api_key|apikey|password|secret|sig|signature)=)[^&#]*", r"\1***", url,
+                  flags=re.IGNORECASE)
+
+
+def secret_file_warning(file: str) -> str | None:
+    """A warning when a secret file can be read by users other than its owner."""
+    try:
+        mode = Path(file).stat().st_mode
+    except OSError:
+        return None
+    if mode & 0o077:
+        return f"{file} is readable by others (mode {oct(mode & 0o777)}): chmod 600 it"
+    return None
+
+
 def read_secret(file: str, credential: str, what: str) -> str:
-    """A secret from a file or a systemd credential; '' when neither is configured."""
+    """A secret from a file or a systemd credential; '' when neither is configured. Errors never show the
+    secret, nor a configured value that is not a path."""
     if credential:
         directory = os.environ.get("CREDENTIALS_DIRECTORY")
         if not directory:
-            raise ConfigError(f"{what}: credential '{credential}' set but $CREDENTIALS_DIRECTORY is not "
+            raise ConfigError(f"{what}: a credential is set but $CREDENTIALS_DIRECTORY is not "
                               "(use LoadCredential= in the unit)")
+        if "/" in credential or len(credential) > 255:
+            raise ConfigError(f"{what}: the credential name is not a name (value not shown)")
         file = str(Path(directory) / credential)
     if not file:
         return ""
     try:
         return Path(file).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"{what}: cannot read {file} ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what}: {shown_path(file)} is not UTF-8 text") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{what}: cannot read {shown_path(file)} ({getattr(exc, 'strerror', None) or 'bad path'})"
+                          ) from None

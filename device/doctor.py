@@ -12,7 +12,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from octopus.device.config import Config, ConfigError, read_secret
+from octopus.device.config import Config, ConfigError, read_secret, secret_file_warning
 from octopus.device.runtime import file_sha256
 
 
@@ -98,8 +98,14 @@ def check_smtp(config: Config) -> Check:
                 client.ehlo()
             if smtp.username:
                 client.login(smtp.username, password)
+    except UnicodeEncodeError:
+        return Check("smtp", False, f"{smtp.host}:{smtp.port}: the password has non-ASCII characters, which SMTP "
+                                    "AUTH cannot send")
     except (ConfigError, smtplib.SMTPException, OSError) as exc:
         return Check("smtp", False, f"{smtp.host}:{smtp.port}: {type(exc).__name__}: {exc}".splitlines()[0])
+    warning = secret_file_warning(smtp.password_file) if smtp.password_file else None
+    if warning:
+        return Check("smtp", False, f"{smtp.host}:{smtp.port} reachable, but the password file {warning}")
     return Check("smtp", True, f"{smtp.host}:{smtp.port} reachable{', STARTTLS' if smtp.starttls else ''}"
                                f"{', login ok' if smtp.username else ''}")
 

@@ -236,3 +236,65 @@ def test_outbox_cli_errors_are_one_line(tmp_path, argv):
         argv = [*argv, "--config", str(tmp_path / "c.toml")]
     out = subprocess.run([*OCTOPUS, *argv], capture_output=True, text=True)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+PASTED = "hunter2-Pa55/word"
+
+
+@pytest.mark.parametrize("key", ["password_file", "password_credential"])
+def test_a_password_pasted_instead_of_a_path_is_never_printed(smtp_server, tmp_path, monkeypatch, key):
+    server = smtp_server(password="right")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "creds"))
+    (tmp_path / "creds").mkdir()
+    config_file = tmp_path / "octopus.toml"
+    config_file.write_text(smtp_config(tmp_path / "state", server) + f'username = "octopus"\n{key} = "{PASTED}"\n')
+    config = parse_config(config_file.read_text())
+    outbox = Outbox(config.state_dir())
+    outbox.enqueue(*email(), source="test")
+    [item] = deliver(outbox, Actions(config.actions))
+    assert item.status == "failed" and PASTED not in item.result and "hunter2" not in item.result
+    for argv in (["outbox", "--config", str(config_file), "list"], ["doctor", "--config", str(config_file)]):
+        result = subprocess.run(OCTOPUS + argv, capture_output=True, text=True)
+        assert "hunter2" not in result.stdout + result.stderr, argv
+        assert "Traceback" not in result.stderr
+
+
+def test_secret_files_latin1_non_ascii_and_world_readable(smtp_server, tmp_path):
+    server = smtp_server(password="right")
+    latin1 = tmp_path / "latin1"
+    latin1.write_bytes("pässword".encode("latin-1"))
+    non_ascii = tmp_path / "nonascii"
+    non_ascii.write_text("pässword")
+    for file, expect in ((latin1, "not UTF-8"), (non_ascii, "non-ASCII")):
+        file.chmod(0o600)
+        config_file = tmp_path / "octopus.toml"
+        config_file.write_text(smtp_config(tmp_path / "state", server) +
+                               f'username = "octopus"\npassword_file = "{file}"\n')
+        result = subprocess.run(OCTOPUS + ["doctor", "--config", str(config_file)], capture_output=True, text=True)
+        assert expect in result.stdout + result.stderr and "Traceback" not in result.stderr, result.stdout
+        assert "ä" not in result.stdout + result.stderr
+        config = parse_config(config_file.read_text())
+        outbox = Outbox(config.state_dir())
+        outbox.enqueue(*email(), source="test")
+        items = deliver(outbox, Actions(config.actions))
+        assert items[-1].status == "failed" and expect in items[-1].result  # not retried forever
+    readable = tmp_path / "readable"
+    readable.write_text("right")
+    readable.chmod(0o644)
+    config_file.write_text(smtp_config(tmp_path / "state", server) +
+                           f'username = "octopus"\npassword_file = "{readable}"\n')
+    result = subprocess.run(OCTOPUS + ["doctor", "--config", str(config_file)], capture_output=True, text=True)
+    assert "readable by others" in result.stdout and "chmod 600" in result.stdout
+
+
+def test_credentials_in_a_webhook_url_are_never_printed(tmp_path):
+    from octopus.device.config import redact_url
+
+    assert redact_url("https://bob:s3cr3t@hooks.example.com/x?token=abc&a=1") == \
+        "https://***@hooks.example.com/x?token=***&a=1"
+    config = parse_config(f'[daemon]\nstate_dir = "{tmp_path}"\n[actions]\nexecute = true\n'
+                          '[actions.webhook]\nurl = "http://bob:s3cr3t@127.0.0.1:9/hook?key=k3y"\ntimeout_s = 1\n')
+    outbox = Outbox(config.state_dir())
+    outbox.enqueue("google_search", {"query": "octopus"}, source="test")
+    [item] = deliver(outbox, Actions(config.actions))
+    assert "cannot reach" in item.result and "s3cr3t" not in item.result and "k3y" not in item.result

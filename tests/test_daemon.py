@@ -135,7 +135,8 @@ def test_posted_query_is_used_by_the_next_press_only(daemon, mock_factory):
     press(pin)
     assert wait_for(lambda: daemon.counts["requests"] == 1 and daemon.busy_since is None)
     press(pin)
-    assert wait_for(lambda: daemon.counts["requests"] == 2)
+    # (the count goes up when a request starts, `recent` gets it when it ends)
+    assert wait_for(lambda: daemon.counts["requests"] == 2 and len(daemon.recent) == 2)
     assert [r["query"] for r in daemon.recent] == ["where can I recycle this", "what is this"]
 
 
