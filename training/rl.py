@@ -151,7 +151,8 @@ def mine_prompts(agent: OctopusAgent, stage: StageConfig, data_dir: Path, featur
              "sft_function": round(sum(s["function"] for s in scored) / max(1, len(scored)), 4)}
     log.info("stage %s: prompts from %d scored train rows: %d hard (%d wrong), SFT exact %.3f", stage.name,
              len(candidates), len(hard), len(wrong), stats["sft_exact"])
-    return {"probe": probe, "schedule": schedule, "on_policy": on_policy, "stats": stats}
+    return {"probe": probe, "schedule": schedule, "on_policy": on_policy, "stats": stats,
+            "images": features.images}  # the cache's key: stage 3 reads the same cache
 
 
 # --- sampling and log-probs ------------------------------------------------------------------------------------
@@ -253,9 +254,9 @@ def run_rl_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_
         raise ValueError("run_rl_stage needs the mined prompts (octopus.training.rl.mine_prompts)")
     apply_train_modes(agent, stage)
     check_trainable(agent, stage)
-    rows = [r for r in mined["schedule"]] + mined["probe"]
+    images = mined.get("images") or [r["image"] for r in mined["schedule"] + mined["probe"]]
     with accelerator.main_process_first():
-        features = FeatureCache(stage_dir / "vision_cache", agent, [r["image"] for r in rows])
+        features = FeatureCache(stage_dir / "vision_cache", agent, images)
     steps = min(rl.steps, max_steps) if max_steps is not None else rl.steps
     params = [p for p in agent.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay)
