@@ -53,7 +53,8 @@ def apply_train_modes(agent: OctopusAgent, stage: StageConfig) -> None:
         config = LoraConfig(r=stage.lora_r, lora_alpha=stage.lora_alpha, lora_dropout=stage.lora_dropout,
                             target_modules=list(stage.lora_targets), task_type="CAUSAL_LM",
                             layers_to_transform=layers,
-                            trainable_token_indices={"embed_tokens": agent_token_ids(agent)})
+                            trainable_token_indices={"embed_tokens": agent_token_ids(agent)} if stage.token_rows
+                            else None)
         agent.lm = get_peft_model(agent.lm, config)
     # below the lowest adapted layer nothing trains: inputs without grad let backward stop there
     agent.input_grad = stage.lora_layers is None

@@ -188,7 +188,7 @@ def train_reward(prof: Profile, data_dir: Path, out_dir: Path, sft: Path | None 
     rl = stage.rl
     result = train_reward_model(prof.agent.lm, data_dir, target, pairs=rl.reward_model_pairs,
                                 steps=rl.reward_model_steps, batch_size=rl.reward_model_batch, lr=rl.reward_model_lr,
-                                seed=stage.seed, on_policy=on_policy)
+                                seed=stage.seed, on_policy=on_policy, train_layers=rl.reward_model_layers)
     if not existed:
         _record(out_dir, "reward_model_seconds", round(time.perf_counter() - started, 1))
     return result

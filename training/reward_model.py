@@ -216,7 +216,7 @@ def _tokenized(pairs: list[dict], tokenizer, max_length: int = 256) -> list[dict
 
 def train_reward_model(lm: LMConfig, data_dir: Path, out_dir: Path, *, pairs: int, steps: int, batch_size: int,
                        lr: float, seed: int = 0, on_policy: list[dict] | None = None,
-                       source: str | Path | None = None) -> Path:
+                       source: str | Path | None = None, train_layers: int | None = None) -> Path:
     """Train (or resume) the reward model into `out_dir` (model/, reward_model.json); skips when it exists."""
     from accelerate import PartialState
     from datasets import Dataset
@@ -235,7 +235,11 @@ def train_reward_model(lm: LMConfig, data_dir: Path, out_dir: Path, *, pairs: in
     test_rows = read_eval_rows(data_dir / "test.jsonl")
     held_out = build_pairs(test_rows, max(len(WRONG_KINDS) * 25, pairs // 4), seed + 1)
     model, tokenizer = load_backbone(lm, source)
-    model.get_input_embeddings().requires_grad_(False)  # a third of the weights; the head and layers learn
+    model.get_input_embeddings().requires_grad_(False)
+    layers = getattr(getattr(model, "base_model", model), "layers", None)
+    if train_layers is not None and layers is not None:  # the layers below run without grad: backward stops at
+        for layer in list(layers)[:max(0, len(layers) - train_layers)]:  # the lowest trained one (measured on 2
+            layer.requires_grad_(False)  # cores: all 30 layers of SmolLM2 took 15-17 s a step of 16 pairs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id

@@ -136,7 +136,7 @@ def mine_prompts(agent: OctopusAgent, stage: StageConfig, data_dir: Path, featur
     easy = [r for r, s in zip(candidates, scored) if s["exact"] and s["gold_prob"] >= rl.unsure_below]
     wrong = [r for r, s in zip(candidates, scored) if not s["exact"]]
     on_policy = []
-    for row in tqdm(wrong[:200], desc="SFT calls on wrong rows", disable=not progress, mininterval=2):
+    for row in tqdm(wrong[:rl.on_policy_rows], desc="SFT calls on wrong rows", disable=not progress, mininterval=2):
         on_policy.append({"row": row, "completion": agent.generate(row["image"], row["query"]).raw})
     need = rl.steps * stage.batch_size
     hard_queue, easy_queue, schedule = [], [], []
@@ -299,6 +299,9 @@ def run_rl_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_
         batch_rows = batch_rows[accelerator.process_index * per_process:(accelerator.process_index + 1) * per_process]
         unwrapped.eval()
         prompts, completions, embeds, texts = [], [], [], []
+        lora = hasattr(unwrapped.lm, "merge_adapter")
+        if lora:  # sampling decodes token by token: 210 unmerged LoRA modules cost more than the model itself
+            unwrapped.lm.merge_adapter()
         with torch.no_grad(), accelerator.autocast():
             for row in batch_rows:
                 image_embeds = unwrapped.projector(features([row["image"]]).to(accelerator.device))
@@ -309,6 +312,8 @@ def run_rl_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_
                     completions.append(completion)
                     embeds.append(image_embeds)
                     texts.append(unwrapped.tokenizer.decode(completion, skip_special_tokens=False))
+        if lora:
+            unwrapped.lm.unmerge_adapter()
         columns = {c: [row.get(c) for row in batch_rows for _ in range(rl.group_size)] for c in COLUMNS}
         per_function = {name: fn(texts, texts, **columns) for name, (fn, _) in reward_fns.items()}
         rewards = weighted_rewards(per_function, weights)

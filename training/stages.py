@@ -41,14 +41,16 @@ class RLConfig:
     drop_zero_spread: bool = True  # groups whose G completions all score the same carry no signal
     mine_rows: int = 800  # train rows scored by the SFT model to pick prompts from
     unsure_below: float = 0.8  # a row is hard when greedy gets it wrong or the gold call's probability is below
+    on_policy_rows: int = 200  # wrong rows whose SFT greedy call becomes a reward-model negative (~1 s each)
     hard_share: float = 0.8  # share of prompts drawn from the hard rows (the rest at random)
     probe_rows: int = 96  # train rows kept out of the prompts: greedy accuracy every `probe_every` steps
     probe_every: int = 10
     keep: str = "best"  # the agent written: "best" by the probe (step 0 = the SFT model), or "last"
     environment_config: str | None = None  # a device config TOML whose [actions] the environment applies
     reward_model: str | None = None  # a reward-model folder; None: OUT/reward_model, trained first if missing
-    reward_model_pairs: int = 2400  # preference pairs built from the train split
-    reward_model_steps: int = 150
+    reward_model_pairs: int = 1200  # preference pairs built from the train split
+    reward_model_steps: int = 75
+    reward_model_layers: int | None = 8  # the top N layers and the head train; None: all (on GPUs)
     reward_model_batch: int = 16
     reward_model_lr: float = 1e-4
     judge_url: str | None = None  # optional OpenAI-compatible endpoint scoring calls 0-1 (reward "judge")
@@ -93,6 +95,8 @@ class StageConfig:
     lora_alpha: int = 32
     lora_targets: tuple[str, ...] = LORA_TARGETS
     lora_dropout: float = 0.05
+    token_rows: bool = True  # with lm=lora, the agent's new token rows train too (peft trainable_token_indices;
+    # it copies the whole embedding matrix on every forward: 226 MB per decoded token, so stage 3 leaves it off)
     lora_layers: int | None = None  # LoRA on the top N decoder layers only; None: all. Set, the layers below run
     # without grad and backward stops at the lowest adapted layer (the new token rows then learn through the
     # tied output layer only). Measured on the quick profile: 15 of 30 layers ran a step 1.3x faster, but with
@@ -180,7 +184,7 @@ def _rl(**kw) -> StageConfig:
     """Stage 3: GRPO on the stage-2 model; a fresh LoRA on the LM is all that trains (reference = LoRA off)."""
     rl = kw.pop("rl", {})
     base = dict(name="stage3_rl", kind="rl", data="train.jsonl", lr=2e-5, batch_size=8, warmup_ratio=0.0,
-                schedule="constant", lora_dropout=0.0, save_every=10, log_every=1,
+                schedule="constant", lora_dropout=0.0, save_every=10, log_every=1, token_rows=False,
                 train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"})
     return StageConfig(**{**base, **kw}, rl=RLConfig(**rl))
 
@@ -219,7 +223,8 @@ def profile(name: str) -> Profile:
                   _functional(batch_size=32, max_length=160, epochs=3.0, lr=5e-5, kind_shares=GROUNDING_MIX,
                               train={"vision_encoder": "frozen", "projector": "full", "lm": "full"}),
                   _rl(batch_size=64, rl=dict(steps=500, group_size=8, mine_rows=20000, reward_model_pairs=40000,
-                                             reward_model_steps=2000, reward_model_batch=64))]
+                                             reward_model_steps=2000, reward_model_batch=64,
+                                             reward_model_layers=None))]
         return Profile(name, preset("full"), ClipStageConfig(method="open_clip_train", epochs=20,
                                                                unlocked_groups=2, batch_size=256, lr=5e-4),
                        stages, data_n_per_function=5000)
