@@ -155,21 +155,30 @@ def _run(prof: Profile, index: int, data_dir: Path, out_dir: Path, max_steps: in
     return result
 
 
-def _mined(stage, previous: Path, data_dir: Path, stage_dir: Path) -> dict:
-    """Stage 3's prompts and on-policy negatives, mined once by the main process (kept for a resume)."""
+def _mined(stage, previous: Path, data_dir: Path, stage_dir: Path, on_policy: bool) -> dict:
+    """Stage 3's prompts (and, when a reward model is to be trained, the SFT model's wrong calls as its
+    on-policy negatives), mined once by the main process and kept for a resume."""
     from accelerate import PartialState
 
     from octopus.model.agent import OctopusAgent
-    from octopus.training.rl import mine_prompts
+    from octopus.training.rl import mine_prompts, sft_calls
 
     path = stage_dir / "prompts.json"
     state = PartialState()
     with state.main_process_first():
-        if not path.is_file() and state.is_main_process:
-            stage_dir.mkdir(parents=True, exist_ok=True)
-            mined = mine_prompts(OctopusAgent.load(previous), stage, data_dir, stage_dir / "vision_cache")
-            path.with_suffix(".tmp").write_text(json.dumps(mined, ensure_ascii=False))
-            path.with_suffix(".tmp").rename(path)
+        if state.is_main_process:
+            mined = json.loads(path.read_text()) if path.is_file() else None
+            if mined is None:
+                stage_dir.mkdir(parents=True, exist_ok=True)
+                mined = mine_prompts(OctopusAgent.load(previous), stage, data_dir, stage_dir / "vision_cache",
+                                     with_on_policy=on_policy)
+            elif on_policy and not mined["on_policy"] and mined.get("wrong"):
+                mined["on_policy"] = sft_calls(OctopusAgent.load(previous), mined["wrong"])
+            else:
+                mined = None  # the file holds what is needed
+            if mined is not None:
+                path.with_suffix(".tmp").write_text(json.dumps(mined, ensure_ascii=False))
+                path.with_suffix(".tmp").rename(path)
     return json.loads(path.read_text())
 
 
@@ -181,7 +190,7 @@ def train_reward(prof: Profile, data_dir: Path, out_dir: Path, sft: Path | None 
     stage = next(s for s in prof.stages if s.kind == "rl")
     on_policy = []
     if sft is not None and (sft / "config.json").is_file():
-        on_policy = _mined(stage, sft, data_dir, out_dir / stage.name)["on_policy"]
+        on_policy = _mined(stage, sft, data_dir, out_dir / stage.name, on_policy=True)["on_policy"]
     started = time.perf_counter()
     target = out_dir / "reward_model"
     existed = (target / "reward_model.json").is_file()
@@ -202,7 +211,9 @@ def _run_rl(prof: Profile, stage, previous: Path, data_dir: Path, out_dir: Path,
 
     rl = stage.rl
     stage_dir = out_dir / stage.name
-    mined = _mined(stage, previous, data_dir, stage_dir)
+    needs_reward_model = bool(rl.rewards.get("reward_model")) and not rl.reward_model
+    trained = (out_dir / "reward_model" / "reward_model.json").is_file()
+    mined = _mined(stage, previous, data_dir, stage_dir, on_policy=needs_reward_model and not trained)
     reward_model = None
     if rl.rewards.get("reward_model"):
         location = Path(rl.reward_model) if rl.reward_model else train_reward(prof, data_dir, out_dir, previous)

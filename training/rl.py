@@ -120,8 +120,14 @@ def probe_accuracy(agent: OctopusAgent, rows: list[dict], features: FeatureCache
             "exact": round(sum(s["exact"] for s in scored) / len(scored), 4)}
 
 
+def sft_calls(agent: OctopusAgent, rows: list[dict], progress: bool = True) -> list[dict]:
+    """The SFT model's greedy calls on rows it gets wrong: on-policy negatives for the reward model."""
+    return [{"row": row, "completion": agent.generate(row["image"], row["query"]).raw}
+            for row in tqdm(rows, desc="SFT calls on wrong rows", disable=not progress, mininterval=2)]
+
+
 def mine_prompts(agent: OctopusAgent, stage: StageConfig, data_dir: Path, features_dir: Path,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, with_on_policy: bool = True) -> dict:
     """Probe rows, and prompts for every step: the rows the SFT model gets wrong or is unsure of (share
     `hard_share`), the rest at random; plus the SFT's wrong greedy calls (on-policy negatives for the reward
     model). Train split only."""
@@ -135,9 +141,7 @@ def mine_prompts(agent: OctopusAgent, stage: StageConfig, data_dir: Path, featur
     hard = [r for r, s in zip(candidates, scored) if not s["exact"] or s["gold_prob"] < rl.unsure_below]
     easy = [r for r, s in zip(candidates, scored) if s["exact"] and s["gold_prob"] >= rl.unsure_below]
     wrong = [r for r, s in zip(candidates, scored) if not s["exact"]]
-    on_policy = []
-    for row in tqdm(wrong[:rl.on_policy_rows], desc="SFT calls on wrong rows", disable=not progress, mininterval=2):
-        on_policy.append({"row": row, "completion": agent.generate(row["image"], row["query"]).raw})
+    on_policy = sft_calls(agent, wrong[:rl.on_policy_rows], progress) if with_on_policy else []
     need = rl.steps * stage.batch_size
     hard_queue, easy_queue, schedule = [], [], []
     for _ in range(need):
@@ -152,6 +156,7 @@ def mine_prompts(agent: OctopusAgent, stage: StageConfig, data_dir: Path, featur
     log.info("stage %s: prompts from %d scored train rows: %d hard (%d wrong), SFT exact %.3f", stage.name,
              len(candidates), len(hard), len(wrong), stats["sft_exact"])
     return {"probe": probe, "schedule": schedule, "on_policy": on_policy, "stats": stats,
+            "wrong": wrong[:rl.on_policy_rows],
             "images": features.images}  # the cache's key: stage 3 reads the same cache
 
 

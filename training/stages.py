@@ -215,7 +215,9 @@ def profile(name: str) -> Profile:
                   _functional(max_examples=3000, batch_size=8, max_length=128, lr=8e-4, epochs=1.0,
                               function_token_weight=2.0, save_every=25, kind_shares=GROUNDING_MIX,
                               train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"}),
-                  _rl()]
+                  # rules + environment by default: on 2 cores the reward model costs 12-17 s a step of 16 pairs
+                  # (add it with --set 'stage3_rl.rl.rewards={..., "reward_model": 1}'); ~34 s a GRPO step
+                  _rl(rl=dict(steps=40, rewards=dict(RULE_REWARDS)))]
         return Profile(name, preset("quick"), ClipStageConfig(), stages, data_n_per_function=1000)
     if name == "full":  # many GPUs under `accelerate launch`: all data, full fine-tune as in Octopus v2
         stages = [_alignment(data="naming.jsonl", batch_size=64, max_length=40, epochs=5.0, lr=1e-3,
