@@ -178,41 +178,67 @@ def latest_checkpoint(stage_dir: Path) -> Path | None:
 
 
 def _save(accelerator, stage_dir: Path, step: int, epoch: int, batch_in_epoch: int, history: list) -> None:
-    target = stage_dir / "checkpoints" / f"step_{step:06d}"
-    accelerator.save_state(str(target))
-    accelerator.wait_for_everyone()  # every process has written its part (RNG states) before it is marked done
-    if accelerator.is_main_process:
-        meta = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "history": history}
-        (target / "meta.json").write_text(json.dumps(meta))  # written last: marks the checkpoint complete
-        for old in sorted((stage_dir / "checkpoints").glob("step_*"))[:-KEEP_CHECKPOINTS]:
-            shutil.rmtree(old, ignore_errors=True)
+    save_checkpoint(accelerator, stage_dir, step, {"epoch": epoch, "batch_in_epoch": batch_in_epoch,
+                                                   "history": history})
 
 
-def run_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_dir: Path,
-              max_steps: int | None = None) -> Path:
-    """Train one stage and write `stage_dir/agent`; resumes from the newest checkpoint in `stage_dir`."""
+def start_stage(stage: StageConfig, stage_dir: Path, batch_meaning: str, **accelerator_kwargs):
+    """Seed, resolve the precision, make the stage's Accelerator (one process or N), check that the global batch
+    splits across the processes, and record the stage's settings in `stage_dir/stage.json`."""
     from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, set_seed
+    from accelerate.utils import set_seed
 
-    final = stage_dir / "agent"
-    if (final / "config.json").is_file():
-        log.info("stage %s: %s exists, skipping", stage.name, final)
-        return final
     set_seed(stage.seed)
     precision = resolve_precision(stage.precision)
-    # split_batches: `batch_size` is the global batch and each of N processes takes 1/N of every batch, so one
-    # process and N see the same batches, steps and schedule (the hyper-parameters do not depend on N)
-    accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=stage.grad_accum,
-                              dataloader_config=DataLoaderConfiguration(split_batches=True),  # (the plain
-                              cpu=not accelerator_available())  # split_batches= argument is ignored in 1.x)
+    accelerator = Accelerator(mixed_precision=precision, cpu=not accelerator_available(), **accelerator_kwargs)
     if stage.batch_size % accelerator.num_processes:
-        raise ValueError(f"stage {stage.name}: batch_size {stage.batch_size} (the global batch) must be a multiple "
+        raise ValueError(f"stage {stage.name}: batch_size {stage.batch_size} ({batch_meaning}) must be a multiple "
                          f"of the {accelerator.num_processes} processes")
     if accelerator.is_main_process:
         stage_dir.mkdir(parents=True, exist_ok=True)
         (stage_dir / "stage.json").write_text(json.dumps(stage.to_dict(), indent=2))
     accelerator.wait_for_everyone()
     log.info("stage %s: precision %s (asked %s)", stage.name, precision, stage.precision)
+    return accelerator
+
+
+def save_checkpoint(accelerator, stage_dir: Path, step: int, meta: dict) -> None:
+    """`checkpoints/step_NNNNNN`: accelerate's state, then `meta.json` (written last: marks it complete); keeps
+    the newest KEEP_CHECKPOINTS."""
+    target = stage_dir / "checkpoints" / f"step_{step:06d}"
+    accelerator.save_state(str(target))
+    accelerator.wait_for_everyone()  # every process has written its part (RNG states) before it is marked done
+    if accelerator.is_main_process:
+        (target / "meta.json").write_text(json.dumps({"step": step, **meta}))
+        for old in sorted((stage_dir / "checkpoints").glob("step_*"))[:-KEEP_CHECKPOINTS]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def write_agent(agent: OctopusAgent, stage_dir: Path) -> None:
+    """The stage's agent, LoRA (and trainable token rows) folded into plain weights, written atomically."""
+    if hasattr(agent.lm, "merge_and_unload"):
+        agent.lm = agent.lm.merge_and_unload()
+    agent.float()
+    staging = stage_dir / "agent.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    agent.save(staging)
+    staging.rename(stage_dir / "agent")
+
+
+def run_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_dir: Path,
+              max_steps: int | None = None) -> Path:
+    """Train one stage and write `stage_dir/agent`; resumes from the newest checkpoint in `stage_dir`."""
+    from accelerate.utils import DataLoaderConfiguration
+
+    final = stage_dir / "agent"
+    if (final / "config.json").is_file():
+        log.info("stage %s: %s exists, skipping", stage.name, final)
+        return final
+    # split_batches: `batch_size` is the global batch and each of N processes takes 1/N of every batch, so one
+    # process and N see the same batches, steps and schedule (the hyper-parameters do not depend on N)
+    accelerator = start_stage(stage, stage_dir, "the global batch", gradient_accumulation_steps=stage.grad_accum,
+                              dataloader_config=DataLoaderConfiguration(split_batches=True))  # (the plain
+    # split_batches= argument is ignored in accelerate 1.x)
     apply_train_modes(agent, stage)
     counts = check_trainable(agent, stage)
     examples = load_examples(data_dir, stage.data, stage.max_examples, stage.seed, stage.kind_shares)
@@ -294,12 +320,7 @@ def run_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_dir
 
 def _finish(agent: OctopusAgent, stage: StageConfig, stage_dir: Path, history: list, seconds: float,
             truncated: int) -> None:
-    if hasattr(agent.lm, "merge_and_unload"):
-        agent.lm = agent.lm.merge_and_unload()  # LoRA and trainable token rows folded into plain weights
-    agent.float()
-    staging = stage_dir / "agent.tmp"
-    agent.save(staging)
-    staging.rename(stage_dir / "agent")
+    write_agent(agent, stage_dir)
     summary = {"stage": stage.name, "steps": len(history), "seconds_this_run": round(seconds, 1),
                "final_loss": history[-1]["loss"] if history else None, "truncated_examples": truncated,
                "history": history}

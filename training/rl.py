@@ -36,9 +36,15 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from octopus.model.agent import OctopusAgent
-from octopus.training.clip import accelerator_available
 from octopus.training.datasets import IGNORE, Collator, FeatureCache, _balanced, read_data_file
-from octopus.training.loop import apply_train_modes, check_trainable, latest_checkpoint, resolve_precision
+from octopus.training.loop import (
+    apply_train_modes,
+    check_trainable,
+    latest_checkpoint,
+    save_checkpoint,
+    start_stage,
+    write_agent,
+)
 from octopus.training.stages import StageConfig
 
 log = logging.getLogger(__name__)
@@ -237,24 +243,12 @@ def run_rl_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_
                  max_steps: int | None = None, mined: dict | None = None) -> Path:
     """Train stage 3 and write `stage_dir/agent` (the best checkpoint by the probe); resumable.
     `reward_fns`: name -> (function, weight), from `octopus.training.rewards.build_rewards`."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
     final = stage_dir / "agent"
     if (final / "config.json").is_file():
         log.info("stage %s: %s exists, skipping", stage.name, final)
         return final
     rl = stage.rl
-    set_seed(stage.seed)
-    precision = resolve_precision(stage.precision)
-    accelerator = Accelerator(mixed_precision=precision, cpu=not accelerator_available())
-    if stage.batch_size % accelerator.num_processes:
-        raise ValueError(f"stage {stage.name}: batch_size {stage.batch_size} (prompts a step) must be a multiple "
-                         f"of the {accelerator.num_processes} processes")
-    if accelerator.is_main_process:
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        (stage_dir / "stage.json").write_text(json.dumps(stage.to_dict(), indent=2))
-    accelerator.wait_for_everyone()
+    accelerator = start_stage(stage, stage_dir, "prompts a step")
     if mined is None:
         raise ValueError("run_rl_stage needs the mined prompts (octopus.training.rl.mine_prompts)")
     apply_train_modes(agent, stage)
@@ -405,15 +399,7 @@ def _nanmean(t: torch.Tensor) -> float:
 
 
 def _save_rl(accelerator, stage_dir: Path, step: int, history: list, best: dict) -> None:
-    from octopus.training.loop import KEEP_CHECKPOINTS
-
-    target = stage_dir / "checkpoints" / f"step_{step:06d}"
-    accelerator.save_state(str(target))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (target / "meta.json").write_text(json.dumps({"step": step, "history": history, "best": best}))
-        for old in sorted((stage_dir / "checkpoints").glob("step_*"))[:-KEEP_CHECKPOINTS]:
-            shutil.rmtree(old, ignore_errors=True)
+    save_checkpoint(accelerator, stage_dir, step, {"history": history, "best": best})
 
 
 def _finish_rl(agent: OctopusAgent, stage: StageConfig, stage_dir: Path, history: list, best: dict,
@@ -432,13 +418,7 @@ def _finish_rl(agent: OctopusAgent, stage: StageConfig, stage_dir: Path, history
                 parameter.copy_(state[name])
     log.info("stage %s: keeping %s (best probe: step %s, %s)", stage.name,
              "the last step" if stage.rl.keep == "last" else f"step {best['step']}", best["step"], best.get("probe"))
-    if hasattr(agent.lm, "merge_and_unload"):
-        agent.lm = agent.lm.merge_and_unload()
-    agent.float()
-    staging = stage_dir / "agent.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    agent.save(staging)
-    staging.rename(stage_dir / "agent")
+    write_agent(agent, stage_dir)
     summary = {"stage": stage.name, "steps": sum(1 for h in history if "reward" in h),
                "seconds_this_run": round(seconds, 1), "best": best, "mining": mining, "history": history}
     (stage_dir / "losses.json").write_text(json.dumps(summary, indent=1))
