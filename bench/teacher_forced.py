@@ -30,15 +30,16 @@ RESULTS = Path(__file__).parent / "results"
 @torch.no_grad()
 def teacher_forced(agent, rows: list[dict], cache_dir: Path, batch_size: int = 32) -> list[tuple[bool, bool, int]]:
     """(function right, whole call right, predicted first token) per row."""
+    device = next(agent.lm.parameters()).device  # the vision tower stays on the CPU (it fills the cache)
     collate = Collator(agent, "functional", 160, FeatureCache(cache_dir, agent, [r["image"] for r in rows]))
     allowed = torch.tensor(agent.tokens.first_token_ids)
     out = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
-        batch = collate(chunk)
+        batch = {k: v.to(device) for k, v in collate(chunk).items()}
         logits = agent(batch["input_ids"], vision_features=batch["vision_features"],
-                       attention_mask=batch["attention_mask"]).logits[:, :-1]
-        targets = batch["labels"][:, 1:]
+                       attention_mask=batch["attention_mask"]).logits[:, :-1].float().cpu()
+        targets = batch["labels"][:, 1:].cpu()
         for j in range(len(chunk)):
             pos = (targets[j] != IGNORE).nonzero().flatten()
             first = int(allowed[logits[j, pos[0], allowed].argmax()])
@@ -68,8 +69,13 @@ def main() -> None:
     parser.add_argument("--data", default="runs/data")
     parser.add_argument("--rows", type=int, default=1000, help="a seeded sample of N rows per split")
     parser.add_argument("--splits", nargs="+", default=["test", "test_trained_objects"])
+    parser.add_argument("--cache", default="runs/proxy", help="where the vision features of the rows are cached")
+    parser.add_argument("--out", default=str(RESULTS / "teacher_forced.json"))
     args = parser.parse_args()
     agent = OctopusAgent.load(args.model).eval()
+    if torch.cuda.is_available():  # the vision cache is filled on the CPU, the LM forward runs on the GPU
+        agent.lm.to("cuda")
+        agent.projector.to("cuda")
     data, report = Path(args.data), {"model": args.model}
     names = [f.name for f in FUNCTIONS]
     function_of = {token: names[i] for i, token in enumerate(agent.tokens.function_ids)}
@@ -77,20 +83,20 @@ def main() -> None:
         rows = read_data_file(data, f"{split}.jsonl")
         random.Random(0).shuffle(rows)
         rows = [{**r, "image_path": r["image"]} for r in rows[:args.rows]]
-        result = summarise(rows, teacher_forced(agent, rows, Path("runs/proxy") / f"cache_{split}"))
+        result = summarise(rows, teacher_forced(agent, rows, Path(args.cache) / f"cache_{split}"))
         swapped = swap_rows([r for r in rows if r.get("meta", {}).get("kind") == "ambiguous"])
         if swapped:
             for row in swapped:
                 row["target"] = "<nexa_0>"  # only the first token is read
-            answers = teacher_forced(agent, swapped, Path("runs/proxy") / f"cache_{split}_swap")
+            answers = teacher_forced(agent, swapped, Path(args.cache) / f"cache_{split}_swap")
             follow = sum(function_of.get(p) == r["function"] for r, (_, _, p) in zip(swapped, answers))
             result["image_swap_follow"] = {"rate": round(follow / len(swapped), 4), "rows": len(swapped)}
         report[split] = result
         print(f"\n{split}: {len(rows)} rows")
         for key, value in result.items():
             print(f"  {key:<40} {value}")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "teacher_forced.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1, ensure_ascii=False))
 
 
 if __name__ == "__main__":
