@@ -211,10 +211,13 @@ def _device_config(path: str | None, required: bool = False):
 def _execute(function: str, arguments: dict, config) -> dict:
     """Queue one call in the outbox and deliver it now; a retryable failure stays queued for the daemon."""
     from octopus.device.actions import Actions
-    from octopus.device.outbox import Outbox
+    from octopus.device.outbox import Outbox, OutboxError
 
-    outbox = Outbox.from_config(config)
-    item_id = outbox.enqueue(function, arguments, source="cli", dry_run=False)
+    try:
+        outbox = Outbox.from_config(config)
+        item_id = outbox.enqueue(function, arguments, source="cli", dry_run=False)
+    except OutboxError as exc:
+        raise CliError(str(exc)) from None
     outbox.deliver_due(Actions(config.actions).perform_item)
     item = outbox.get(item_id)
     outbox.close()
@@ -269,24 +272,30 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     from octopus.device.camera import CameraError
     from octopus.device.config import ConfigError
     from octopus.device.daemon import Daemon
+    from octopus.device.outbox import OutboxError
     from octopus.device.runtime import ManifestError
 
     config = _device_config(args.config, required=True)
     logging.getLogger().setLevel(config.daemon.log_level.upper())
     try:
         return Daemon(config).run()
-    except (ManifestError, CameraError, ButtonError, ConfigError, OSError) as exc:
+    except (ManifestError, CameraError, ButtonError, ConfigError, OutboxError, OSError) as exc:
         raise CliError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
 
 
 def _outbox(args: argparse.Namespace):
-    from octopus.device.outbox import Outbox
+    from octopus.device.outbox import Outbox, OutboxError
 
     config = _device_config(args.config)
     try:
-        return config, Outbox.from_config(config)
+        outbox = Outbox.from_config(config)
     except OSError as exc:
         raise CliError(f"cannot open the outbox in {config.state_dir()} ({exc.strerror or exc})") from None
+    except OutboxError as exc:
+        raise CliError(str(exc)) from None
+    if outbox.problem:
+        print(f"warning: outbox: {outbox.problem}", file=sys.stderr)
+    return config, outbox
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:

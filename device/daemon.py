@@ -29,7 +29,7 @@ from octopus.device import sd_notify
 from octopus.device.actions import Actions
 from octopus.device.camera import CameraError, open_camera
 from octopus.device.config import Config
-from octopus.device.outbox import Outbox
+from octopus.device.outbox import Outbox, OutboxError
 from octopus.prompt import QueryError
 
 log = logging.getLogger("octopus.daemon")
@@ -54,6 +54,7 @@ class Daemon:
         self.agent, self.camera, self.pin_factory = agent, camera, pin_factory
         self.actions = Actions(config.actions)
         self.outbox: Outbox | None = None
+        self.outbox_error: str | None = None  # the last enqueue the disk refused (cleared by the next success)
         self.requests: queue.Queue[Request] = queue.Queue(maxsize=1)
         self.stopping = threading.Event()
         self.wake_sender = threading.Event()
@@ -97,7 +98,7 @@ class Daemon:
         log.info("ready: model %s (%s), camera %s, state %s, %s", self.config.model.path,
                  getattr(self.agent, "precision", "?"), self.config.camera.kind, state,
                  "EXECUTING actions" if self.config.actions.execute else "dry run")
-        sd_notify.notify("READY=1\nSTATUS=ready")
+        sd_notify.notify("READY=1\nSTATUS=ready" + (f"; outbox: {self.outbox.problem}" if self.outbox.problem else ""))
 
     def stop(self) -> None:
         if self._stopped:
@@ -217,8 +218,19 @@ class Daemon:
             result["error"] = f"not a valid call ({generation.result.kind}: {generation.result.message})"
         elif generation.function is not None:
             dry_run = not self.config.actions.execute
-            result["outbox_id"] = self.outbox.enqueue(generation.function, generation.arguments,
-                                                      f"{request.source}:{request.gesture}", dry_run)
+            try:
+                result["outbox_id"] = self.outbox.enqueue(generation.function, generation.arguments,
+                                                          f"{request.source}:{request.gesture}", dry_run)
+            except OutboxError as exc:  # disk full or read-only: the answer is shown, nothing is queued
+                self.counts["errors"] += 1
+                self.outbox_error = str(exc)
+                log.error("%s %r -> %s %s NOT queued: %s", request.gesture, query, generation.function,
+                          generation.arguments, exc)
+                sd_notify.notify(f"STATUS=outbox refused work: {exc}")
+                result.update(error=str(exc), not_queued=True)
+                self.recent.append(result)
+                return result
+            self.outbox_error = None
             result["action"] = ("dry run: " if dry_run else "") + self.actions.describe(generation.function,
                                                                                        generation.arguments)
             self.wake_sender.set()
@@ -267,4 +279,15 @@ class Daemon:
                 "p95_ms": round(latencies[int(len(latencies) * 0.95)], 1) if latencies else None,
                 "pending_query": self.pending_query[0] if self.pending_query else None,
                 "execute": self.config.actions.execute,
-                "outbox": self.outbox.counts() if self.outbox else {}, "recent": list(self.recent)[-5:]}
+                "outbox": self.outbox.counts() if self.outbox else {}, "outbox_problem": self.outbox_problem(),
+                "recent": list(self.recent)[-5:]}
+
+    def outbox_problem(self) -> str | None:
+        """Why the outbox needs a look: it refused the last action, was moved aside at start, or holds sent
+        items whose status the disk refused."""
+        if self.outbox is None:
+            return None
+        notes = [n for n in (self.outbox_error, self.outbox.problem) if n]
+        if self.outbox.unrecorded:
+            notes.append(f"{len(self.outbox.unrecorded)} item(s) sent but not yet recorded as sent")
+        return "; ".join(notes) or None

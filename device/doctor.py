@@ -72,17 +72,33 @@ def check_gpio(config: Config) -> Check:
 
 
 def check_outbox(config: Config) -> Check:
-    from octopus.device.outbox import Outbox
+    """Read-only: PRAGMA quick_check, items by status, and any database moved aside as damaged."""
+    import sqlite3
 
-    try:
-        outbox = Outbox(config.state_dir())
-        counts = outbox.counts()
-        outbox.close()
-    except Exception as exc:  # sqlite3.Error or OSError: either way the outbox is unusable
-        return Check("outbox", False, f"{config.state_dir()}: {exc}")
-    ok = counts["failed"] == 0
-    hint = "" if ok else " (see `octopus outbox list --status failed`, then `octopus outbox retry`)"
-    return Check("outbox", ok, f"{config.state_dir()}: {counts['pending']} pending, {counts['failed']} failed{hint}")
+    from octopus.device.outbox import QUARANTINE, STATUSES, inspect
+
+    state = config.state_dir()
+    problem = inspect(state)
+    if problem is not None:
+        return Check("outbox", False, f"{state}: {problem} (the daemon moves it aside and recovers what it can "
+                                      "at its next start)")
+    counts = dict.fromkeys(STATUSES, 0)
+    if (state / "outbox.sqlite3").exists():
+        try:
+            db = sqlite3.connect(f"file:{state / 'outbox.sqlite3'}?mode=ro", uri=True, timeout=5)
+            counts.update(db.execute("SELECT status, COUNT(*) FROM items GROUP BY status").fetchall())
+            db.close()
+        except sqlite3.Error as exc:
+            return Check("outbox", False, f"{state}: {exc}")
+    aside = sorted(p.name for p in state.glob(QUARANTINE + "*") if not p.name.endswith(("-wal", "-shm")))
+    ok = counts["failed"] == 0 and not aside
+    hint = ""
+    if counts["failed"]:
+        hint += " (see `octopus outbox list --status failed`, then `octopus outbox retry`)"
+    if aside:
+        hint += f"; {len(aside)} damaged database(s) moved aside: {', '.join(aside)} (its readable items were " \
+                "recovered; delete it once checked)"
+    return Check("outbox", ok, f"{state}: {counts['pending']} pending, {counts['failed']} failed{hint}")
 
 
 def check_smtp(config: Config) -> Check:

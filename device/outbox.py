@@ -7,6 +7,14 @@ attempts used up; `octopus outbox retry` queues failed items again). A sender cl
 records itself as owner (pid + process start time); an item left in `sending` by a process that is gone is
 claimed again, so two senders (the daemon and the CLI) never send the same item at once. What is sent is
 decided by the `perform` callable given to `deliver_due`; this module knows nothing about SMTP or HTTP.
+
+A bad disk never loses items silently: opening runs `PRAGMA quick_check`; a database that is corrupt, not a
+database, or emptied although items were recorded (`outbox.created` says so) is moved aside as
+`outbox.sqlite3.bad-<time>` with every row SQLite can still read copied into a fresh one, and `problem` says
+what happened (`octopus doctor` reports it, and the quarantined file, until it is deleted). A write that fails
+(disk full, read-only) raises `OutboxError`, one line; an item that was sent but could not be marked done is
+kept in memory and recorded at the next chance, so this process never sends it twice (a restart before that
+sends it again, with the same Message-ID).
 """
 
 from __future__ import annotations
@@ -42,6 +50,77 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE INDEX IF NOT EXISTS items_due ON items (status, next_at);
 """
 STATUSES = ("pending", "sending", "done", "failed")
+COLUMNS = 12
+MARKER = "outbox.created"  # written once the database holds its schema: an empty database after it is a loss
+QUARANTINE = "outbox.sqlite3.bad-"
+
+
+class OutboxError(Exception):
+    """The outbox cannot take or record work (disk full, read-only or unreadable state directory)."""
+
+
+def inspect(directory: str | Path) -> str | None:
+    """What is wrong with the outbox database in `directory`, read-only (None: nothing, or no database yet)."""
+    directory = Path(directory)
+    path = directory / "outbox.sqlite3"
+    if not path.exists():
+        return "the outbox database is missing although items were recorded" if (directory / MARKER).exists() else None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            return _problem(db, (directory / MARKER).exists())
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return str(exc)
+
+
+def _problem(db: sqlite3.Connection, recorded_before: bool) -> str | None:
+    try:
+        rows = db.execute("PRAGMA quick_check").fetchall()
+        if rows != [("ok",)]:
+            return "corrupt database: " + "; ".join(str(r[0]) for r in rows[:3])
+        has_items = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'items'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    if not has_items and recorded_before:
+        return "the outbox database is empty although items were recorded"
+    return None
+
+
+def _readable_rows(path: Path) -> list[tuple]:
+    """Every row of `items` that SQLite can still read from a damaged database: all at once, else one by one."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error:
+        return []
+    try:
+        try:
+            return [r for r in db.execute("SELECT * FROM items").fetchall() if len(r) == COLUMNS]
+        except sqlite3.DatabaseError:
+            pass
+        try:
+            last = db.execute("SELECT max(rowid) FROM items").fetchone()[0] or 0
+        except sqlite3.DatabaseError:
+            last = 100_000
+        rows, misses = [], 0
+        for rowid in range(1, last + 1):
+            try:
+                row = db.execute("SELECT * FROM items WHERE rowid = ?", (rowid,)).fetchone()
+            except sqlite3.DatabaseError:
+                row = None
+            if row is not None and len(row) == COLUMNS:
+                rows.append(row)
+                misses = 0
+            else:
+                misses += 1
+                if misses > 10_000:
+                    break
+        return rows
+    except sqlite3.DatabaseError:
+        return []
+    finally:
+        db.close()
 
 
 def _process_identity(pid: int) -> str | None:
@@ -94,10 +173,42 @@ class Outbox:
         self.max_attempts, self.backoff_s, self.backoff_max_s = max_attempts, backoff_s, backoff_max_s
         self.me = _process_identity(os.getpid())
         self.lock = threading.RLock()  # one connection shared by the daemon's threads
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
+        self.problem: str | None = None  # what opening found wrong and did about it
+        self.unrecorded: dict[str, tuple[str, tuple]] = {}  # item id -> the status update the disk refused
+        try:
+            self.db = self._connect()
+            problem = _problem(self.db, (self.directory / MARKER).exists())
+            if problem is not None:
+                self._quarantine(problem)
+            self.db.executescript(SCHEMA)
+            (self.directory / MARKER).touch()
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot open the outbox in {self.directory} ({exc})") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.DatabaseError:
+            pass  # a damaged file: quick_check says what, then it is moved aside
+        return db
+
+    def _quarantine(self, problem: str) -> None:
+        """Move the damaged database aside, start a fresh one and copy in every row that can still be read."""
+        self.db.close()
+        aside = self.directory / (QUARANTINE + time.strftime("%Y%m%d-%H%M%S"))
+        for suffix in ("", "-wal", "-shm"):
+            if Path(f"{self.path}{suffix}").exists():
+                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+        rows = _readable_rows(aside)
+        self.db = self._connect()
         self.db.executescript(SCHEMA)
+        for row in rows:  # an item caught mid-send by the process that left it: due again
+            row = row[:6] + (("pending",) if row[6] == "sending" else (row[6],)) + row[7:9] + (None,) + row[10:]
+            self.db.execute("INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        self.problem = f"{problem}; moved aside to {aside.name}, {len(rows)} items recovered"
+        log.error("outbox: %s", self.problem)
 
     @classmethod
     def from_config(cls, config) -> Outbox:
@@ -114,13 +225,41 @@ class Outbox:
         return [Item(r[0], r[1], r[2], json.loads(r[3]), r[4], bool(r[5]), *r[6:]) for r in rows]
 
     def enqueue(self, function: str, arguments: dict, source: str = "", dry_run: bool = False) -> str:
+        """Record one action; OutboxError (nothing recorded, nothing will be sent) when the disk refuses it."""
         item_id = uuid.uuid4().hex
         now = time.time()
-        with self.lock:
-            self.db.execute("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, NULL, NULL, ?)",
-                            (item_id, now, function, json.dumps(arguments, ensure_ascii=False), source,
-                             int(dry_run), now, now))
+        try:
+            with self.lock:
+                self.db.execute("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, NULL, NULL, ?)",
+                                (item_id, now, function, json.dumps(arguments, ensure_ascii=False), source,
+                                 int(dry_run), now, now))
+        except sqlite3.Error as exc:
+            raise OutboxError(f"the outbox cannot take new work ({exc}); free space in {self.directory}") from None
         return item_id
+
+    def _record(self, item_id: str, sql: str, params: tuple, tries: int = 3) -> bool:
+        """One status update, retried; refused still, it is kept in memory for `flush` and False is returned."""
+        for attempt in range(tries):
+            try:
+                with self.lock:
+                    self.db.execute(sql, params)
+                self.unrecorded.pop(item_id, None)
+                return True
+            except sqlite3.OperationalError as exc:
+                error = exc
+                if attempt + 1 < tries:
+                    time.sleep(0.1 * 2 ** attempt)
+        self.unrecorded[item_id] = (sql, params)
+        log.error("outbox %s: its new status could not be recorded (%s); kept in memory and recorded when the "
+                  "database takes writes again (a restart before then sends it again, same Message-ID)",
+                  item_id, error)
+        return False
+
+    def flush(self) -> int:
+        """Record the status updates the disk refused earlier. Returns how many are still waiting."""
+        for item_id, (sql, params) in list(self.unrecorded.items()):
+            self._record(item_id, sql, params, tries=1)
+        return len(self.unrecorded)
 
     def get(self, item_id: str) -> Item | None:
         items = self._items("id = ?", (item_id,))
@@ -157,23 +296,23 @@ class Outbox:
             raise
         return item
 
-    def mark_done(self, item_id: str, result: str) -> None:
-        with self.lock:
-            self.db.execute("UPDATE items SET status = 'done', owner = NULL, result = ?, updated = ? WHERE id = ?",
-                            (result, time.time(), item_id))
+    def mark_done(self, item_id: str, result: str) -> bool:
+        """False when the disk refused it: the item stays `sending` under this live process (never sent twice
+        by it) and the update is recorded by a later `flush`."""
+        return self._record(item_id, "UPDATE items SET status = 'done', owner = NULL, result = ?, updated = ? "
+                            "WHERE id = ?", (result, time.time(), item_id))
 
     def mark_failed(self, item: Item, error: str, retryable: bool) -> str:
         """Back to pending with backoff when `retryable` and attempts remain; else failed. Returns the status."""
-        with self.lock:
-            now = time.time()
-            if retryable and item.attempts < self.max_attempts:
-                delay = min(self.backoff_max_s, self.backoff_s * 2 ** (item.attempts - 1))
-                self.db.execute("UPDATE items SET status = 'pending', owner = NULL, result = ?, next_at = ?, "
-                                "updated = ? WHERE id = ?", (error, now + delay, now, item.id))
-                return "pending"
-            self.db.execute("UPDATE items SET status = 'failed', owner = NULL, result = ?, updated = ? WHERE id = ?",
-                            (error, now, item.id))
-            return "failed"
+        now = time.time()
+        if retryable and item.attempts < self.max_attempts:
+            delay = min(self.backoff_max_s, self.backoff_s * 2 ** (item.attempts - 1))
+            self._record(item.id, "UPDATE items SET status = 'pending', owner = NULL, result = ?, next_at = ?, "
+                         "updated = ? WHERE id = ?", (error, now + delay, now, item.id))
+            return "pending"
+        self._record(item.id, "UPDATE items SET status = 'failed', owner = NULL, result = ?, updated = ? "
+                     "WHERE id = ?", (error, now, item.id))
+        return "failed"
 
     def retry(self, ids: list[str] | None = None) -> int:
         """Make failed items (or the given ones, if not done) due now. Returns how many."""
@@ -196,8 +335,13 @@ class Outbox:
     def deliver_due(self, perform: Callable[[Item], str], limit: int | None = None) -> list[Item]:
         """Send every due item through `perform` (which raises ActionFailed-like errors with `.retryable`)."""
         handled = []
+        self.flush()
         while limit is None or len(handled) < limit:
-            item = self.claim()
+            try:
+                item = self.claim()
+            except sqlite3.OperationalError as exc:  # locked, read-only or full: the next round tries again
+                log.warning("outbox: cannot claim the next item (%s); trying again later", exc)
+                break
             if item is None:
                 break
             try:

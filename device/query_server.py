@@ -163,7 +163,9 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.ACCEPTED, {"accepted": gesture})
             return
         try:
-            self._reply(HTTPStatus.OK, request.future.result(timeout=ASK_TIMEOUT_S))
+            result = request.future.result(timeout=ASK_TIMEOUT_S)
+            # the answer was computed but the outbox could not record its action (disk full): nothing will run
+            self._reply(HTTPStatus.INSUFFICIENT_STORAGE if result.get("not_queued") else HTTPStatus.OK, result)
         except TimeoutError:
             self._reply(HTTPStatus.GATEWAY_TIMEOUT, {"error": "no answer in time"})
 

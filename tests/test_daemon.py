@@ -435,6 +435,29 @@ def test_a_button_press_ends_as_an_email_through_the_outbox(email_onnx, tmp_path
         d.stop()
 
 
+def test_ask_when_the_outbox_refuses_writes_is_a_507_and_visible_in_status(email_onnx, tmp_path, mock_factory):
+    from conftest import EMAIL_QUERY
+
+    (tmp_path / "frames").mkdir()
+    Image.new("RGB", (48, 48), (128, 128, 128)).save(tmp_path / "frames" / "frame.png")
+    text = write_config(tmp_path, email_onnx, listen=f"127.0.0.1:{free_port()}").read_text()
+    d = Daemon(parse_config(text.replace("max_new_tokens = 12", "max_new_tokens = 64")), pin_factory=mock_factory)
+    d.start()
+    try:
+        status, answer = call(d, "POST", "/ask", json.dumps({"query": EMAIL_QUERY}).encode())
+        assert status == 200 and answer["function"] == "send_email" and answer["outbox_id"]
+        with d.outbox.lock:  # the state directory turns read-only (a full disk takes the same path: OutboxError)
+            d.outbox.db.execute("PRAGMA query_only = ON")
+        status, answer = call(d, "POST", "/ask", json.dumps({"query": EMAIL_QUERY}).encode())
+        assert status == 507 and answer["function"] == "send_email" and "outbox_id" not in answer
+        assert "cannot take new work" in answer["error"] and "\n" not in answer["error"]
+        report = call(d, "GET", "/status")[1]
+        assert "cannot take new work" in report["outbox_problem"] and report["outbox"]["pending"] + \
+            report["outbox"]["done"] + report["outbox"]["sending"] == 1
+    finally:
+        d.stop()
+
+
 def test_pending_actions_left_by_a_previous_run_are_sent_after_a_restart(tiny_onnx, tmp_path):
     from test_actions_outbox import Webhook
 
