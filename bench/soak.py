@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -98,7 +99,16 @@ def soak(model: Path | None, requests: int, warmup: int, root: Path) -> dict:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
-    proc, _ = start_daemon(root, model, port)
+    proc, notify = start_daemon(root, model, port)
+    notices = []  # read as systemd would: a notify socket nobody reads fills up and stalls the sender
+
+    def drain():
+        while True:
+            try:
+                notices.append(notify.recv(4096))
+            except OSError:
+                return
+    threading.Thread(target=drain, daemon=True).start()
     queries = ["order this for me", "把这个发给妈妈", "how do I recycle this", "find a groomer for my dog"]
     latencies, samples, errors, dropped = [], [], 0, 0
     try:
@@ -129,6 +139,8 @@ def soak(model: Path | None, requests: int, warmup: int, root: Path) -> dict:
     finally:
         proc.terminate()
         code = proc.wait(timeout=60)
+        time.sleep(0.2)  # the drain thread reads the last notices
+        notify.close()
     rss_end = samples[-1][1]
     return {"requests": requests, "warmup": warmup, "model": str(model), "errors": errors, "dropped": dropped,
             "daemon_requests": status["requests"], "daemon_errors": status["errors"], "exit_code": code,
@@ -137,7 +149,9 @@ def soak(model: Path | None, requests: int, warmup: int, root: Path) -> dict:
             "rss_samples": [(n, round(mb, 1)) for n, mb in samples],
             "latency_ms": {p: round(float(np.percentile(latencies, q)), 2) for p, q in
                            (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))},
-            "outbox": status["outbox"]}
+            "outbox": status["outbox"],
+            "notify_status_messages": sum(n.startswith(b"STATUS=") for n in notices),
+            "notify_stopping": any(b"STOPPING=1" in n for n in notices)}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -109,6 +109,8 @@ def _read_arguments(text: str, pos: int) -> tuple[dict[str, Any], int] | str:
             m = _INT_RE.match(text, pos)
             if not m:
                 return f"expected a quoted string or an integer for {name!r}"
+            if len(m.group(0).lstrip("-")) > 18:  # int() refuses over 4,300 digits; no argument needs 19
+                return f"integer for {name!r} is too long ({len(m.group(0))} characters)"
             args[name], pos = int(m.group(0)), m.end()
         rest = text[pos:]
         stripped = rest.lstrip()

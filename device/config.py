@@ -185,6 +185,8 @@ def check_listen(listen: str) -> None:
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"'queries.listen' must be HOST:PORT or unix:PATH, got {listen!r}")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ConfigError(f"'queries.listen' IPv6 addresses go in brackets, e.g. [{host}]:{port}; got {listen!r}")
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
@@ -204,6 +206,10 @@ def validate(config: Config) -> Config:
         raise ConfigError("'camera.path' must be set when camera.kind = \"file\"")
     if config.actions.smtp.password_file and config.actions.smtp.password_credential:
         raise ConfigError("set one of 'actions.smtp.password_file' and 'actions.smtp.password_credential'")
+    if not 0 <= config.button.pin <= 27:
+        raise ConfigError(f"'button.pin' must be a BCM GPIO number from 0 to 27, got {config.button.pin}")
+    if config.button.bounce_ms < 0:
+        raise ConfigError(f"'button.bounce_ms' must be 0 or more, got {config.button.bounce_ms}")
     if not 0 <= config.model.threads <= 256:
         raise ConfigError(f"'model.threads' must be between 0 and 256, got {config.model.threads}")
     return config

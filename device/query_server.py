@@ -79,6 +79,17 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The server's own errors (bad request line, oversized headers, a method it does not take) in the same
+        one-line JSON as every other reply, and the connection closed."""
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            code, message = HTTPStatus.METHOD_NOT_ALLOWED, f"method {self.command!r} not allowed: use GET or POST"
+        self.close_connection = True
+        try:
+            self._reply(code, {"error": message or HTTPStatus(code).phrase})
+        except OSError:
+            pass
+
     def _body(self) -> dict | None:
         """The request body as a dict ({"query": text} for plain text); replies and returns None when bad."""
         declared = (self.headers.get("Content-Length") or "0").strip()

@@ -17,6 +17,7 @@ def notify(message: str) -> bool:
     if address.startswith("@"):
         address = "\0" + address[1:]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        sock.settimeout(1.0)  # a listener that stopped reading must not stall the daemon (a full queue blocks)
         try:
             sock.sendto(message.encode(), address)
         except OSError:

@@ -88,3 +88,9 @@ def test_escapes_and_spacing():
     assert parse_and_validate(text).arguments["message"] == 'say "hi"\\ now\nok'
     spaced = '<nexa_3>( product = "牛奶" ,quantity= 2 ) <nexa_end>'
     assert parse_and_validate(spaced) == Call("amazon_shopping", {"product": "牛奶", "quantity": 2})
+
+
+def test_an_integer_of_thousands_of_digits_is_a_call_error_not_a_crash():
+    result = parse_call('<nexa_3>(item="x", quantity=' + "9" * 5000 + ")<nexa_end>")
+    assert isinstance(result, CallError) and "too long" in result.message
+    assert parse_call('<nexa_3>(item="x", quantity=123456789012345678)<nexa_end>').arguments["quantity"] > 0
