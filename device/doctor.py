@@ -75,7 +75,7 @@ def check_outbox(config: Config) -> Check:
     """Read-only: PRAGMA quick_check, items by status, and any database moved aside as damaged."""
     import sqlite3
 
-    from octopus.device.outbox import QUARANTINE, STATUSES, inspect
+    from octopus.device.outbox import QUARANTINE, STATUSES, inspect, status_counts
 
     state = config.state_dir()
     problem = inspect(state)
@@ -86,7 +86,7 @@ def check_outbox(config: Config) -> Check:
     if (state / "outbox.sqlite3").exists():
         try:
             db = sqlite3.connect(f"file:{state / 'outbox.sqlite3'}?mode=ro", uri=True, timeout=5)
-            counts.update(db.execute("SELECT status, COUNT(*) FROM items GROUP BY status").fetchall())
+            counts = status_counts(db)
             db.close()
         except sqlite3.Error as exc:
             return Check("outbox", False, f"{state}: {exc}")

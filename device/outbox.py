@@ -75,6 +75,12 @@ def inspect(directory: str | Path) -> str | None:
         return str(exc)
 
 
+def status_counts(db: sqlite3.Connection) -> dict[str, int]:
+    """Items by status on any connection to an outbox database (the doctor's is read-only)."""
+    rows = dict(db.execute("SELECT status, COUNT(*) FROM items GROUP BY status").fetchall())
+    return {s: rows.get(s, 0) for s in STATUSES}
+
+
 def _problem(db: sqlite3.Connection, recorded_before: bool) -> str | None:
     try:
         rows = db.execute("PRAGMA quick_check").fetchall()
@@ -270,8 +276,7 @@ class Outbox:
 
     def counts(self) -> dict[str, int]:
         with self.lock:
-            rows = self.db.execute("SELECT status, COUNT(*) FROM items GROUP BY status").fetchall()
-        return {s: dict(rows).get(s, 0) for s in STATUSES}
+            return status_counts(self.db)
 
     def claim(self, now: float | None = None) -> Item | None:
         """Take the oldest due item (or one left `sending` by a dead process) and mark it ours."""
