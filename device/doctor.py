@@ -101,6 +101,61 @@ def check_outbox(config: Config) -> Check:
     return Check("outbox", ok, f"{state}: {counts['pending']} pending, {counts['failed']} failed{hint}")
 
 
+RUNTIME_DIRECTORY = Path("/run/octopus")  # the unit's RuntimeDirectory=octopus: systemd creates it at start
+
+
+def check_queries(config: Config) -> Check:
+    """Can the query endpoint be opened where the config says? A Unix socket needs a writable directory; a TCP
+    port must be free or already answered by an octopus daemon."""
+    import errno
+    import os
+    import socket
+    import urllib.request
+
+    listen = config.queries.listen
+    if not listen:
+        return Check("queries", None, "queries.listen is empty: no query endpoint")
+    if listen.startswith("unix:"):
+        path = Path(listen[len("unix:"):])
+        parent = path.parent
+        if not parent.exists():
+            if parent == RUNTIME_DIRECTORY:
+                return Check("queries", True, f"{listen}: {parent} is created by systemd (RuntimeDirectory=octopus) "
+                                              "when the service starts")
+            return Check("queries", False, f"{listen}: the directory {parent} does not exist (create it, or use "
+                                           f"unix:{RUNTIME_DIRECTORY}/query.sock under the service)")
+        if not parent.is_dir():
+            return Check("queries", False, f"{listen}: {parent} is not a directory")
+        if path.exists() and not path.is_socket():
+            return Check("queries", False, f"{listen}: {path} exists and is not a socket (the daemon would not "
+                                           "replace a regular file)")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return Check("queries", False, f"{listen}: {parent} is not writable by this user")
+        return Check("queries", True, f"{listen}: the socket can be created")
+    host, _, port = listen.rpartition(":")
+    family = socket.AF_INET6 if host.startswith("[") else socket.AF_INET
+    with socket.socket(family) as probe:
+        try:
+            probe.bind((host.strip("[]"), int(port)))
+            return Check("queries", True, f"{listen}: free")
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                return Check("queries", False, f"{listen}: cannot listen there ({exc.strerror or exc})")
+    try:  # in use: by a running daemon (fine) or by another program (the daemon would fail to start)
+        with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=3) as response:
+            known = "healthy" in json.loads(response.read())
+    except urllib.error.HTTPError as exc:  # 503: a daemon that is unhealthy still answers in its own format
+        try:
+            known = "healthy" in json.loads(exc.read())
+        except ValueError:
+            known = False
+    except (OSError, ValueError):
+        known = False
+    if known:
+        return Check("queries", True, f"{listen}: in use by a running octopus daemon")
+    return Check("queries", False, f"{listen}: the port is in use by another program")
+
+
 def check_smtp(config: Config) -> Check:
     smtp = config.actions.smtp
     if not smtp.host:
@@ -129,6 +184,6 @@ def check_smtp(config: Config) -> Check:
 def run_checks(config: Config, smtp: bool = True) -> list[Check]:
     mode = "executes actions" if config.actions.execute else "dry run"
     checks = [Check("config", True, f"{config.source} ({mode})"), check_model(config), check_camera(config),
-              check_gpio(config), check_outbox(config)]
+              check_gpio(config), check_queries(config), check_outbox(config)]
     checks.append(check_smtp(config) if smtp else Check("smtp", None, "--no-network"))
     return checks

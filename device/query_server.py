@@ -9,16 +9,21 @@
 No authentication, so the config validator allows only loopback addresses and Unix sockets (whose file
 mode, 0660, and the service's group say who may post). Bodies over 16 KiB, a missing, negative or non-numeric
 Content-Length, JSON nested deeper than 32 levels and text that is not valid Unicode are refused with a 4xx
-and one log line. A connection that sends nothing for 10 s is closed, at most 64 are served at once (the
-next gets a 503 at once) and the listen backlog is 128. The handlers only hand requests to the daemon's
-worker; they never touch the camera or the model.
+and one log line. A connection that has sent nothing yet waits in a waiting room (one thread and a selector
+for all of them, no handler thread): it is closed after 10 s of silence, and beyond 512 waiting the oldest is
+closed, so a flood of idle connections neither exhausts the file descriptors (LimitNOFILE=1024) nor keeps
+`/health` from an answer. At most 64 requests are served at once (the next gets a 503 at once), a handler
+drops a client silent for 10 s mid-request, and the listen backlog is 128. The handlers only hand requests
+to the daemon's worker; they never touch the camera or the model.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
+import selectors
 import socket
 import socketserver
 import threading
@@ -35,6 +40,7 @@ MAX_DEPTH = 32
 ASK_TIMEOUT_S = 120
 IDLE_TIMEOUT_S = 10.0
 MAX_CONNECTIONS = 64
+MAX_WAITING = 512
 BACKLOG = 128
 
 
@@ -181,9 +187,82 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.GATEWAY_TIMEOUT, {"error": "no answer in time"})
 
 
+class _WaitingRoom:
+    """Accepted connections that have not sent a byte yet, watched by one thread: the first byte hands a
+    connection to a handler thread; silence past the handler's timeout, or more than MAX_WAITING waiting,
+    closes the oldest. Idle connections so cost a file descriptor each, never a thread or a request slot."""
+
+    def __init__(self, dispatch, idle_timeout, close):
+        self.dispatch, self.idle_timeout, self.close_connection = dispatch, idle_timeout, close
+        self.selector = selectors.DefaultSelector()
+        self.incoming: collections.deque = collections.deque()
+        self.waiting: dict = {}  # socket -> (arrived, address), oldest first
+        self.wake_r, self.wake_w = socket.socketpair()
+        self.wake_r.setblocking(False)
+        self.wake_w.setblocking(False)
+        self.selector.register(self.wake_r, selectors.EVENT_READ)
+        self.closed = False
+        self.thread = threading.Thread(target=self._run, name="query-waiting-room", daemon=True)
+        self.thread.start()
+
+    def add(self, connection, address) -> None:
+        self.incoming.append((connection, address))
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self.wake_w.send(b"\0")
+        except OSError:  # the pipe is full: the thread is awake already
+            pass
+
+    def _run(self) -> None:
+        while not self.closed:
+            for key, _ in self.selector.select(timeout=0.5):
+                if key.fileobj is self.wake_r:
+                    try:
+                        while self.wake_r.recv(4096):
+                            pass
+                    except OSError:
+                        pass
+                    continue
+                self.selector.unregister(key.fileobj)
+                _, address = self.waiting.pop(key.fileobj)
+                self.dispatch(key.fileobj, address)
+            while self.incoming:
+                connection, address = self.incoming.popleft()
+                try:
+                    self.selector.register(connection, selectors.EVENT_READ)
+                except (ValueError, OSError):  # closed meanwhile
+                    continue
+                self.waiting[connection] = (time.monotonic(), address)
+            now, limit = time.monotonic(), self.idle_timeout()
+            surplus = len(self.waiting) - MAX_WAITING
+            for connection, (arrived, _) in list(self.waiting.items()):
+                if surplus <= 0 and now - arrived <= limit:
+                    break  # oldest first: the rest arrived later
+                surplus -= 1
+                self._drop(connection)
+        for connection in list(self.waiting):
+            self._drop(connection)
+        self.selector.close()
+        self.wake_r.close()
+        self.wake_w.close()
+
+    def _drop(self, connection) -> None:
+        self.selector.unregister(connection)
+        del self.waiting[connection]
+        self.close_connection(connection)
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+        self.thread.join(timeout=5)
+
+
 class _Bounded:
-    """At most MAX_CONNECTIONS handler threads; the next connection gets a 503 and is closed at once. Errors in a
-    handler are one log line, not a traceback on stderr."""
+    """Connections wait in a _WaitingRoom until they send something; then at most MAX_CONNECTIONS handler
+    threads, and the next request gets a 503 and is closed at once. Errors in a handler are one log line, not a
+    traceback on stderr."""
 
     daemon_threads = True
     request_queue_size = BACKLOG
@@ -192,6 +271,12 @@ class _Bounded:
         if not hasattr(self, "_semaphore"):
             self._semaphore = threading.BoundedSemaphore(MAX_CONNECTIONS)
         return self._semaphore
+
+    def _room(self) -> _WaitingRoom:
+        if not hasattr(self, "_waiting_room"):
+            self._waiting_room = _WaitingRoom(self._dispatch, lambda: self.RequestHandlerClass.timeout,
+                                              self.shutdown_request)
+        return self._waiting_room
 
     last_accept_error: tuple[float, str] | None = None
 
@@ -211,7 +296,13 @@ class _Bounded:
             return False, f"the query endpoint cannot accept connections ({error[1]})"
         return True, "ok"
 
+    def waiting(self) -> int:
+        return len(self._room().waiting)
+
     def process_request(self, request, client_address):
+        self._room().add(request, client_address)
+
+    def _dispatch(self, request, client_address):
         if not self._slots().acquire(blocking=False):
             try:
                 request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -221,13 +312,22 @@ class _Bounded:
                 pass
             self.shutdown_request(request)
             return
-        super().process_request(request, client_address)
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started (e.g. out of threads): the slot is not taken
+            self._slots().release()
+            self.shutdown_request(request)
+            log.warning("could not start a handler thread for %s", client_address or "unix")
 
     def process_request_thread(self, request, client_address):
         try:
             super().process_request_thread(request, client_address)
         finally:
             self._slots().release()
+
+    def server_close(self):
+        self._room().close()
+        super().server_close()
 
     def handle_error(self, request, client_address):
         import sys

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -217,17 +218,49 @@ def test_silent_and_surplus_connections_are_bounded(daemon, monkeypatch):
     silent.settimeout(5)
     assert silent.recv(100) == b""  # closed by the server after the idle limit, not held forever
     silent.close()
+    trickle = socket.create_connection((host, int(port)))
+    trickle.sendall(b"POST /ask HTTP/1.1\r\n")  # started a request, then went quiet: the handler drops it
+    trickle.settimeout(5)
+    assert trickle.recv(100) == b""
+    trickle.close()
     monkeypatch.setattr(query_server.Handler, "timeout", 30.0)
     held = [socket.create_connection((host, int(port))) for _ in range(query_server.MAX_CONNECTIONS)]
     try:
-        time.sleep(0.5)
+        for conn in held:  # each holds a handler thread, halfway through its headers
+            conn.sendall(b"POST /ask HTTP/1.1\r\nHost: x\r\n")
+        assert wait_for(lambda: daemon.server._slots()._value == 0, timeout=10)
         surplus = socket.create_connection((host, int(port)), timeout=5)
+        surplus.sendall(b"GET /health HTTP/1.1\r\n\r\n")
         assert surplus.recv(200).startswith(b"HTTP/1.1 503")  # answered at once, not queued behind the others
         surplus.close()
     finally:
         for conn in held:
             conn.close()
     assert wait_for(lambda: call(daemon, "GET", "/health")[0] == 200, timeout=10)
+
+
+def test_a_flood_of_idle_connections_takes_no_thread_and_health_still_answers(daemon):
+    """More idle connections than the waiting room holds: the oldest are closed, /health answers throughout
+    and the daemon stays far from LimitNOFILE=1024."""
+    import socket
+
+    from octopus.device import query_server
+
+    host, _, port = daemon.config.queries.listen.rpartition(":")
+    threads_before = threading.active_count()
+    idle = [socket.create_connection((host, int(port))) for _ in range(query_server.MAX_WAITING + 200)]
+    try:
+        assert wait_for(lambda: daemon.server.waiting() == query_server.MAX_WAITING, timeout=10)
+        assert call(daemon, "GET", "/health")[0] == 200
+        assert threading.active_count() <= threads_before + 2
+        idle[0].settimeout(5)
+        assert idle[0].recv(100) == b""  # the oldest were closed to make room
+        idle[-1].sendall(b"GET /health HTTP/1.1\r\n\r\n")  # a waiting connection is served when it speaks
+        idle[-1].settimeout(5)
+        assert idle[-1].recv(200).startswith(b"HTTP/1.0 200")
+    finally:
+        for conn in idle:
+            conn.close()
 
 
 def test_unix_socket_endpoint(tiny_onnx, tmp_path):
@@ -370,7 +403,7 @@ def test_corrupt_huge_and_non_image_files_are_refused_in_one_line(tiny_onnx, tmp
 
 def test_doctor_checks_every_part(tiny_onnx, tmp_path, smtp_server):
     server = smtp_server()
-    config = write_config(tmp_path, tiny_onnx, extra=(
+    config = write_config(tmp_path, tiny_onnx, listen=f"127.0.0.1:{free_port()}", extra=(
         f'[actions.smtp]\nhost = "127.0.0.1"\nport = {server.port}\nfrom_address = "pi@x.test"\n'
         f'ca_file = "{server.ca_file}"\n'))
     env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
@@ -378,7 +411,8 @@ def test_doctor_checks_every_part(tiny_onnx, tmp_path, smtp_server):
                          timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     lines = {line.split()[1]: line.split()[0] for line in out.stdout.splitlines()}
-    assert lines == {"config": "ok", "model": "ok", "camera": "ok", "gpio": "ok", "outbox": "ok", "smtp": "ok"}
+    assert lines == {"config": "ok", "model": "ok", "camera": "ok", "gpio": "ok", "queries": "ok", "outbox": "ok",
+                     "smtp": "ok"}
     graph = tiny_onnx / "decoder_model_merged.int8.onnx"
     original = graph.read_bytes()
     try:
@@ -388,6 +422,34 @@ def test_doctor_checks_every_part(tiny_onnx, tmp_path, smtp_server):
     finally:
         graph.write_bytes(original)
     assert out.returncode == 1 and "FAIL  model" in out.stdout and "does not match the manifest" in out.stdout
+
+
+def test_doctor_checks_where_the_query_endpoint_would_listen(tiny_onnx, tmp_path):
+    from octopus.device.doctor import check_queries
+
+    def check(listen):
+        return check_queries(parse_config(write_config(tmp_path, tiny_onnx, listen=listen).read_text()))
+
+    assert check(f"unix:{tmp_path}/q.sock").ok is True
+    missing = check(f"unix:{tmp_path}/no/such/dir/q.sock")
+    assert missing.ok is False and "does not exist" in missing.detail
+    (tmp_path / "file.sock").write_text("")
+    assert check(f"unix:{tmp_path}/file.sock").ok is False
+    assert check("unix:/run/octopus/query.sock").ok is True  # systemd creates its RuntimeDirectory
+    assert check(f"127.0.0.1:{free_port()}").ok is True
+    with socket.socket() as other:  # a port another program holds: the daemon would not start
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        taken = check(f"127.0.0.1:{other.getsockname()[1]}")
+    assert taken.ok is False and "another program" in taken.detail
+    assert check("").ok is None
+
+
+def test_doctor_says_a_running_daemon_holds_its_own_port(daemon):
+    from octopus.device.doctor import check_queries
+
+    result = check_queries(daemon.config)
+    assert result.ok is True and "running octopus daemon" in result.detail
 
 
 def test_ask_execute_sends_the_email_and_dry_run_does_not(email_onnx, tmp_path, smtp_server):
