@@ -234,9 +234,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
         image = load_image(Path(args.image))
     except ImageError as exc:
         raise CliError(str(exc)) from None
-    if not args.query.strip():
-        raise CliError("--query is empty")
-    from octopus.prompt import QueryError
+    from octopus.prompt import QueryError, check_query_text
+
+    try:
+        check_query_text(args.query)
+    except QueryError as exc:
+        raise CliError(f"--query: {exc}") from None
 
     backend = _backend(args.model, args.precision)
     try:

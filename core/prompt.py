@@ -26,10 +26,29 @@ class QueryError(ValueError):
     """A request the agent cannot take (empty or too long): one line that says why."""
 
 
-def check_query_ids(ids: list[int]) -> None:
-    """Raise QueryError when the tokenized query (suffix included) is over MAX_QUERY_TOKENS."""
-    if len(ids) > MAX_QUERY_TOKENS:
-        raise QueryError(f"the request is {len(ids)} tokens long; the limit is {MAX_QUERY_TOKENS}")
+def check_query_text(query: str) -> None:
+    """Raise QueryError for text that is not Unicode text (a lone surrogate, e.g. a Latin-1 byte from a shell
+    whose locale is not UTF-8) or that is empty."""
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError:
+        raise QueryError("the request is not valid UTF-8 text (is the terminal's locale UTF-8?)") from None
+    if not query.strip():
+        raise QueryError("the request is empty")
+
+
+def query_limit(max_positions: int | None, prefix_tokens: int, image_tokens: int, max_new_tokens: int) -> int:
+    """The most query tokens a request may have: MAX_QUERY_TOKENS, or fewer when the decoder's positions
+    (prefix + image + query + answer) would not hold it."""
+    if not max_positions:
+        return MAX_QUERY_TOKENS
+    return max(0, min(MAX_QUERY_TOKENS, max_positions - prefix_tokens - image_tokens - max_new_tokens))
+
+
+def check_query_ids(ids: list[int], limit: int = MAX_QUERY_TOKENS) -> None:
+    """Raise QueryError when the tokenized query (suffix included) is over `limit` tokens."""
+    if len(ids) > limit:
+        raise QueryError(f"the request is {len(ids)} tokens long; the limit is {limit}")
 
 
 def build_prompt(query: str, num_image_tokens: int) -> str:

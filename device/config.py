@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -128,7 +129,12 @@ CHOICES = {
 }
 POSITIVE = {("model", "max_new_tokens"), ("camera", "width"), ("camera", "height"), ("button", "hold_s"),
             ("outbox", "max_attempts"), ("outbox", "backoff_s"), ("outbox", "backoff_max_s"),
-            ("daemon", "max_inference_s"), ("queries", "pending_ttl_s")}
+            ("daemon", "max_inference_s"), ("queries", "pending_ttl_s"), ("actions", "smtp", "timeout_s"),
+            ("actions", "sms", "timeout_s"), ("actions", "webhook", "timeout_s")}
+# upper bounds: a typo (an extra digit or twenty) is an error at load, not a hang or an overflow later
+MAXIMUM = {("model", "max_new_tokens"): 1024, ("camera", "width"): 8192, ("camera", "height"): 8192,
+           ("actions", "smtp", "port"): 65535, ("outbox", "max_attempts"): 1000}
+LARGEST = 2**31 - 1  # any other integer
 
 
 def _type_name(tp) -> str:
@@ -147,9 +153,15 @@ def _check_value(where: str, value, tp):
             raise ConfigError(f"{where} must be a table of strings, got {value!r}")
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > LARGEST:
+            raise ConfigError(f"{where} is out of range, got {value}")
         return float(value)
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
         raise ConfigError(f"{where} must be {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    if tp is float and not math.isfinite(value):
+        raise ConfigError(f"{where} must be a finite number, got {value!r}")
+    if tp is int and abs(value) > LARGEST:
+        raise ConfigError(f"{where} is out of range, got {value}")
     return value
 
 
@@ -173,6 +185,10 @@ def _fill(obj, table: dict, path: tuple[str, ...]):
             raise ConfigError(f"'{where}' must be one of {', '.join(choices)}, got {value!r}")
         if (*path, key) in POSITIVE and value <= 0:
             raise ConfigError(f"'{where}' must be positive, got {value!r}")
+        if (*path, key) in MAXIMUM and value > MAXIMUM[(*path, key)]:
+            raise ConfigError(f"'{where}' must be at most {MAXIMUM[(*path, key)]}, got {value!r}")
+        if (*path, key) == ("actions", "smtp", "port") and value < 1:
+            raise ConfigError(f"'{where}' must be a port from 1 to 65535, got {value!r}")
         setattr(obj, key, value)
 
 
@@ -282,12 +298,16 @@ def read_secret(file: str, credential: str, what: str) -> str:
         if "/" in credential or len(credential) > 255:
             raise ConfigError(f"{what}: the credential name is not a name (value not shown)")
         file = str(Path(directory) / credential)
-    if not file:
+        # a credential's name is shown nowhere either: a secret pasted in its place would be a valid name
+        shown = "the credential in $CREDENTIALS_DIRECTORY (name not shown: is it the name given to LoadCredential=, " \
+                "not the secret itself?)"
+    elif not file:
         return ""
+    else:
+        shown = shown_path(file)
     try:
         return Path(file).read_text(encoding="utf-8").strip()
     except UnicodeDecodeError:
-        raise ConfigError(f"{what}: {shown_path(file)} is not UTF-8 text") from None
+        raise ConfigError(f"{what}: {shown} is not UTF-8 text") from None
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{what}: cannot read {shown_path(file)} ({getattr(exc, 'strerror', None) or 'bad path'})"
-                          ) from None
+        raise ConfigError(f"{what}: cannot read {shown} ({getattr(exc, 'strerror', None) or 'bad path'})") from None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from octopus.device.config import Config, ConfigError, read_secret, secret_file_warning
-from octopus.device.runtime import file_sha256
+from octopus.device.runtime import ManifestError, file_sha256, read_manifest
 
 
 @dataclass
@@ -25,13 +25,15 @@ class Check:
 
 def check_model(config: Config) -> Check:
     directory = Path(config.model.path)
-    manifest_path = directory / "manifest.json"
-    if not manifest_path.is_file():
-        return Check("model", False, f"no manifest.json in {directory}")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    try:
+        manifest = read_manifest(directory)
+    except ManifestError as exc:
+        return Check("model", False, str(exc))
     graph_sets = {"fp32": manifest["graphs"], **({"int8": manifest["int8"]} if "int8" in manifest else {})}
     if "embed_table" in manifest:
         graph_sets["table"] = {"embed_table": manifest["embed_table"]}
+    if "tokenizer" in manifest:  # a tokenizer with its special tokens swapped changes every answer
+        graph_sets["tokenizer"] = {"tokenizer": manifest["tokenizer"]}
     for precision, graphs in graph_sets.items():
         for entry in graphs.values():
             path = directory / entry["file"]

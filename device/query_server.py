@@ -7,14 +7,16 @@
     GET  /health                                    200 while the health check passes, else 503
 
 No authentication, so the config validator allows only loopback addresses and Unix sockets (whose file
-mode, 0660, and the service's group say who may post). Bodies over 16 KiB, a missing, negative or non-numeric
-Content-Length, JSON nested deeper than 32 levels and text that is not valid Unicode are refused with a 4xx
-and one log line. A connection that has sent nothing yet waits in a waiting room (one thread and a selector
-for all of them, no handler thread): it is closed after 10 s of silence, and beyond 512 waiting the oldest is
-closed, so a flood of idle connections neither exhausts the file descriptors (LimitNOFILE=1024) nor keeps
-`/health` from an answer. At most 64 requests are served at once (the next gets a 503 at once), a handler
-drops a client silent for 10 s mid-request, and the listen backlog is 128. The handlers only hand requests
-to the daemon's worker; they never touch the camera or the model.
+mode, 0660, and the service's group say who may post). Bodies over 16 KiB, a missing, negative or
+non-numeric Content-Length, a chunked body, JSON nested deeper than 32 levels and text that is not valid
+Unicode are refused with a 4xx and one log line, and the connection closed.
+
+A connection that has sent nothing yet waits in a waiting room (one thread and a selector for all of them,
+no handler thread): it is closed after 10 s of silence, and beyond 512 waiting the oldest is closed, so a
+flood of idle connections neither exhausts the file descriptors (LimitNOFILE=1024) nor keeps `/health`
+from an answer. At most 64 requests are served at once: the next gets a 503 at once, except `GET /health`,
+which is still answered. A handler drops a client silent for 10 s mid-request; the listen backlog is 128.
+The handlers only hand requests to the daemon's worker; they never touch the camera or the model.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ IDLE_TIMEOUT_S = 10.0
 MAX_CONNECTIONS = 64
 MAX_WAITING = 512
 BACKLOG = 128
+LINGER_BYTES = 1 << 20
+LINGER_S = 1.0
 
 
 def _depth(text: str) -> int:
@@ -68,8 +72,30 @@ def _depth(text: str) -> int:
 
 class Handler(BaseHTTPRequestHandler):
     server_version = "octopus"
+    default_request_version = "HTTP/1.0"  # a junk or HTTP/0.9 request line still gets a status line and headers
     daemon = None  # set per server class
     timeout = IDLE_TIMEOUT_S  # per socket operation: a silent or trickling client is dropped
+
+    linger = False  # set by an error reply: drain what the client still sends before closing
+
+    def finish(self) -> None:
+        """After an error reply, read and drop what the client is still sending (at most LINGER_BYTES or
+        LINGER_S) before the close: closing a socket with unread data resets it, and the reset can destroy the
+        reply before the client reads it (a client uploading too large a body would never see its 413)."""
+        super().finish()
+        if not self.linger:
+            return
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(0.2)
+            deadline, drained = time.monotonic() + LINGER_S, 0
+            while time.monotonic() < deadline and drained < LINGER_BYTES:
+                chunk = self.connection.recv(65536)
+                if not chunk:
+                    break
+                drained += len(chunk)
+        except OSError:
+            pass
 
     def address_string(self) -> str:  # a Unix socket peer has no host
         return self.client_address[0] if isinstance(self.client_address, tuple) else "unix"
@@ -82,6 +108,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
+        if status >= 400:  # a refused request may have left its body unread: never parse that as a request
+            self.close_connection = self.linger = True
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
@@ -98,6 +127,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> dict | None:
         """The request body as a dict ({"query": text} for plain text); replies and returns None when bad."""
+        if self.headers.get("Transfer-Encoding"):  # chunked bodies are not read: refused, never misread as empty
+            self._reply(HTTPStatus.LENGTH_REQUIRED, {"error": "send the body with a Content-Length, not chunked"})
+            self.close_connection = True
+            return None
         declared = (self.headers.get("Content-Length") or "0").strip()
         if not declared.isdigit():  # "-1" or "abc": rfile.read(-1) would read to EOF, unbounded
             self._reply(HTTPStatus.BAD_REQUEST, {"error": "Content-Length must be a non-negative integer"})
@@ -304,6 +337,8 @@ class _Bounded:
 
     def _dispatch(self, request, client_address):
         if not self._slots().acquire(blocking=False):
+            if self._answer_health(request):
+                return
             try:
                 request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                                 b"Content-Length: 33\r\nConnection: close\r\n\r\n"
@@ -318,6 +353,26 @@ class _Bounded:
             self._slots().release()
             self.shutdown_request(request)
             log.warning("could not start a handler thread for %s", client_address or "unix")
+
+    def _answer_health(self, request) -> bool:
+        """With every handler busy (say, 64 clients trickling their headers), `GET /health` is still answered,
+        from the waiting room's thread: it has no body to wait for."""
+        try:
+            head = request.recv(16, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except OSError:
+            return False
+        if not head.startswith(b"GET /health "):
+            return False
+        ok, reason = self.RequestHandlerClass.daemon.healthy()
+        body = (json.dumps({"healthy": ok, "health": reason, "handlers": "all busy"}) + "\n").encode()
+        status = b"200 OK" if ok else b"503 Service Unavailable"
+        try:
+            request.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nContent-Length: "
+                            + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+        return True
 
     def process_request_thread(self, request, client_address):
         try:

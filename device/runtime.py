@@ -21,7 +21,7 @@ import numpy as np
 from octopus.calls import parse_and_validate
 from octopus.generation import Generation
 from octopus.preprocess import load_image, preprocess
-from octopus.prompt import check_query_ids
+from octopus.prompt import check_query_ids, check_query_text, query_limit
 
 
 class ManifestError(ValueError):
@@ -35,6 +35,42 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# what a runtime reads from manifest.json, by section (the exporter writes more)
+MANIFEST_KEYS = {
+    "graphs": ("vision_encoder", "decoder_model_merged"),
+    "tokens": ("function_ids", "no_function_id", "end_id"),
+    "prompt": ("prefix", "suffix"),
+    "preprocess": ("image_size", "mean", "std"),
+    "decoder": ("layers", "kv_heads", "head_dim"),
+}
+
+
+def read_manifest(directory: str | Path) -> dict:
+    """manifest.json of an exported folder, checked for everything a runtime reads: a ManifestError in one line
+    otherwise (never a KeyError from deep inside the load)."""
+    path = Path(directory) / "manifest.json"
+    if not path.is_file():
+        raise ManifestError(f"{directory} has no manifest.json")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ManifestError(f"{path} is not JSON ({exc}); export the model again") from None
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"{path} is not an octopus export manifest (a JSON {type(manifest).__name__})")
+    for section, keys in {**MANIFEST_KEYS, **({"int8": MANIFEST_KEYS["graphs"]} if "int8" in manifest else {})
+                          }.items():
+        table = manifest.get(section)
+        missing = [k for k in keys if not isinstance(table, dict) or k not in table]
+        if missing:
+            raise ManifestError(f"{path} lacks {section}.{', '.join(missing) if isinstance(table, dict) else ''}"
+                                .rstrip(".") + ": not a complete octopus export (export the model again)")
+        if section in ("graphs", "int8"):
+            for name in keys:
+                if not isinstance(table[name], dict) or not {"file", "sha256"} <= table[name].keys():
+                    raise ManifestError(f"{path}: {section}.{name} has no file and sha256")
+    return manifest
 
 
 def _checked(directory: Path, entry: dict, verify: bool) -> Path:
@@ -65,15 +101,13 @@ class OnnxAgent:
         from tokenizers import Tokenizer
 
         self.directory = Path(directory)
-        manifest_path = self.directory / "manifest.json"
-        if not manifest_path.is_file():
-            raise ManifestError(f"{self.directory} has no manifest.json")
-        self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        self.manifest = read_manifest(self.directory)
         if precision == "auto":
             precision = "int8" if "int8" in self.manifest else "fp32"
-        graphs = self.manifest["int8"] if precision == "int8" else self.manifest["graphs"]
         if precision not in ("fp32", "int8") or (precision == "int8" and "int8" not in self.manifest):
-            raise ManifestError(f"{self.directory} has no {precision} graphs")
+            raise ManifestError(f"{self.directory} has no {precision} graphs (export with --int8, or use "
+                                "--precision fp32)")
+        graphs = self.manifest["int8"] if precision == "int8" else self.manifest["graphs"]
         self.precision = precision
         options = session_options(threads)
         self.sessions = {}
@@ -107,6 +141,7 @@ class OnnxAgent:
         prefix_ids = self.encode(self.manifest["prompt"]["prefix"])
         _, self.prefix_past = self._decode_step(self.embed(prefix_ids), self.empty_past, 0)
         self.prefix_length = len(prefix_ids)
+        self.max_positions = decoder.get("max_positions")  # older exports did not record it
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -135,10 +170,12 @@ class OnnxAgent:
         start = time.perf_counter()
         if isinstance(image, (str, Path)):
             image = load_image(image)
+        check_query_text(query)
+        rest = self.encode(query.strip() + self.manifest["prompt"]["suffix"])
         image_embeds = self.image_embeds(image)
         timings["image_encode"] = (time.perf_counter() - start) * 1e3
-        rest = self.encode(query.strip() + self.manifest["prompt"]["suffix"])
-        check_query_ids(rest)
+        check_query_ids(rest, query_limit(self.max_positions, self.prefix_length, image_embeds.shape[1],
+                                          max_new_tokens))
         t0 = time.perf_counter()
         embeds = np.concatenate([image_embeds, self.embed(rest)], axis=1)  # image placeholders, then the query
         logits, past = self._decode_step(embeds, self.prefix_past, self.prefix_length)

@@ -289,7 +289,8 @@ def _export(agent: OctopusAgent, model_dir: Path, out: Path, int8: bool, methods
                    "end_id": agent.tokens.end_id, "image_id": agent.tokens.image_id},
         "prompt": {"prefix": PROMPT_PREFIX, "suffix": PROMPT_SUFFIX, "num_image_tokens": agent.num_image_tokens},
         "preprocess": {"image_size": v.image_size, "mean": list(v.mean), "std": list(v.std)},
-        "decoder": {"layers": layers, "kv_heads": heads, "head_dim": head_dim},
+        "decoder": {"layers": layers, "kv_heads": heads, "head_dim": head_dim,
+                    "max_positions": agent.lm.config.max_position_embeddings},
     }
     if int8:
         methods = {**DEFAULT_INT8, **(methods or {})}  # the embedding table stays fp32: a lookup gains nothing

@@ -25,7 +25,7 @@ from octopus.model.projector import Projector
 from octopus.model.tokens import TokenTable, add_agent_tokens
 from octopus.model.vision import VisionEncoder
 from octopus.preprocess import load_image, preprocess
-from octopus.prompt import check_query_ids, split_prompt
+from octopus.prompt import check_query_ids, check_query_text, query_limit, split_prompt
 
 VISION_WEIGHTS = "vision_projector.safetensors"
 LABEL_IGNORE = -100  # positions without a label, as transformers' losses mark them
@@ -145,7 +145,11 @@ class OctopusAgent(nn.Module):
     def generate(self, image, query: str, max_new_tokens: int = 64) -> Generation:
         timings = {}
         start = time.perf_counter()
-        check_query_ids(self.encode_text(split_prompt(query, 0)[2]))
+        check_query_text(query)
+        prefix, _, rest = split_prompt(query, 0)
+        check_query_ids(self.encode_text(rest), query_limit(
+            getattr(self.lm.config, "max_position_embeddings", None), len(self.encode_text(prefix)),
+            self.num_image_tokens if image is not None else 0, max_new_tokens))
         image_embeds = None
         if image is not None:
             image_embeds = self.image_embeds(self.pixels(image))

@@ -196,15 +196,34 @@ def test_hostile_bodies_get_a_4xx_and_the_daemon_carries_on(daemon, caplog, decl
     assert "Traceback" not in caplog.text
 
 
+@pytest.mark.parametrize("request_bytes, expect", [
+    (b"POST /query HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+     b"HTTP/1.0 411"),  # was read as an empty body
+    (b"\x00\xff\xfe junk \x01\r\n\r\n", b"HTTP/1.0 400"),  # was a bare JSON body, no status line
+    (b"GET /health\r\n", b"HTTP/1.0 200"),  # HTTP/0.9: answered with a status line too
+])
+def test_odd_request_framing_gets_a_status_line_and_json(daemon, request_bytes, expect):
+    reply = _raw(daemon, request_bytes)
+    assert reply.startswith(expect), reply[:200]
+    assert json.loads(reply.partition(b"\r\n\r\n")[2])
+
+
+def test_a_refused_body_closes_the_connection(daemon):
+    """After a 413 the unread body must never be parsed as the next request on a kept-alive connection."""
+    reply = _raw(daemon, b"POST /query HTTP/1.1\r\nHost: x\r\nContent-Length: 20000\r\n\r\n"
+                 + b"GET /status HTTP/1.1\r\n\r\n" + b"x" * 19_973)
+    assert reply.startswith(b"HTTP/1.0 413") and reply.count(b"HTTP/1.") == 1 and b"Connection: close" in reply
+
+
 def test_an_overlong_request_is_one_line_for_ask_the_daemon_and_the_cli(daemon, tiny_onnx, tmp_path, caplog):
     page = "please order this " * 400  # a pasted page: thousands of tokens
     status, answer = call(daemon, "POST", "/ask", json.dumps({"query": page}).encode())
-    assert status == 200 and "the limit is 256" in answer["error"] and "raw" not in answer
+    assert status == 200 and "tokens long; the limit is" in answer["error"] and "raw" not in answer
     assert "Traceback" not in caplog.text and call(daemon, "GET", "/health")[0] == 200
     Image.new("RGB", (64, 48), "grey").save(tmp_path / "img.png")
     out = subprocess.run([*OCTOPUS, "ask", "--model", str(tiny_onnx), "--image", str(tmp_path / "img.png"),
                           "--query", page], capture_output=True, text=True)
-    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "the limit is 256" in out.stderr
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "tokens long; the limit is" in out.stderr
 
 
 def test_silent_and_surplus_connections_are_bounded(daemon, monkeypatch):
@@ -230,9 +249,10 @@ def test_silent_and_surplus_connections_are_bounded(daemon, monkeypatch):
             conn.sendall(b"POST /ask HTTP/1.1\r\nHost: x\r\n")
         assert wait_for(lambda: daemon.server._slots()._value == 0, timeout=10)
         surplus = socket.create_connection((host, int(port)), timeout=5)
-        surplus.sendall(b"GET /health HTTP/1.1\r\n\r\n")
+        surplus.sendall(b"GET /status HTTP/1.1\r\n\r\n")
         assert surplus.recv(200).startswith(b"HTTP/1.1 503")  # answered at once, not queued behind the others
         surplus.close()
+        assert call(daemon, "GET", "/health")[0] == 200  # health is still answered with every handler busy
     finally:
         for conn in held:
             conn.close()
@@ -360,6 +380,14 @@ def test_daemon_process_notify_watchdog_and_sigterm(tiny_onnx, tmp_path):
     ("[actions.links]\nfly_me = \"https://x/{q}\"\n", "unknown function(s) fly_me"),
     ("camera = 3\n", "'camera' must be a table"),
     ("[model\n", "not valid TOML"),
+    ("[daemon]\nmax_inference_s = inf\n", "'daemon.max_inference_s' must be a finite number"),
+    ("[daemon]\nmax_inference_s = nan\n", "'daemon.max_inference_s' must be a finite number"),
+    ("[actions.smtp]\ntimeout_s = -1\n", "'actions.smtp.timeout_s' must be positive"),
+    ("[actions.webhook]\ntimeout_s = 0\n", "'actions.webhook.timeout_s' must be positive"),
+    ("[model]\nmax_new_tokens = 99999999999999999999\n", "'model.max_new_tokens' is out of range"),
+    ("[model]\nmax_new_tokens = 5000\n", "'model.max_new_tokens' must be at most 1024"),
+    ("[actions.smtp]\nport = 0\n", "'actions.smtp.port' must be a port from 1 to 65535"),
+    ("[outbox]\nbackoff_s = 1e400\n", "'outbox.backoff_s' must be a finite number"),
 ])
 def test_bad_config_is_one_line_with_exit_2(tmp_path, text, message):
     (tmp_path / "config.toml").write_text(text)
