@@ -128,7 +128,9 @@ def main() -> int:
             print(f"{name} failed: {child.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
             return 1
         results.append(json.loads(child.stdout.strip().splitlines()[-1]))
-    manifest = json.loads((Path(args.onnx) / "manifest.json").read_text())
+    from octopus.bundle import Manifest
+
+    manifest = Manifest.load(args.onnx).data
     bandwidth = memory_bandwidth_gbs()
     bounds = {}
     for precision, key in (("fp32", "graphs"), ("int8", "int8")):

@@ -19,7 +19,8 @@ def load_backend(path: str | Path, precision: str = "auto"):
     if not path.is_dir():
         raise ModelError(f"no model folder at {path}")
     if (path / "manifest.json").is_file():
-        from octopus.device.runtime import ManifestError, OnnxAgent
+        from octopus.bundle import ManifestError
+        from octopus.device.runtime import OnnxAgent
 
         try:
             return OnnxAgent(path, precision=precision)

@@ -271,12 +271,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
+    from octopus.bundle import ManifestError
     from octopus.device.button import ButtonError
     from octopus.device.camera import CameraError
     from octopus.device.config import ConfigError
     from octopus.device.daemon import Daemon
     from octopus.device.outbox import OutboxError
-    from octopus.device.runtime import ManifestError
 
     config = _device_config(args.config, required=True)
     logging.getLogger().setLevel(config.daemon.log_level.upper())

@@ -10,76 +10,17 @@ training. This module must never import torch.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from octopus.bundle import Manifest, ManifestError
 from octopus.calls import parse_and_validate
 from octopus.generation import Generation
 from octopus.preprocess import load_image, preprocess
 from octopus.prompt import check_query_ids, check_query_text, query_limit
-
-
-class ManifestError(ValueError):
-    """An exported folder whose files do not match its manifest."""
-
-
-def file_sha256(path: Path) -> str:
-    """Hashed in 1 MiB blocks: reading a 150 MB graph whole would double the peak memory at load."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-# what a runtime reads from manifest.json, by section (the exporter writes more)
-MANIFEST_KEYS = {
-    "graphs": ("vision_encoder", "decoder_model_merged"),
-    "tokens": ("function_ids", "no_function_id", "end_id"),
-    "prompt": ("prefix", "suffix"),
-    "preprocess": ("image_size", "mean", "std"),
-    "decoder": ("layers", "kv_heads", "head_dim"),
-}
-
-
-def read_manifest(directory: str | Path) -> dict:
-    """manifest.json of an exported folder, checked for everything a runtime reads: a ManifestError in one line
-    otherwise (never a KeyError from deep inside the load)."""
-    path = Path(directory) / "manifest.json"
-    if not path.is_file():
-        raise ManifestError(f"{directory} has no manifest.json")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ManifestError(f"{path} is not JSON ({exc}); export the model again") from None
-    if not isinstance(manifest, dict):
-        raise ManifestError(f"{path} is not an octopus export manifest (a JSON {type(manifest).__name__})")
-    for section, keys in {**MANIFEST_KEYS, **({"int8": MANIFEST_KEYS["graphs"]} if "int8" in manifest else {})
-                          }.items():
-        table = manifest.get(section)
-        missing = [k for k in keys if not isinstance(table, dict) or k not in table]
-        if missing:
-            raise ManifestError(f"{path} lacks {section}.{', '.join(missing) if isinstance(table, dict) else ''}"
-                                .rstrip(".") + ": not a complete octopus export (export the model again)")
-        if section in ("graphs", "int8"):
-            for name in keys:
-                if not isinstance(table[name], dict) or not {"file", "sha256"} <= table[name].keys():
-                    raise ManifestError(f"{path}: {section}.{name} has no file and sha256")
-    return manifest
-
-
-def _checked(directory: Path, entry: dict, verify: bool) -> Path:
-    path = directory / entry["file"]
-    if not path.is_file():
-        raise ManifestError(f"{path} is missing")
-    if verify and file_sha256(path) != entry["sha256"]:
-        raise ManifestError(f"{path} does not match the sha256 in the manifest")
-    return path
 
 
 def session_options(threads: int | None = None):
@@ -101,27 +42,25 @@ class OnnxAgent:
         from tokenizers import Tokenizer
 
         self.directory = Path(directory)
-        self.manifest = read_manifest(self.directory)
+        bundle = Manifest.load(self.directory)
+        self.manifest = bundle.data
         if precision == "auto":
-            precision = "int8" if "int8" in self.manifest else "fp32"
-        if precision not in ("fp32", "int8") or (precision == "int8" and "int8" not in self.manifest):
-            raise ManifestError(f"{self.directory} has no {precision} graphs (export with --int8, or use "
-                                "--precision fp32)")
-        graphs = self.manifest["int8"] if precision == "int8" else self.manifest["graphs"]
+            precision = "int8" if "int8" in bundle.precisions else "fp32"
+        graphs = bundle.graphs(precision)
         self.precision = precision
         options = session_options(threads)
         self.sessions = {}
         self.embed_table = None
         if "embed_table" in self.manifest:  # memory-mapped: only the rows looked up become resident
-            path = _checked(self.directory, self.manifest["embed_table"], verify)
+            path = bundle.path_of(self.manifest["embed_table"], verify)
             self.embed_table = np.load(path, mmap_mode="r")  # (V, D)
             graphs = {k: v for k, v in graphs.items() if k != "embed_tokens"}
         for name, entry in graphs.items():
-            path = _checked(self.directory, entry, verify)
+            path = bundle.path_of(entry, verify)
             self.sessions[name] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         tokenizer_path = self.directory / "tokenizer.json"
         if "tokenizer" in self.manifest:  # older exports did not list it
-            tokenizer_path = _checked(self.directory, self.manifest["tokenizer"], verify)
+            tokenizer_path = bundle.path_of(self.manifest["tokenizer"], verify)
         elif not tokenizer_path.is_file():
             raise ManifestError(f"{self.directory} has no tokenizer.json")
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))

@@ -18,7 +18,6 @@ the torch-free runtime needs.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from octopus.device.runtime import file_sha256
+from octopus.bundle import FORMAT, Manifest, file_entry
 from octopus.model.agent import OctopusAgent
 from octopus.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
 
@@ -247,7 +246,7 @@ def export(model_dir: str | Path, out: str | Path, int8: bool = False, methods: 
         log.warning("the onnxruntime-genai decoder failed its check (%s); exporting the traced decoder instead", exc)
         manifest = _export(agent, model_dir, out, int8, methods, "torch")
         manifest["decoder_fallback"] = str(exc)
-        (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+        Manifest(manifest, out).write()
         return manifest
 
 
@@ -275,16 +274,15 @@ def _export(agent: OctopusAgent, model_dir: Path, out: Path, int8: bool, methods
     v = agent.config.vision
     table = agent.lm.get_input_embeddings().weight
     manifest = {
-        "format": "octopus-onnx/1",
+        "format": FORMAT,
         "opset": OPSET,
         "source": str(Path(model_dir).resolve()),
         "config": agent.config.to_dict(),
-        "graphs": {name: {"file": f"{name}.onnx", "sha256": file_sha256(out / f"{name}.onnx"), "exporter": how[name],
-                          "parity_max_abs": parity[name]["max_abs"], "parity_relative": parity[name]["relative"],
-                          "tolerance_relative": TOLERANCES[name]} for name in graphs},
-        "tokenizer": {"file": "tokenizer.json", "sha256": file_sha256(out / "tokenizer.json")},
-        "embed_table": {"file": "embed_tokens.npy", "sha256": file_sha256(out / "embed_tokens.npy"),
-                        "dtype": "float32", "shape": list(table.shape)},
+        "graphs": {name: file_entry(out, f"{name}.onnx", exporter=how[name], parity_max_abs=parity[name]["max_abs"],
+                                    parity_relative=parity[name]["relative"], tolerance_relative=TOLERANCES[name])
+                   for name in graphs},
+        "tokenizer": file_entry(out, "tokenizer.json"),
+        "embed_table": file_entry(out, "embed_tokens.npy", dtype="float32", shape=list(table.shape)),
         "tokens": {"function_ids": list(agent.tokens.function_ids), "no_function_id": agent.tokens.no_function_id,
                    "end_id": agent.tokens.end_id, "image_id": agent.tokens.image_id},
         "prompt": {"prefix": PROMPT_PREFIX, "suffix": PROMPT_SUFFIX, "num_image_tokens": agent.num_image_tokens},
@@ -305,14 +303,14 @@ def _export(agent: OctopusAgent, model_dir: Path, out: Path, int8: bool, methods
         else:
             done["decoder_model_merged"] = quantize_graph(out / "decoder_model_merged.onnx",
                                                           out / "decoder_model_merged.int8.onnx", decoder_method)
-        int8_graphs = {name: {"file": f"{name}.int8.onnx", "sha256": file_sha256(out / f"{name}.int8.onnx"),
-                              "method": method} for name, method in done.items()}
+        int8_graphs = {name: file_entry(out, f"{name}.int8.onnx", method=method) for name, method in done.items()}
         int8_graphs["embed_tokens"] = {**manifest["graphs"]["embed_tokens"], "method": "fp32 (the same graph)"}
         manifest["int8"] = int8_graphs
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    bundle = Manifest(manifest, out)  # checked as the runtime will read it
+    bundle.write()
     greedy = _greedy_parity(agent, out)
     manifest["greedy_parity_fp32"] = greedy
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    bundle.write()
     if greedy["same"] < greedy["prompts"]:
         first, wrong = greedy["differing"][0], greedy["prompts"] - greedy["same"]
         raise ExportError(f"decoder_model_merged: greedy calls differ from torch on {wrong} of {greedy['prompts']} "

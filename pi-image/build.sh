@@ -48,16 +48,8 @@ done
 [[ "$HOSTNAME_" =~ ^[a-z0-9-]{1,63}$ ]] || die "--hostname must be lower-case letters, digits and dashes"
 
 echo "==> checking $MODEL against its manifest"
-"$PYTHON" - "$MODEL" <<'PY'
-import hashlib, json, pathlib, sys
-model = pathlib.Path(sys.argv[1])
-manifest = json.loads((model / "manifest.json").read_text())
-for group in ("graphs", "int8"):
-    for entry in manifest.get(group, {}).values():
-        path = model / entry["file"]
-        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
-            sys.exit(f"build.sh: {path} is missing or does not match the manifest")
-PY
+# every file the runtime reads (graphs of each precision, embedding table, tokenizer), as `octopus doctor` does
+"$PYTHON" "$REPO/core/bundle.py" verify "$MODEL" || die "$MODEL does not match its manifest (export it again)"
 
 echo "==> building the octopus wheel"
 rm -rf "$FILES"

@@ -449,7 +449,8 @@ def test_doctor_checks_every_part(tiny_onnx, tmp_path, smtp_server):
                              text=True, env=env, timeout=60)
     finally:
         graph.write_bytes(original)
-    assert out.returncode == 1 and "FAIL  model" in out.stdout and "does not match the manifest" in out.stdout
+    assert out.returncode == 1 and "FAIL  model" in out.stdout
+    assert "does not match the sha256 in the manifest" in out.stdout
 
 
 def test_doctor_checks_where_the_query_endpoint_would_listen(tiny_onnx, tmp_path):

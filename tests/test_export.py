@@ -147,7 +147,7 @@ def test_a_swapped_tokenizer_is_refused(exported, tmp_path):
     """Swapping two function tokens in tokenizer.json would change every answer: the manifest covers it."""
     import shutil
 
-    from octopus.device.runtime import ManifestError
+    from octopus.bundle import ManifestError
 
     _, onnx_dir = exported
     copy = tmp_path / "onnx"

@@ -11,7 +11,8 @@ import sys
 import pytest
 from PIL import Image
 
-from octopus.device.runtime import ManifestError, OnnxAgent
+from octopus.bundle import ManifestError
+from octopus.device.runtime import OnnxAgent
 from octopus.prompt import QueryError
 
 OCTOPUS = [sys.executable, "-m", "octopus.cli"]
