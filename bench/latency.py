@@ -82,7 +82,7 @@ def run_backend(name: str, args) -> dict:
 
             backend = OnnxAgent(args.onnx, precision=name.split("_")[1], threads=args.threads)
             count = lambda q: backend.prefix_length + backend.manifest["prompt"]["num_image_tokens"] + len(  # noqa: E731
-                backend.encode(q.strip() + backend.manifest["prompt"]["suffix"]))
+                backend.encode(backend.query_part(q)))
         backend.generate(str(base / rows[0]["image"]), rows[0]["query"])  # warm-up
         for row in rows:
             g = backend.generate(str(base / row["image"]), row["query"])

@@ -34,9 +34,14 @@ def cmd_functions(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from octopus.preprocess import ImageError
+    from octopus.prompt import QueryError
     from octopus.training.demo import run_demo
 
-    return run_demo(args)
+    try:
+        return run_demo(args)
+    except (ImageError, QueryError) as exc:  # the user's own --image or --query
+        raise CliError(str(exc)) from None
 
 
 def cmd_model(args: argparse.Namespace) -> int:

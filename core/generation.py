@@ -1,10 +1,12 @@
 """What every runtime returns for one request: the raw text, the parsed call and where the time went.
 
-Shared by the torch agent and the torch-free ONNX runtime, so `ask` and `eval` have one output contract.
+Shared by the torch agent and the torch-free ONNX runtime, so `ask` and `eval` have one output contract, and
+both decode with the same loop (`greedy_decode`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,3 +26,16 @@ class Generation:
     @property
     def arguments(self) -> dict[str, Any]:
         return {} if isinstance(self.result, CallError) else dict(self.result.arguments)
+
+
+def greedy_decode(first_logits, step: Callable[[int], Any], first_token_ids: Sequence[int], end_id: int,
+                  max_new_tokens: int) -> list[int]:
+    """The one decode loop of every back-end: the first token constrained to `first_token_ids` (the functional
+    tokens and the no-function token), then greedy until `end_id` or `max_new_tokens`. `first_logits` are the
+    prefill's last-position logits and `step(token)` feeds one token and returns the next logits; both may be
+    numpy arrays or torch tensors (anything with `.argmax()` and list indexing)."""
+    allowed = [int(t) for t in first_token_ids]
+    generated = [allowed[int(first_logits[allowed].argmax())]]
+    while generated[-1] != end_id and len(generated) < max_new_tokens:
+        generated.append(int(step(generated[-1]).argmax()))
+    return generated

@@ -51,11 +51,8 @@ def check_query_ids(ids: list[int], limit: int = MAX_QUERY_TOKENS) -> None:
         raise QueryError(f"the request is {len(ids)} tokens long; the limit is {limit}")
 
 
-def build_prompt(query: str, num_image_tokens: int) -> str:
-    """The full prompt text; `num_image_tokens` = 0 builds a text-only prompt."""
-    return PROMPT_PREFIX + IMAGE_TOKEN * num_image_tokens + query.strip() + PROMPT_SUFFIX
-
-
-def split_prompt(query: str, num_image_tokens: int) -> tuple[str, str, str]:
-    """(fixed prefix, image placeholders, query part): a runtime tokenizes the three separately."""
-    return PROMPT_PREFIX, IMAGE_TOKEN * num_image_tokens, query.strip() + PROMPT_SUFFIX
+def split_prompt(query: str, num_image_tokens: int, prefix: str = PROMPT_PREFIX,
+                 suffix: str = PROMPT_SUFFIX) -> tuple[str, str, str]:
+    """(fixed prefix, image placeholders, query part): a runtime tokenizes the three separately. An exported
+    model passes the prefix and suffix its manifest recorded; training and the torch agent use the defaults."""
+    return prefix, IMAGE_TOKEN * num_image_tokens, query.strip() + suffix

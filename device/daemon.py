@@ -20,7 +20,6 @@ import signal
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 
 from PIL import Image
 
@@ -30,24 +29,11 @@ from octopus.device.actions import Actions
 from octopus.device.camera import CameraError, open_camera
 from octopus.device.config import Config
 from octopus.device.outbox import Outbox, OutboxError
+from octopus.device.query_server import serve
+from octopus.device.requests import Busy, Request
 from octopus.prompt import QueryError
 
 log = logging.getLogger("octopus.daemon")
-GESTURES = ("short", "hold")
-
-
-@dataclass
-class Request:
-    gesture: str  # short | hold | ask (an explicit query from the endpoint or CLI)
-    query: str | None = None
-    source: str = "button"
-    future: concurrent.futures.Future | None = field(default=None, repr=False)
-
-
-class Busy(Exception):
-    """A request arrived while the worker was busy: dropped, by design."""
-
-
 class Daemon:
     def __init__(self, config: Config, agent=None, camera=None, pin_factory=None):
         self.config = config
@@ -92,8 +78,6 @@ class Daemon:
             b = self.config.button
             self.button = GestureButton(b.pin, self.press, b.bounce_ms, b.hold_s, b.pull_up, self.pin_factory)
         if self.config.queries.listen:
-            from octopus.device.query_server import serve
-
             self.server = serve(self.config.queries.listen, self)
         log.info("ready: model %s (%s), camera %s, state %s, %s", self.config.model.path,
                  getattr(self.agent, "precision", "?"), self.config.camera.kind, state,

@@ -50,7 +50,9 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE INDEX IF NOT EXISTS items_due ON items (status, next_at);
 """
 STATUSES = ("pending", "sending", "done", "failed")
-COLUMNS = 12
+FIELDS = ("id", "created", "function", "arguments", "source", "dry_run", "status", "attempts", "next_at", "owner",
+          "result", "updated")  # the order of SCHEMA's columns
+COLUMNS = len(FIELDS)
 MARKER = "outbox.created"  # written once the database holds its schema: an empty database after it is a loss
 QUARANTINE = "outbox.sqlite3.bad-"
 
@@ -102,7 +104,7 @@ def _readable_rows(path: Path) -> list[tuple]:
         return []
     try:
         try:
-            return [r for r in db.execute("SELECT * FROM items").fetchall() if len(r) == COLUMNS]
+            return db.execute(f"SELECT {', '.join(FIELDS)} FROM items").fetchall()
         except sqlite3.DatabaseError:
             pass
         try:
@@ -112,7 +114,7 @@ def _readable_rows(path: Path) -> list[tuple]:
         rows, misses = [], 0
         for rowid in range(1, last + 1):
             try:
-                row = db.execute("SELECT * FROM items WHERE rowid = ?", (rowid,)).fetchone()
+                row = db.execute(f"SELECT {', '.join(FIELDS)} FROM items WHERE rowid = ?", (rowid,)).fetchone()
             except sqlite3.DatabaseError:
                 row = None
             if row is not None and len(row) == COLUMNS:
@@ -210,9 +212,13 @@ class Outbox:
         rows = _readable_rows(aside)
         self.db = self._connect()
         self.db.executescript(SCHEMA)
-        for row in rows:  # an item caught mid-send by the process that left it: due again
-            row = row[:6] + (("pending",) if row[6] == "sending" else (row[6],)) + row[7:9] + (None,) + row[10:]
-            self.db.execute("INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        for values in rows:
+            item = dict(zip(FIELDS, values))
+            if item["status"] == "sending":  # caught mid-send by the process that left it: due again
+                item["status"] = "pending"
+            item["owner"] = None  # no process owns an item of a database that was moved aside
+            self.db.execute(f"INSERT OR IGNORE INTO items ({', '.join(FIELDS)}) VALUES "
+                            f"({', '.join('?' * COLUMNS)})", tuple(item[f] for f in FIELDS))
         self.problem = f"{problem}; moved aside to {aside.name}, {len(rows)} items recovered"
         log.error("outbox: %s", self.problem)
 

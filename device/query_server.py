@@ -34,7 +34,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from octopus.device.daemon import GESTURES, Busy, Request
+from octopus.device.requests import GESTURES, Busy, Request
 
 log = logging.getLogger("octopus.daemon.http")
 MAX_BODY = 16 * 1024

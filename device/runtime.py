@@ -18,9 +18,9 @@ import numpy as np
 
 from octopus.bundle import Manifest, ManifestError
 from octopus.calls import parse_and_validate
-from octopus.generation import Generation
+from octopus.generation import Generation, greedy_decode
 from octopus.preprocess import load_image, preprocess
-from octopus.prompt import check_query_ids, check_query_text, query_limit
+from octopus.prompt import check_query_ids, check_query_text, query_limit, split_prompt
 
 
 def session_options(threads: int | None = None):
@@ -82,6 +82,11 @@ class OnnxAgent:
         self.prefix_length = len(prefix_ids)
         self.max_positions = decoder.get("max_positions")  # older exports did not record it
 
+    def query_part(self, query: str) -> str:
+        """The prompt after the image placeholders, as the exported model was trained to read it."""
+        prompt = self.manifest["prompt"]
+        return split_prompt(query, 0, prompt["prefix"], prompt["suffix"])[2]
+
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
@@ -110,7 +115,7 @@ class OnnxAgent:
         if isinstance(image, (str, Path)):
             image = load_image(image)
         check_query_text(query)
-        rest = self.encode(query.strip() + self.manifest["prompt"]["suffix"])
+        rest = self.encode(self.query_part(query))
         image_embeds = self.image_embeds(image)
         timings["image_encode"] = (time.perf_counter() - start) * 1e3
         check_query_ids(rest, query_limit(self.max_positions, self.prefix_length, image_embeds.shape[1],
@@ -120,12 +125,15 @@ class OnnxAgent:
         logits, past = self._decode_step(embeds, self.prefix_past, self.prefix_length)
         length = self.prefix_length + embeds.shape[1]
         timings["prefill"] = (time.perf_counter() - t0) * 1e3
-        generated = [int(self.first_token_ids[logits[self.first_token_ids].argmax()])]
-        t0 = time.perf_counter()
-        while generated[-1] != self.end_id and len(generated) < max_new_tokens:
-            logits, past = self._decode_step(self.embed([generated[-1]]), past, length)
+
+        def step(token: int) -> np.ndarray:
+            nonlocal past, length
+            next_logits, past = self._decode_step(self.embed([token]), past, length)
             length += 1
-            generated.append(int(logits.argmax()))
+            return next_logits
+
+        t0 = time.perf_counter()
+        generated = greedy_decode(logits, step, self.first_token_ids, self.end_id, max_new_tokens)
         timings["decode"] = (time.perf_counter() - t0) * 1e3
         timings["decode_per_token"] = timings["decode"] / max(1, len(generated) - 1)
         timings["total"] = (time.perf_counter() - start) * 1e3

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from octopus.calls import parse_and_validate
-from octopus.generation import Generation
+from octopus.generation import Generation, greedy_decode
 from octopus.model.config import AgentConfig
 from octopus.model.lm import load_lm
 from octopus.model.projector import Projector
@@ -158,15 +158,17 @@ class OctopusAgent(nn.Module):
         t0 = time.perf_counter()
         out = self.lm(inputs_embeds=self.embed(ids, image_embeds=image_embeds), use_cache=True)
         timings["prefill"] = (time.perf_counter() - t0) * 1e3
-        first = out.logits[0, -1]  # (V,)
-        allowed = torch.tensor(self.tokens.first_token_ids)
-        generated = [int(allowed[first[allowed].argmax()])]
-        t0 = time.perf_counter()
         past = out.past_key_values
-        while generated[-1] != self.tokens.end_id and len(generated) < max_new_tokens:
-            out = self.lm(input_ids=torch.tensor([[generated[-1]]]), past_key_values=past, use_cache=True)
+
+        def step(token: int) -> torch.Tensor:
+            nonlocal past
+            out = self.lm(input_ids=torch.tensor([[token]]), past_key_values=past, use_cache=True)
             past = out.past_key_values
-            generated.append(int(out.logits[0, -1].argmax()))
+            return out.logits[0, -1]  # (V,)
+
+        t0 = time.perf_counter()
+        generated = greedy_decode(out.logits[0, -1], step, self.tokens.first_token_ids, self.tokens.end_id,
+                                  max_new_tokens)
         timings["decode"] = (time.perf_counter() - t0) * 1e3
         timings["decode_per_token"] = timings["decode"] / max(1, len(generated) - 1)
         timings["total"] = (time.perf_counter() - start) * 1e3

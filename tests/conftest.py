@@ -158,3 +158,47 @@ def email_onnx(tmp_path_factory):
     agent.save(root / "agent")
     export(root / "agent", root / "onnx", int8=True)
     return root / "onnx"
+
+
+class ChatServer:
+    """A real OpenAI-compatible `/chat/completions` endpoint on loopback (the reward model's and the data
+    verifier's protocol). `respond(body)` gives the assistant's text, or None for an HTTP 500; every request is
+    kept as (path, Authorization header, body). Use as a context manager; `url` ends in /v1."""
+
+    def __init__(self, respond):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[tuple[str, str | None, dict]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append((self.path, self.headers.get("Authorization"), body))
+                answer = respond(body)
+                if answer is None:
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()

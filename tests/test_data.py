@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import ChatServer
 
 from octopus.calls import Call, parse_and_validate
 from octopus.training.data.assets import STYLES, render_icon
@@ -170,48 +171,19 @@ def test_cli_rejects_bad_input(tmp_path):
     assert missing.returncode == 2 and "no train.jsonl" in missing.stderr
 
 
-class _Judge:
-    """A real HTTP server speaking the OpenAI chat-completions protocol on loopback; rejects polite rows."""
-
-    def __enter__(self):
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        judge = self
-        judge.requests = 0
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                judge.requests += 1
-                assert self.path == "/v1/chat/completions" and body["messages"][0]["role"] == "system"
-                user = body["messages"][1]["content"]
-                verdict = "no" if "please" in user.split("\n")[0].lower() else "yes"
-                data = json.dumps({"choices": [{"message": {"role": "assistant", "content": verdict}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
+def _refuse_polite_rows(body: dict) -> str:
+    """The data verifier's judge: "no" to a row whose query says please."""
+    assert body["messages"][0]["role"] == "system"
+    return "no" if "please" in body["messages"][1]["content"].split("\n")[0].lower() else "yes"
 
 
 def test_optional_llm_verification_rejects_what_the_judge_refuses(tmp_path):
-    with _Judge() as judge:
+    with ChatServer(_refuse_polite_rows) as judge:
         build(tmp_path, BuildConfig(n_per_function=10, captions_per_concept=0, clip_val_per_concept=0,
                                     llm_verify_url=judge.url, llm_verify_model="judge"))
     rows = read_rows(tmp_path / "train.jsonl")
-    assert judge.requests >= len(rows)
+    assert len(judge.requests) >= len(rows)
+    assert {path for path, _, _ in judge.requests} == {"/v1/chat/completions"}
     assert not any("please" in r["query"].lower() for r in rows)
     rejects = json.loads((tmp_path / "build.json").read_text())["stats"]["verification_rejects"]
     assert rejects.get("train:llm_rejected", 0) > 0

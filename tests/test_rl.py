@@ -3,14 +3,12 @@ the reward model's pairs, and the tiny profile's stage 3 end to end (only the Lo
 
 from __future__ import annotations
 
-import json
 import math
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import ChatServer
 
 torch = pytest.importorskip("torch")
 
@@ -164,50 +162,13 @@ def test_preference_pairs_cover_every_kind_and_never_prefer_a_call_to_itself():
     assert gold_text(ROWS[0]) == 'doordash_delivery(dish="pizza")' and gold_text(ROWS[3]) == "none"
 
 
-class _JudgeServer:
-    """A real OpenAI-compatible chat endpoint on loopback: answers with the scores it is given, in order;
-    a score of None answers HTTP 500."""
-
-    def __init__(self, answers: list):
-        self.answers, self.requests = list(answers), []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append((self.path, self.headers.get("Authorization"), body))
-                answer = server.answers.pop(0) if server.answers else "0"
-                if answer is None:
-                    self.send_response(500)
-                    self.end_headers()
-                    return
-                payload = json.dumps({"choices": [{"message": {"content": answer}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def close(self):
-        self.httpd.shutdown()
-
-
 def test_judge_scores_calls_through_a_real_endpoint_with_retries(monkeypatch):
     monkeypatch.setenv("OCTOPUS_LLM_API_KEY", "sekrit")
-    server = _JudgeServer(["0.9", None, "score: 0.2", "not a number", "nope", "nope"])
-    try:
+    answers = ["0.9", None, "score: 0.2", "not a number", "nope", "nope"]  # None: an HTTP 500
+    with ChatServer(lambda body: answers.pop(0)) as server:
         judge = R.JudgeReward(server.url, "judge-model", timeout=5, retries=1)
         texts = [format_call("doordash_delivery", {"dish": "pizza"}), format_call(None), format_call(None)]
         scores = judge(texts, texts, **_columns(ROWS[0], 3))
-    finally:
-        server.close()
     assert scores == [0.9, 0.2, None]  # the 500 was retried; two unreadable answers give no opinion
     assert judge.failures == 1
     path, auth, body = server.requests[0]

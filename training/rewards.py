@@ -18,19 +18,16 @@ means "no opinion" (TRL drops it from the weighted sum). Rewards are in [0, 1].
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import random
 import re
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 from octopus.calls import Call, format_call, parse_and_validate
 from octopus.functions import END_TOKEN, get_function
+from octopus.training.chat import ChatError, chat
 
 log = logging.getLogger(__name__)
 CJK = re.compile(r"[\u3400-\u9fff]")
@@ -205,7 +202,6 @@ class JudgeReward:
         self.url = url.rstrip("/")
         self.model = model or "default"
         self.timeout, self.retries = timeout, retries
-        self.api_key = os.environ.get("OCTOPUS_LLM_API_KEY")
         from octopus.functions import FUNCTIONS
 
         listing = "\n".join(f"- {f.name}({', '.join(a.name for a in f.arguments)}): {f.description_en}"
@@ -214,22 +210,14 @@ class JudgeReward:
         self.failures = 0
 
     def score(self, request: str, call: str) -> float | None:
-        body = {"model": self.model, "temperature": 0, "max_tokens": 8,
-                "messages": [{"role": "system", "content": self.system},
-                             {"role": "user", "content": request + call}]}
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
         for attempt in range(self.retries + 1):
-            request_ = urllib.request.Request(f"{self.url}/chat/completions", json.dumps(body).encode(), headers)
             try:
-                with urllib.request.urlopen(request_, timeout=self.timeout) as response:
-                    answer = json.loads(response.read())["choices"][0]["message"]["content"]
+                answer = chat(self.url, self.model, self.system, request + call, 8, self.timeout)
                 match = re.search(r"[01](?:\.\d+)?", answer)
                 if match is None:
-                    raise ValueError(f"no score in {answer!r}")
+                    raise ChatError(f"no score in {answer!r}")
                 return min(1.0, max(0.0, float(match.group(0))))
-            except (urllib.error.URLError, OSError, KeyError, IndexError, ValueError) as exc:
+            except ChatError as exc:
                 if attempt == self.retries:
                     self.failures += 1
                     log.warning("judge at %s failed (%s); no judge score for this call", self.url, exc)

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from octopus.calls import Call, format_call, parse_and_validate
 from octopus.functions import FUNCTIONS, get_function
 from octopus.training.data.assets import STYLES, TRAINING_STYLES, UNSEEN_STYLE, ensure_style
+from octopus.training.data.card import write_card
 from octopus.training.data.concepts import (
     CATEGORY_FUNCTION,
     CATEGORY_NAMES,
@@ -38,6 +39,7 @@ from octopus.training.data.concepts import (
     image_decided_functions,
 )
 from octopus.training.data.queries import OPTIONAL_SLOT_ARGS, SLOTS, TEMPLATES, Template, surface, typo
+from octopus.training.data.rows import read_rows
 from octopus.training.data.scenes import captions, encode_jpeg, is_plural, render_scene
 
 log = logging.getLogger(__name__)
@@ -408,15 +410,8 @@ def build(out: Path, config: BuildConfig) -> dict:
     stats = dataset_stats(out, rejects)
     (out / "build.json").write_text(json.dumps({"config": asdict(config), "stats": stats}, indent=2,
                                                ensure_ascii=False) + "\n")
-    from octopus.training.data.card import write_card
-
     write_card(out, config, stats)
     return stats
-
-
-def read_rows(path: Path) -> list[dict]:
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def dataset_stats(out: Path, rejects: Counter | None = None) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from octopus.training.data.assets import STYLES
+from octopus.training.data.rows import read_rows
 
 CJK_FONTS = (
     "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
@@ -23,8 +24,6 @@ CJK_FONTS = (
 
 
 def write_card(out: Path, config, stats: dict) -> None:
-    from octopus.training.data.build import read_rows
-
     lines = ["# Octopus bilingual function-call dataset", "",
              "Generated offline by `octopus data build` (seeded, reproducible). Build settings:", "",
              "```json", json.dumps(asdict(config), indent=2), "```", "", "## Counts", ""]
@@ -63,8 +62,6 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 def contact_sheet(out: Path, split: str = "train", n: int = 12, seed: int = 0) -> Path:
     """A grid of sample scenes with their query and call, written to DIR/contact_sheet.png."""
-    from octopus.training.data.build import read_rows
-
     rows = read_rows(out / f"{split}.jsonl")
     sample = random.Random(seed).sample(rows, min(n, len(rows)))
     cell_w, img_h, text_h, cols = 300, 224, 74, 4

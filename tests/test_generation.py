@@ -1,0 +1,43 @@
+"""The one decode loop both back-ends use: constrained first token, greedy after, stop at the end token or the
+budget; the same ids from numpy and torch logits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from octopus.generation import greedy_decode
+
+END = 9
+
+
+def scripted(tokens: list[int], vocab: int = 10):
+    """step() that answers the next scripted token as the argmax of one-hot logits, recording what it was fed."""
+    fed = []
+
+    def step(token: int):
+        fed.append(token)
+        logits = np.zeros(vocab, np.float32)
+        logits[tokens[len(fed) - 1]] = 1.0
+        return logits
+    return step, fed
+
+
+def test_the_first_token_is_constrained_and_decoding_stops_at_the_end_token():
+    first = np.array([0, 5, 0, 0, 3, 0, 0, 0, 0, 0], np.float32)  # 1 is the argmax, but only 2 and 4 are allowed
+    step, fed = scripted([7, 8, END, 6])
+    assert greedy_decode(first, step, [2, 4], END, 64) == [4, 7, 8, END]
+    assert fed == [4, 7, 8]  # every generated token but the end one was fed back
+
+
+def test_the_budget_ends_a_call_that_never_closes():
+    step, fed = scripted([1] * 100)
+    assert greedy_decode(np.arange(10.0), step, np.array([3, 4]), END, 5) == [4, 1, 1, 1, 1]
+    assert all(isinstance(t, int) for t in greedy_decode(np.arange(10.0), step, np.array([3, 4]), END, 3))
+
+
+def test_torch_logits_decode_the_same_ids():
+    torch = pytest.importorskip("torch")
+    first = torch.tensor([0.0, 5, 0, 0, 3, 0, 0, 0, 0, 0])
+    step, _ = scripted([7, 8, END])
+    assert greedy_decode(first, lambda t: torch.from_numpy(step(t)), [2, 4], END, 64) == [4, 7, 8, END]
