@@ -12,6 +12,10 @@ from typing import Any
 
 from octopus.calls import CallError, ParseResult
 
+# the answer budget of every back-end: the longest gold call is 47 tokens (a Chinese email); an export records
+# the value it was checked with in its manifest (`decoder.max_new_tokens`), and the device config may lower it
+MAX_NEW_TOKENS = 64
+
 
 @dataclass
 class Generation:

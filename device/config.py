@@ -17,6 +17,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from octopus.generation import MAX_NEW_TOKENS
+
 DEFAULT_CONFIG_PATH = Path("/etc/octopus/config.toml")
 
 
@@ -29,7 +31,7 @@ class ModelSection:
     path: str = "/opt/octopus/model"  # an exported ONNX folder (manifest.json)
     precision: str = "auto"  # auto | fp32 | int8
     threads: int = 0  # onnxruntime intra-op threads; 0: all cores
-    max_new_tokens: int = 64
+    max_new_tokens: int = MAX_NEW_TOKENS  # the answer budget, in tokens
 
 
 @dataclass

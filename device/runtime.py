@@ -18,7 +18,7 @@ import numpy as np
 
 from octopus.bundle import Manifest, ManifestError
 from octopus.calls import parse_and_validate
-from octopus.generation import Generation, greedy_decode
+from octopus.generation import MAX_NEW_TOKENS, Generation, greedy_decode
 from octopus.preprocess import load_image, preprocess
 from octopus.prompt import check_query_ids, check_query_text, query_limit, split_prompt
 
@@ -81,6 +81,7 @@ class OnnxAgent:
         _, self.prefix_past = self._decode_step(self.embed(prefix_ids), self.empty_past, 0)
         self.prefix_length = len(prefix_ids)
         self.max_positions = decoder.get("max_positions")  # older exports did not record it
+        self.max_new_tokens = decoder.get("max_new_tokens", MAX_NEW_TOKENS)
 
     def query_part(self, query: str) -> str:
         """The prompt after the image placeholders, as the exported model was trained to read it."""
@@ -109,7 +110,8 @@ class OnnxAgent:
         logits, *present = self.sessions["decoder_model_merged"].run(["logits", *self.present_names], feeds)
         return logits[0, -1], present
 
-    def generate(self, image, query: str, max_new_tokens: int = 64) -> Generation:
+    def generate(self, image, query: str, max_new_tokens: int | None = None) -> Generation:
+        max_new_tokens = max_new_tokens or self.max_new_tokens
         timings = {}
         start = time.perf_counter()
         if isinstance(image, (str, Path)):

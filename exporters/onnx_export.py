@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from octopus.bundle import FORMAT, Manifest, file_entry
+from octopus.generation import MAX_NEW_TOKENS
 from octopus.model.agent import OctopusAgent
 from octopus.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
 
@@ -288,7 +289,7 @@ def _export(agent: OctopusAgent, model_dir: Path, out: Path, int8: bool, methods
         "prompt": {"prefix": PROMPT_PREFIX, "suffix": PROMPT_SUFFIX, "num_image_tokens": agent.num_image_tokens},
         "preprocess": {"image_size": v.image_size, "mean": list(v.mean), "std": list(v.std)},
         "decoder": {"layers": layers, "kv_heads": heads, "head_dim": head_dim,
-                    "max_positions": agent.lm.config.max_position_embeddings},
+                    "max_positions": agent.lm.config.max_position_embeddings, "max_new_tokens": MAX_NEW_TOKENS},
     }
     if int8:
         methods = {**DEFAULT_INT8, **(methods or {})}  # the embedding table stays fp32: a lookup gains nothing

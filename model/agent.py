@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from octopus.calls import parse_and_validate
-from octopus.generation import Generation, greedy_decode
+from octopus.generation import MAX_NEW_TOKENS, Generation, greedy_decode
 from octopus.model.config import AgentConfig
 from octopus.model.lm import load_lm
 from octopus.model.projector import Projector
@@ -142,7 +142,7 @@ class OctopusAgent(nn.Module):
 
     # --- generation ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, image, query: str, max_new_tokens: int = 64) -> Generation:
+    def generate(self, image, query: str, max_new_tokens: int = MAX_NEW_TOKENS) -> Generation:
         timings = {}
         start = time.perf_counter()
         check_query_text(query)

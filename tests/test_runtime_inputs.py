@@ -80,8 +80,10 @@ def test_the_query_limit_leaves_room_for_the_answer_in_a_small_decoder(tiny_onnx
     """The tiny decoder has 256 positions: prefix + image + a 40-emoji query + 64 new tokens overflowed them
     (onnxruntime INVALID_ARGUMENT); the limit now comes from the positions left."""
     image = Image.new("RGB", (64, 48), "grey")
+    from octopus.generation import MAX_NEW_TOKENS
+
     onnx = OnnxAgent(tiny_onnx)
-    assert onnx.max_positions == 256
+    assert onnx.max_positions == 256 and onnx.max_new_tokens == MAX_NEW_TOKENS  # both read from the manifest
     query = "🐙" * 40
     for backend in (onnx, tiny_agent):
         with pytest.raises(QueryError, match="the limit is"):
