@@ -250,40 +250,51 @@ class _WaitingRoom:
 
     def _run(self) -> None:
         while not self.closed:
-            for key, _ in self.selector.select(timeout=0.5):
-                if key.fileobj is self.wake_r:
-                    try:
-                        while self.wake_r.recv(4096):
-                            pass
-                    except OSError:
-                        pass
-                    continue
-                self.selector.unregister(key.fileobj)
-                _, address = self.waiting.pop(key.fileobj)
-                self.dispatch(key.fileobj, address)
-            while self.incoming:
-                connection, address = self.incoming.popleft()
-                try:
-                    self.selector.register(connection, selectors.EVENT_READ)
-                except (ValueError, OSError):  # closed meanwhile
-                    continue
-                self.waiting[connection] = (time.monotonic(), address)
-            now, limit = time.monotonic(), self.idle_timeout()
-            surplus = len(self.waiting) - MAX_WAITING
-            for connection, (arrived, _) in list(self.waiting.items()):
-                if surplus <= 0 and now - arrived <= limit:
-                    break  # oldest first: the rest arrived later
-                surplus -= 1
-                self._drop(connection)
+            try:
+                self._round()
+            except Exception as exc:  # one bad connection must not stop the endpoint: log it and go on
+                log.warning("query endpoint waiting room: %s: %s", type(exc).__name__, exc)
+                time.sleep(0.1)
         for connection in list(self.waiting):
             self._drop(connection)
         self.selector.close()
         self.wake_r.close()
         self.wake_w.close()
 
+    def _round(self) -> None:
+        """One pass: hand over connections that spoke, take in new ones, close the silent and the surplus."""
+        for key, _ in self.selector.select(timeout=0.5):
+            if key.fileobj is self.wake_r:
+                try:
+                    while self.wake_r.recv(4096):
+                        pass
+                except OSError:
+                    pass
+                continue
+            self.selector.unregister(key.fileobj)
+            _, address = self.waiting.pop(key.fileobj)
+            self.dispatch(key.fileobj, address)
+        while self.incoming:
+            connection, address = self.incoming.popleft()
+            try:
+                self.selector.register(connection, selectors.EVENT_READ)
+            except (ValueError, OSError):  # closed meanwhile
+                continue
+            self.waiting[connection] = (time.monotonic(), address)
+        now, limit = time.monotonic(), self.idle_timeout()
+        surplus = len(self.waiting) - MAX_WAITING
+        for connection, (arrived, _) in list(self.waiting.items()):
+            if surplus <= 0 and now - arrived <= limit:
+                break  # oldest first: the rest arrived later
+            surplus -= 1
+            self._drop(connection)
+
     def _drop(self, connection) -> None:
-        self.selector.unregister(connection)
-        del self.waiting[connection]
+        self.waiting.pop(connection, None)
+        try:
+            self.selector.unregister(connection)
+        except (KeyError, ValueError):
+            pass
         self.close_connection(connection)
 
     def close(self) -> None:
@@ -327,6 +338,8 @@ class _Bounded:
         error = self.last_accept_error
         if error is not None and time.monotonic() - error[0] < 30:
             return False, f"the query endpoint cannot accept connections ({error[1]})"
+        if hasattr(self, "_waiting_room") and not self._waiting_room.thread.is_alive():
+            return False, "the query endpoint's waiting room has stopped"
         return True, "ok"
 
     def waiting(self) -> int:
