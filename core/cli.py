@@ -422,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a profile's stages (resumes after a kill)")
     p.add_argument("stage", choices=["all", "stage0", "stage1", "stage2", "stage3", "reward"],
                    help="one stage, `reward` (stage 3's reward model alone) or all of them")
-    p.add_argument("--profile", default="quick", choices=["tiny", "quick", "full"])
+    p.add_argument("--profile", default="quick", help="a profile of training/stages.py (PROFILES): tiny for CI, "
+                   "quick for 2 cores (default), full for GPUs")
     p.add_argument("--data", required=True, help="data folder (built there first if it has no train.jsonl)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--max-steps", type=int, default=None, help="stop each stage after this many steps")

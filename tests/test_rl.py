@@ -208,3 +208,18 @@ def test_train_cli_rejects_a_bad_stage3_setting_in_one_line(tmp_path):
                              'stage3_rl.rl.rewards={"vibes": 1}'], capture_output=True, text=True)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "unknown rewards" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_profiles_are_a_registry_and_stages_are_found_by_kind():
+    from octopus.training.stages import PROFILES, STAGE_KINDS
+
+    for name in PROFILES:
+        prof = profile(name)
+        assert prof.name == name
+        assert [prof.stages[prof.index(kind)].kind for kind in STAGE_KINDS.values()] == list(STAGE_KINDS.values())
+    with pytest.raises(ValueError, match="choose one of tiny, quick, full"):
+        profile("huge")
+    with pytest.raises(ValueError, match="has no rl stage"):
+        prof = profile("tiny")
+        prof.stages = prof.stages[:2]
+        prof.index("rl")

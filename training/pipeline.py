@@ -23,7 +23,7 @@ import shutil
 import time
 from pathlib import Path
 
-from octopus.training.stages import Profile, profile
+from octopus.training.stages import STAGE_KINDS, Profile, profile
 
 log = logging.getLogger(__name__)
 STAGES = ("stage0", "stage1", "stage2", "stage3")
@@ -256,10 +256,8 @@ def train(which: str, profile_name: str, data_dir: Path, out_dir: Path, max_step
     with state.main_process_first():
         _init_agent(prof, out_dir)
     if which == "reward":
-        return train_reward(prof, data_dir, out_dir, out_dir / prof.stages[1].name / "agent")
-    indices = {"all": range(len(prof.stages)), "stage1": [0], "stage2": [1], "stage3": [2]}[which]
-    if max(indices, default=0) >= len(prof.stages):
-        raise ValueError(f"profile {prof.name} has no {which}")
+        return train_reward(prof, data_dir, out_dir, out_dir / prof.stages[prof.index("functional")].name / "agent")
+    indices = range(len(prof.stages)) if which == "all" else [prof.index(STAGE_KINDS[which])]
     result = out_dir / "init" / "agent"
     for index in indices:
         result = _run(prof, index, data_dir, out_dir, max_steps)

@@ -163,6 +163,13 @@ class Profile:
     stages: list[StageConfig] = field(default_factory=list)
     data_n_per_function: int = 1000  # what `make demo`/`train all` builds when no data dir exists
 
+    def index(self, kind: str) -> int:
+        """Where the stage of this kind (alignment, functional, rl) is in the chain; ValueError if none."""
+        for i, stage in enumerate(self.stages):
+            if stage.kind == kind:
+                return i
+        raise ValueError(f"profile {self.name} has no {kind} stage")
+
 
 # stage 2's request kinds: the text alone decides 40% of the data but only the image decides the hard cases
 GROUNDING_MIX = {"text": 0.3, "image": 0.25, "ambiguous": 0.35, "irrelevant": 0.1}
@@ -189,45 +196,61 @@ def _rl(**kw) -> StageConfig:
     return StageConfig(**{**base, **kw}, rl=RLConfig(**rl))
 
 
+def _tiny() -> Profile:
+    """Seconds per stage: CI proves the whole chain runs."""
+    agent = preset("tiny")
+    agent.vision.model, agent.vision.inline = "octopus-tiny-vit", None
+    clip = ClipStageConfig(model="octopus-tiny-vit", method="open_clip_train", imagenet_init=False, epochs=1,
+                           batch_size=32, warmup=2,
+                           lock_image=False, precision="fp32", image_mean=agent.vision.mean,
+                           image_std=agent.vision.std)
+    stages = [_alignment(data="naming.jsonl", max_examples=64, batch_size=8, max_length=64, save_every=4,
+                         precision="no", grounding_loss_weight=0.5),
+              _functional(max_examples=96, batch_size=8, max_length=96, lr=2e-3, save_every=4, precision="no",
+                          grounding_loss_weight=0.5, kind_shares=GROUNDING_MIX),
+              _rl(batch_size=4, lr=1e-3, precision="no", save_every=2,
+                  rl=dict(steps=4, group_size=4, max_new_tokens=24, mine_rows=64, probe_rows=16, probe_every=2,
+                          keep="last",  # CI checks what stage 3 changes: the best by probe may be step 0
+                          reward_model_pairs=96, reward_model_steps=6, reward_model_batch=8))]
+    return Profile("tiny", agent, clip, stages, data_n_per_function=10)
+
+
+def _quick() -> Profile:
+    """SmolLM2-135M + the ImageNet EfficientNet-Lite0 trunk, under 30 minutes on 2 cores."""
+    stages = [_alignment(data="naming.jsonl", batch_size=64, max_length=40, epochs=20.0, lr=1e-3,
+                         lm_loss_weight=0.0, grounding_loss_weight=1.0, save_every=200),
+              # projector frozen: trained here it drifted to the training objects (held-out category from
+              # the image tokens 81% -> 69%); frozen, held-out image-decided accuracy rose 53% -> 71%
+              _functional(max_examples=3000, batch_size=8, max_length=128, lr=8e-4, epochs=1.0,
+                          function_token_weight=2.0, save_every=25, kind_shares=GROUNDING_MIX,
+                          train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"}),
+              # rules + environment by default: on 2 cores the reward model costs 12-17 s a step of 16 pairs
+              # (add it with --set 'stage3_rl.rl.rewards={..., "reward_model": 1}'); ~34 s a GRPO step
+              _rl(rl=dict(steps=40, rewards=dict(RULE_REWARDS)))]
+    return Profile("quick", preset("quick"), ClipStageConfig(), stages, data_n_per_function=1000)
+
+
+def _full() -> Profile:
+    """Many GPUs under `accelerate launch`: all data, full fine-tune as in Octopus v2."""
+    stages = [_alignment(data="naming.jsonl", batch_size=64, max_length=40, epochs=5.0, lr=1e-3,
+                         grounding_loss_weight=1.0),  # on GPUs the LM's naming loss is affordable too
+              _functional(batch_size=32, max_length=160, epochs=3.0, lr=5e-5, kind_shares=GROUNDING_MIX,
+                          train={"vision_encoder": "frozen", "projector": "full", "lm": "full"}),
+              _rl(batch_size=64, rl=dict(steps=500, group_size=8, mine_rows=20000, reward_model_pairs=40000,
+                                         reward_model_steps=2000, reward_model_batch=64,
+                                         reward_model_layers=None))]
+    return Profile("full", preset("full"), ClipStageConfig(method="open_clip_train", epochs=20,
+                                                           unlocked_groups=2, batch_size=256, lr=5e-4),
+                   stages, data_n_per_function=5000)
+
+
+# the profiles, by name: each builds its stages as data (every default is sized for a 2-core CPU except `full`)
+PROFILES = {"tiny": _tiny, "quick": _quick, "full": _full}
+STAGE_KINDS = {"stage1": "alignment", "stage2": "functional", "stage3": "rl"}  # CLI stage name -> stage kind
+
+
 def profile(name: str) -> Profile:
-    """The named profile; every default is sized for a 2-core CPU except `full`."""
-    if name == "tiny":  # seconds per stage: CI proves the whole chain runs
-        agent = preset("tiny")
-        agent.vision.model, agent.vision.inline = "octopus-tiny-vit", None
-        clip = ClipStageConfig(model="octopus-tiny-vit", method="open_clip_train", imagenet_init=False, epochs=1,
-                               batch_size=32, warmup=2,
-                               lock_image=False, precision="fp32", image_mean=agent.vision.mean,
-                               image_std=agent.vision.std)
-        stages = [_alignment(data="naming.jsonl", max_examples=64, batch_size=8, max_length=64, save_every=4,
-                             precision="no", grounding_loss_weight=0.5),
-                  _functional(max_examples=96, batch_size=8, max_length=96, lr=2e-3, save_every=4, precision="no",
-                              grounding_loss_weight=0.5, kind_shares=GROUNDING_MIX),
-                  _rl(batch_size=4, lr=1e-3, precision="no", save_every=2,
-                      rl=dict(steps=4, group_size=4, max_new_tokens=24, mine_rows=64, probe_rows=16, probe_every=2,
-                              keep="last",  # CI checks what stage 3 changes: the best by probe may be step 0
-                              reward_model_pairs=96, reward_model_steps=6, reward_model_batch=8))]
-        return Profile(name, agent, clip, stages, data_n_per_function=10)
-    if name == "quick":  # SmolLM2-135M + the ImageNet EfficientNet-Lite0 trunk, under 30 minutes on 2 cores
-        stages = [_alignment(data="naming.jsonl", batch_size=64, max_length=40, epochs=20.0, lr=1e-3,
-                             lm_loss_weight=0.0, grounding_loss_weight=1.0, save_every=200),
-                  # projector frozen: trained here it drifted to the training objects (held-out category from
-                  # the image tokens 81% -> 69%); frozen, held-out image-decided accuracy rose 53% -> 71%
-                  _functional(max_examples=3000, batch_size=8, max_length=128, lr=8e-4, epochs=1.0,
-                              function_token_weight=2.0, save_every=25, kind_shares=GROUNDING_MIX,
-                              train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"}),
-                  # rules + environment by default: on 2 cores the reward model costs 12-17 s a step of 16 pairs
-                  # (add it with --set 'stage3_rl.rl.rewards={..., "reward_model": 1}'); ~34 s a GRPO step
-                  _rl(rl=dict(steps=40, rewards=dict(RULE_REWARDS)))]
-        return Profile(name, preset("quick"), ClipStageConfig(), stages, data_n_per_function=1000)
-    if name == "full":  # many GPUs under `accelerate launch`: all data, full fine-tune as in Octopus v2
-        stages = [_alignment(data="naming.jsonl", batch_size=64, max_length=40, epochs=5.0, lr=1e-3,
-                             grounding_loss_weight=1.0),  # on GPUs the LM's naming loss is affordable too
-                  _functional(batch_size=32, max_length=160, epochs=3.0, lr=5e-5, kind_shares=GROUNDING_MIX,
-                              train={"vision_encoder": "frozen", "projector": "full", "lm": "full"}),
-                  _rl(batch_size=64, rl=dict(steps=500, group_size=8, mine_rows=20000, reward_model_pairs=40000,
-                                             reward_model_steps=2000, reward_model_batch=64,
-                                             reward_model_layers=None))]
-        return Profile(name, preset("full"), ClipStageConfig(method="open_clip_train", epochs=20,
-                                                               unlocked_groups=2, batch_size=256, lr=5e-4),
-                       stages, data_n_per_function=5000)
-    raise ValueError(f"unknown profile {name!r}; choose one of tiny, quick, full")
+    """The named profile, freshly built (callers may override its stages)."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return PROFILES[name]()
