@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from octopus.model.presets import INCEPTION_MEAN, INCEPTION_STD, STAGE0_CLIP_MODEL
 from octopus.model.vision import efficientnet_lite0_imagenet_state  # also registers the project's CLIP configs
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ClipStageConfig:
-    model: str = "octopus-effnet-lite0"
+    model: str = STAGE0_CLIP_MODEL
     method: str = "cached_lit"  # or "open_clip_train"
     imagenet_init: bool = True  # start the image tower from the ImageNet EfficientNet-Lite0 weights
     epochs: int = 30
@@ -47,8 +48,8 @@ class ClipStageConfig:
     lock_image: bool = True
     precision: str = "auto"  # open_clip's names (amp_bf16, fp32); auto: amp_bf16 where bf16 runs fast
     workers: int = 1
-    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_mean: tuple[float, float, float] = INCEPTION_MEAN  # the agent's own (model/presets.py): one home
+    image_std: tuple[float, float, float] = INCEPTION_STD
 
 
 def accelerator_available() -> bool:
