@@ -37,7 +37,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-from soak import rss_mb, tiny_model  # noqa: E402
+from conftest import make_bad_images  # noqa: E402
+from soak import launch_daemon, rss_mb, tiny_model  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 OCTOPUS = [sys.executable, "-m", "octopus.cli"]
@@ -178,18 +179,10 @@ def images(root: Path) -> dict[str, tuple[Path, str]]:
     frames = [photo, photo.rotate(90)]
     frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:])
     out["an animated GIF"] = (folder / "animated.gif", "answer")
-    (folder / "corrupt.jpg").write_bytes((folder / "photo.jpg").read_bytes()[:60])
-    out["a JPEG cut after 60 bytes"] = (folder / "corrupt.jpg", "error")
-    (folder / "notes.png").write_text("this is not an image\n")
-    out["a text file named .png"] = (folder / "notes.png", "error")
-    (folder / "empty.png").write_bytes(b"")
-    out["an empty file"] = (folder / "empty.png", "error")
-    with open(folder / "huge.jpg", "wb") as f:
-        f.truncate(60_000_000)  # sparse
-    out["a 60 MB file"] = (folder / "huge.jpg", "error")
-    Image.new("1", (12_000, 8_000)).save(folder / "bomb.png")
-    out["a 96-megapixel PNG of a few kB"] = (folder / "bomb.png", "error")
-    out["a missing file"] = (folder / "missing.png", "error")
+    names = {"corrupt": "a JPEG cut after 40 bytes", "text": "a text file named .png", "empty": "an empty file",
+             "huge": "a 60 MB file", "bomb": "a 96-megapixel PNG of a few kB", "missing": "a missing file"}
+    for kind, path in make_bad_images(folder).items():  # the tests' own set
+        out[names[kind]] = (path, "error")
     out["a directory"] = (folder, "error")
     return out
 
@@ -452,19 +445,12 @@ class Daemon:
         config = write(root, "daemon.toml", base_config(root, onnx, f"127.0.0.1:{self.port}").replace(
             str(root / "state"), str(root / "daemon-state")) + 'log_level = "info"\n[actions.webhook]\n'
             f'url = "http://bob:{SECRET}@127.0.0.1:9/hook"\n')
-        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.notify.bind(str(root / "notify.sock"))
-        self.notify.settimeout(300)
         self.log = root / "daemon.log"
-        env = {**os.environ, "NOTIFY_SOCKET": str(root / "notify.sock"), "MALLOC_ARENA_MAX": "2"}
 
         def limits():
             resource.setrlimit(resource.RLIMIT_NOFILE, (LIMIT_NOFILE, LIMIT_NOFILE))
 
-        self.proc = subprocess.Popen([*OCTOPUS, "daemon", "--config", str(config)], env=env, preexec_fn=limits,
-                                     stderr=open(self.log, "w"))
-        while b"READY=1" not in self.notify.recv(4096):
-            pass
+        self.proc, self.notify = launch_daemon(config, root, limits)
         threading.Thread(target=self._drain, daemon=True).start()
 
     def _drain(self) -> None:

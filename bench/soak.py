@@ -80,12 +80,19 @@ def start_daemon(root: Path, model: Path, port: int) -> tuple[subprocess.Popen, 
                       f'[camera]\nkind = "file"\npath = "{frames(root)}"\n[button]\nenabled = false\n'
                       f'[queries]\nlisten = "127.0.0.1:{port}"\n[daemon]\nstate_dir = "{root / "state"}"\n'
                       f'log_level = "warning"\n')
+    return launch_daemon(config, root)
+
+
+def launch_daemon(config: Path, root: Path, preexec_fn=None) -> tuple[subprocess.Popen, socket.socket]:
+    """`octopus daemon --config CONFIG` as systemd starts it: its own process, NOTIFY_SOCKET (waited on for
+    READY=1), the unit's MALLOC_ARENA_MAX=2; stderr in ROOT/daemon.log. Returns the process and the notify
+    socket, which the caller must keep reading."""
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(root / "notify.sock"))
     notify.settimeout(300)
     env = {**os.environ, "NOTIFY_SOCKET": str(root / "notify.sock"), "MALLOC_ARENA_MAX": "2"}  # as the unit sets
     proc = subprocess.Popen([sys.executable, "-m", "octopus.cli", "daemon", "--config", str(config)], env=env,
-                            stderr=open(root / "daemon.log", "w"))
+                            preexec_fn=preexec_fn, stderr=open(root / "daemon.log", "w"))
     while b"READY=1" not in notify.recv(4096):
         pass
     return proc, notify

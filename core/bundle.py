@@ -88,11 +88,11 @@ class Manifest:
         for section in ("graphs", "int8", "embed_table", "tokenizer"):
             entries = self._entries(section)
             for name, entry in entries.items():
+                label = section if name == section else f"{section}.{name}"
                 if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "sha256" not in entry:
-                    raise ManifestError(f"{self.path}: {section}.{name} has no file and sha256".replace(
-                        f"{section}.{section}", section))
+                    raise ManifestError(f"{self.path}: {label} has no file and sha256")
                 if Path(entry["file"]).name != entry["file"]:  # files live in the folder, never elsewhere
-                    raise ManifestError(f"{self.path}: {section}.{name} names a file outside the folder")
+                    raise ManifestError(f"{self.path}: {label} names a file outside the folder")
 
     def _entries(self, section: str) -> dict:
         value = self.data.get(section)
@@ -138,11 +138,6 @@ class Manifest:
         for entry in files.values():
             self.path_of(entry)
         return list(files)
-
-
-def read_manifest(directory: str | Path) -> dict:
-    """The manifest of `directory` as a dict, checked (ManifestError otherwise)."""
-    return Manifest.load(directory).data
 
 
 def main(argv: list[str] | None = None) -> int:

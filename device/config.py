@@ -135,7 +135,7 @@ POSITIVE = {("model", "max_new_tokens"), ("camera", "width"), ("camera", "height
             ("actions", "sms", "timeout_s"), ("actions", "webhook", "timeout_s")}
 # upper bounds: a typo (an extra digit or twenty) is an error at load, not a hang or an overflow later
 MAXIMUM = {("model", "max_new_tokens"): 1024, ("camera", "width"): 8192, ("camera", "height"): 8192,
-           ("actions", "smtp", "port"): 65535, ("outbox", "max_attempts"): 1000}
+           ("outbox", "max_attempts"): 1000}
 LARGEST = 2**31 - 1  # any other integer
 
 
@@ -189,8 +189,6 @@ def _fill(obj, table: dict, path: tuple[str, ...]):
             raise ConfigError(f"'{where}' must be positive, got {value!r}")
         if (*path, key) in MAXIMUM and value > MAXIMUM[(*path, key)]:
             raise ConfigError(f"'{where}' must be at most {MAXIMUM[(*path, key)]}, got {value!r}")
-        if (*path, key) == ("actions", "smtp", "port") and value < 1:
-            raise ConfigError(f"'{where}' must be a port from 1 to 65535, got {value!r}")
         setattr(obj, key, value)
 
 
@@ -224,6 +222,8 @@ def validate(config: Config) -> Config:
         raise ConfigError("'camera.path' must be set when camera.kind = \"file\"")
     if config.actions.smtp.password_file and config.actions.smtp.password_credential:
         raise ConfigError("set one of 'actions.smtp.password_file' and 'actions.smtp.password_credential'")
+    if not 1 <= config.actions.smtp.port <= 65535:
+        raise ConfigError(f"'actions.smtp.port' must be a port from 1 to 65535, got {config.actions.smtp.port}")
     if not 0 <= config.button.pin <= 27:
         raise ConfigError(f"'button.pin' must be a BCM GPIO number from 0 to 27, got {config.button.pin}")
     if config.button.bounce_ms < 0:

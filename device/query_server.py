@@ -129,7 +129,6 @@ class Handler(BaseHTTPRequestHandler):
         """The request body as a dict ({"query": text} for plain text); replies and returns None when bad."""
         if self.headers.get("Transfer-Encoding"):  # chunked bodies are not read: refused, never misread as empty
             self._reply(HTTPStatus.LENGTH_REQUIRED, {"error": "send the body with a Content-Length, not chunked"})
-            self.close_connection = True
             return None
         declared = (self.headers.get("Content-Length") or "0").strip()
         if not declared.isdigit():  # "-1" or "abc": rfile.read(-1) would read to EOF, unbounded

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -41,6 +43,22 @@ def tiny_onnx(tmp_path_factory):
     OctopusAgent.build(tiny()).save(root / "agent")
     export(root / "agent", root / "onnx", int8=True)
     return root / "onnx"
+
+
+def make_bad_images(tmp_path: Path) -> dict[str, Path]:
+    """Files no image reader should take (each must be a one-line error): cut, not an image, empty, over the
+    size limit, a decompression bomb, missing. Shared by the tests and bench/redteam.py."""
+    bad = {"corrupt": tmp_path / "corrupt.jpg", "text": tmp_path / "notes.png", "empty": tmp_path / "empty.png",
+           "huge": tmp_path / "huge.jpg", "bomb": tmp_path / "bomb.png", "missing": tmp_path / "missing.png"}
+    good = tmp_path / "good.jpg"
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(good)
+    bad["corrupt"].write_bytes(good.read_bytes()[:40])
+    bad["text"].write_text("this is not an image\n")
+    bad["empty"].write_bytes(b"")
+    with open(bad["huge"], "wb") as f:  # 60 MB, sparse: over the size limit without using the disk
+        f.truncate(60_000_000)
+    Image.new("1", (12_000, 8_000)).save(bad["bomb"])  # 96 Mpixels in a few kB
+    return bad
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import free_port
+from conftest import free_port, make_bad_images
 from PIL import Image
 
 from octopus.device.button import GestureButton
@@ -404,20 +404,6 @@ def test_defaults_are_a_dry_run_and_a_missing_default_file_is_fine(tmp_path):
     assert config.actions.execute is False and config.queries.listen.startswith("127.0.0.1:")
     with pytest.raises(ValueError, match="no config file"):
         load_config(tmp_path / "missing.toml")
-
-
-def make_bad_images(tmp_path: Path) -> dict[str, Path]:
-    bad = {"corrupt": tmp_path / "corrupt.jpg", "text": tmp_path / "notes.png", "empty": tmp_path / "empty.png",
-           "huge": tmp_path / "huge.jpg", "bomb": tmp_path / "bomb.png", "missing": tmp_path / "missing.png"}
-    good = tmp_path / "good.jpg"
-    Image.new("RGB", (64, 48), (200, 30, 30)).save(good)
-    bad["corrupt"].write_bytes(good.read_bytes()[:40])
-    bad["text"].write_text("this is not an image\n")
-    bad["empty"].write_bytes(b"")
-    with open(bad["huge"], "wb") as f:  # 60 MB, sparse: over the size limit without using the disk
-        f.truncate(60_000_000)
-    Image.new("1", (12_000, 8_000)).save(bad["bomb"])  # 96 Mpixels in a few kB
-    return bad
 
 
 def test_corrupt_huge_and_non_image_files_are_refused_in_one_line(tiny_onnx, tmp_path):
