@@ -745,8 +745,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", "-v", action="store_true", help="print every attack, not only failures")
     args = parser.parse_args(argv)
     OUTCOMES.clear()
+    saved = os.environ.get("XDG_STATE_HOME")
     with tempfile.TemporaryDirectory() as tmp:
-        figures = run(args.model, Path(tmp))
+        os.environ["XDG_STATE_HOME"] = tmp  # every `octopus ask` records its answer: not in the user's outbox
+        try:
+            figures = run(args.model, Path(tmp))
+        finally:
+            if saved is None:
+                del os.environ["XDG_STATE_HOME"]
+            else:
+                os.environ["XDG_STATE_HOME"] = saved
     print(table(OUTCOMES))
     for o in OUTCOMES:
         if args.verbose or not o.ok:

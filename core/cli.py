@@ -213,66 +213,46 @@ def _device_config(path: str | None, required: bool = False):
         raise CliError(str(exc)) from None
 
 
-def _execute(function: str, arguments: dict, config) -> dict:
-    """Queue one call in the outbox and deliver it now; a retryable failure stays queued for the daemon."""
-    from octopus.device.actions import Actions
-    from octopus.device.outbox import Outbox, OutboxError
-
-    try:
-        outbox = Outbox.from_config(config)
-        item_id = outbox.enqueue(function, arguments, source="cli", dry_run=False)
-    except OutboxError as exc:
-        raise CliError(str(exc)) from None
-    outbox.deliver_due(Actions(config.actions).perform_item)
-    item = outbox.get(item_id)
-    outbox.close()
-    return {"outbox_id": item_id, "status": item.status, "detail": item.result}
-
-
 def cmd_ask(args: argparse.Namespace) -> int:
+    """One request through the answer step the daemon uses (octopus.device.answer): the call is recorded in the
+    config's outbox (a dry run unless --execute) and delivered before this returns."""
     from pathlib import Path
 
     from octopus.preprocess import ImageError, load_image
+    from octopus.prompt import QueryError, check_query_text
 
-    config = _device_config(args.config)  # checked before the (slow) model load, like the image
+    config = _device_config(args.config)  # config, image, query and outbox checked before the (slow) model load
     try:
         image = load_image(Path(args.image))
     except ImageError as exc:
         raise CliError(str(exc)) from None
-    from octopus.prompt import QueryError, check_query_text
-
     try:
         check_query_text(args.query)
     except QueryError as exc:
         raise CliError(f"--query: {exc}") from None
+    outbox = _open_outbox(config)
 
-    backend = _backend(args.model, args.precision)
+    from octopus.device.answer import AnswerStep
+
+    step = AnswerStep.from_config(_backend(args.model, args.precision), outbox, config, execute=args.execute)
     try:
-        generation = backend.generate(image, args.query)
+        record = step(image, args.query, "cli:ask")
     except QueryError as exc:
         raise CliError(str(exc)) from None
-    action = None
-    if generation.function is not None:
-        from octopus.device.actions import ActionFailed, Actions
-
-        if args.execute:
-            action = _execute(generation.function, generation.arguments, config)
-        else:
-            actions = Actions(config.actions)
-            try:
-                detail = actions.perform(generation.function, generation.arguments, "dry-run", dry_run=True)
-            except ActionFailed as exc:
-                detail = f"refused: {exc}"
-            action = {"status": "dry_run", "detail": detail}
+    action = step.deliver(record["outbox_id"]) if "outbox_id" in record else None
+    outbox.close()
     if args.json:
-        print(json.dumps({"function": generation.function, "arguments": generation.arguments, "raw": generation.raw,
-                          "action": action, "timings_ms": {k: round(v, 2) for k, v in generation.timings_ms.items()}},
-                         ensure_ascii=False))
+        print(json.dumps({"function": record["function"], "arguments": record["arguments"], "raw": record["raw"],
+                          "action": action and {**action, "dry_run": record["dry_run"]},
+                          "error": record.get("error"), "timings_ms": record["timings_ms"]}, ensure_ascii=False))
     else:
-        print(generation.raw)
+        print(record["raw"])
         if action:
-            print(f"{action['status']}: {action['detail']}")
-    return 1 if action and action["status"] == "failed" else 0
+            dry_done = record["dry_run"] and action["status"] == "done"
+            print(action["detail"] if dry_done else f"{action['status']}: {action['detail']}")
+        elif record.get("not_queued"):
+            print(f"not queued: {record['error']}", file=sys.stderr)
+    return 1 if record.get("not_queued") or (action and action["status"] == "failed") else 0
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
@@ -291,10 +271,10 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         raise CliError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
 
 
-def _outbox(args: argparse.Namespace):
+def _open_outbox(config):
+    """The outbox in the config's state directory, or the one-line reason it cannot be opened."""
     from octopus.device.outbox import Outbox, OutboxError
 
-    config = _device_config(args.config)
     try:
         outbox = Outbox.from_config(config)
     except OSError as exc:
@@ -303,7 +283,7 @@ def _outbox(args: argparse.Namespace):
         raise CliError(str(exc)) from None
     if outbox.problem:
         print(f"warning: outbox: {outbox.problem}", file=sys.stderr)
-    return config, outbox
+    return outbox
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
@@ -311,7 +291,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
     from octopus.device.actions import Actions
 
-    config, outbox = _outbox(args)
+    config = _device_config(args.config)
+    outbox = _open_outbox(config)
     if args.outbox_command == "list":
         items = outbox.list(args.status)
         if args.json:

@@ -17,6 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from octopus.functions import function_names
 from octopus.generation import MAX_NEW_TOKENS
 
 DEFAULT_CONFIG_PATH = Path("/etc/octopus/config.toml")
@@ -121,6 +122,8 @@ class Config:
             return Path(self.daemon.state_dir)
         if os.environ.get("STATE_DIRECTORY"):
             return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+        if os.environ.get("XDG_STATE_HOME"):
+            return Path(os.environ["XDG_STATE_HOME"]) / "octopus"
         return Path.home() / ".local" / "state" / "octopus"
 
 
@@ -212,7 +215,6 @@ def check_listen(listen: str) -> None:
 
 
 def validate(config: Config) -> Config:
-    from octopus.functions import function_names
 
     check_listen(config.queries.listen)
     unknown = set(config.actions.links) - set(function_names())

@@ -1,4 +1,4 @@
-"""The device daemon: button or endpoint → capture → inference → outbox → action.
+"""The device daemon: button or endpoint → capture → the answer step (device/answer.py) → outbox → action.
 
 Threads and what each owns:
 - the worker owns the camera and the model: it takes one request at a time from a queue of one, so a press
@@ -23,12 +23,12 @@ from collections import deque
 
 from PIL import Image
 
-from octopus.calls import CallError
 from octopus.device import sd_notify
 from octopus.device.actions import Actions
+from octopus.device.answer import AnswerStep
 from octopus.device.camera import CameraError, open_camera
 from octopus.device.config import Config
-from octopus.device.outbox import Outbox, OutboxError
+from octopus.device.outbox import Outbox
 from octopus.device.query_server import serve
 from octopus.device.requests import Busy, Request
 from octopus.prompt import QueryError
@@ -40,6 +40,7 @@ class Daemon:
         self.agent, self.camera, self.pin_factory = agent, camera, pin_factory
         self.actions = Actions(config.actions)
         self.outbox: Outbox | None = None
+        self.answer: AnswerStep | None = None  # built in start(), once the model and the outbox are open
         self.outbox_error: str | None = None  # the last enqueue the disk refused (cleared by the next success)
         self.requests: queue.Queue[Request] = queue.Queue(maxsize=1)
         self.stopping = threading.Event()
@@ -68,6 +69,8 @@ class Daemon:
             self.camera = open_camera(self.config.camera)
         state = self.config.state_dir()
         self.outbox = Outbox.from_config(self.config)
+        self.answer = AnswerStep(self.agent, self.outbox, self.actions, self.config.actions.execute,
+                                 self.config.model.max_new_tokens)
         for name, target in (("worker", self._worker_loop), ("sender", self._sender_loop)):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -191,40 +194,29 @@ class Daemon:
             log.error("%s", exc)
             return {**result, "error": str(exc)}
         try:
-            generation = self.agent.generate(image, query, max_new_tokens=self.config.model.max_new_tokens)
+            record = self.answer(image, query, f"{request.source}:{request.gesture}")
         except QueryError as exc:  # a request the agent cannot take: one line, not a traceback
             self.counts["errors"] += 1
             log.error("%s", exc)
             return {**result, "error": str(exc)}
-        result.update(function=generation.function, arguments=generation.arguments, raw=generation.raw,
-                      timings_ms={k: round(v, 1) for k, v in generation.timings_ms.items()})
-        if isinstance(generation.result, CallError):
-            result["error"] = f"not a valid call ({generation.result.kind}: {generation.result.message})"
-        elif generation.function is not None:
-            dry_run = not self.config.actions.execute
-            try:
-                result["outbox_id"] = self.outbox.enqueue(generation.function, generation.arguments,
-                                                          f"{request.source}:{request.gesture}", dry_run)
-            except OutboxError as exc:  # disk full or read-only: the answer is shown, nothing is queued
-                self.counts["errors"] += 1
-                self.outbox_error = str(exc)
-                log.error("%s %r -> %s %s NOT queued: %s", request.gesture, query, generation.function,
-                          generation.arguments, exc)
-                sd_notify.notify(f"STATUS=outbox refused work: {exc}")
-                result.update(error=str(exc), not_queued=True)
-                self.recent.append(result)
-                return result
+        result.update(record)
+        if record.get("not_queued"):  # disk full or read-only: the answer is shown, nothing is queued
+            self.counts["errors"] += 1
+            self.outbox_error = record["error"]
+            log.error("%s %r -> %s %s NOT queued: %s", request.gesture, query, record["function"],
+                      record["arguments"], record["error"])
+            sd_notify.notify(f"STATUS=outbox refused work: {record['error']}")
+            self.recent.append(result)
+            return result
+        if "outbox_id" in record:
             self.outbox_error = None
-            result["action"] = ("dry run: " if dry_run else "") + self.actions.describe(generation.function,
-                                                                                       generation.arguments)
             self.wake_sender.set()
         total = (time.perf_counter() - start) * 1e3
         result["total_ms"] = round(total, 1)
         self.latencies_ms.append(total)
         self.recent.append(result)
-        log.info("%s %r -> %s %s (%.0f ms)", request.gesture, query, generation.function, generation.arguments,
-                 total)
-        sd_notify.notify(f"STATUS=ready; {self.counts['requests']} requests; last {generation.function} "
+        log.info("%s %r -> %s %s (%.0f ms)", request.gesture, query, record["function"], record["arguments"], total)
+        sd_notify.notify(f"STATUS=ready; {self.counts['requests']} requests; last {record['function']} "
                          f"in {total:.0f} ms")
         return result
 

@@ -284,16 +284,18 @@ class Outbox:
         with self.lock:
             return status_counts(self.db)
 
-    def claim(self, now: float | None = None) -> Item | None:
-        """Take the oldest due item (or one left `sending` by a dead process) and mark it ours."""
+    def claim(self, now: float | None = None, item_id: str | None = None) -> Item | None:
+        """Take the oldest due item (or one left `sending` by a dead process), or only `item_id`, and mark it
+        ours."""
         now = time.time() if now is None else now
         with self.lock:
-            return self._claim(now)
+            return self._claim(now, item_id)
 
-    def _claim(self, now: float) -> Item | None:
+    def _claim(self, now: float, item_id: str | None) -> Item | None:
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            candidates = self._items("(status = 'pending' AND next_at <= ?) OR status = 'sending'", (now,))
+            where = "((status = 'pending' AND next_at <= ?) OR status = 'sending')"
+            candidates = self._items(where + (" AND id = ?" if item_id else ""), (now, item_id) if item_id else (now,))
             item = next((i for i in candidates if i.status == "pending" or not owner_alive(i.owner)), None)
             if item is not None:
                 if item.status == "sending":
@@ -355,17 +357,30 @@ class Outbox:
                 break
             if item is None:
                 break
-            try:
-                result = perform(item)
-            except Exception as exc:  # an executor bug must not lose the item: it stays retryable
-                retryable = getattr(exc, "retryable", True)
-                item.status = self.mark_failed(item, str(exc) or type(exc).__name__, retryable)
-                item.result = str(exc)
-                log.warning("outbox %s %s: %s (%s, attempt %d)", item.id, item.function, exc, item.status,
-                            item.attempts)
-            else:
-                self.mark_done(item.id, result)
-                item.status, item.result = "done", result
-                log.info("outbox %s %s: %s", item.id, item.function, result)
-            handled.append(item)
+            handled.append(self._deliver(item, perform))
         return handled
+
+    def deliver_one(self, item_id: str, perform: Callable[[Item], str]) -> Item | None:
+        """Send one item now if it is due; None when it is not (already handled, or another process has it)."""
+        self.flush()
+        try:
+            item = self.claim(item_id=item_id)
+        except sqlite3.OperationalError as exc:
+            log.warning("outbox: cannot claim %s (%s); the daemon will send it", item_id, exc)
+            return None
+        return None if item is None else self._deliver(item, perform)
+
+    def _deliver(self, item: Item, perform: Callable[[Item], str]) -> Item:
+        try:
+            result = perform(item)
+        except Exception as exc:  # an executor bug must not lose the item: it stays retryable
+            retryable = getattr(exc, "retryable", True)
+            item.status = self.mark_failed(item, str(exc) or type(exc).__name__, retryable)
+            item.result = str(exc)
+            log.warning("outbox %s %s: %s (%s, attempt %d)", item.id, item.function, exc, item.status,
+                        item.attempts)
+        else:
+            self.mark_done(item.id, result)
+            item.status, item.result = "done", result
+            log.info("outbox %s %s: %s", item.id, item.function, result)
+        return item

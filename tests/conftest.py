@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+
+@pytest.fixture(scope="session", autouse=True)
+def state_home(tmp_path_factory):
+    """Every `octopus ask` records its answer in an outbox: the tests' go to a folder of their own (the
+    programs they start inherit it), never to the user's ~/.local/state/octopus."""
+    folder = tmp_path_factory.mktemp("xdg_state")
+    old = {k: os.environ.get(k) for k in ("XDG_STATE_HOME", "STATE_DIRECTORY")}
+    os.environ["XDG_STATE_HOME"] = str(folder)
+    os.environ.pop("STATE_DIRECTORY", None)
+    yield folder
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

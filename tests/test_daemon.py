@@ -481,13 +481,45 @@ def test_ask_execute_sends_the_email_and_dry_run_does_not(email_onnx, tmp_path, 
     assert dry.returncode == 0, dry.stderr
     answer = json.loads(dry.stdout)
     assert answer["function"] == "send_email" and answer["arguments"]["recipient"] == "ann@example.com"
-    assert answer["action"]["status"] == "dry_run" and "would email 'ann@example.com'" in answer["action"]["detail"]
+    action = answer["action"]
+    assert action["dry_run"] and action["status"] == "done"
+    assert action["detail"] == "dry run: would email 'ann@example.com' subject 'the bottle'"
     assert server.messages == []
     sent = subprocess.run([*ask, "--execute"], capture_output=True, text=True, timeout=120)
     assert sent.returncode == 0, sent.stderr
     action = json.loads(sent.stdout)["action"]
     assert action["status"] == "done" and [m["To"] for m in server.messages] == ["ann@example.com"]
     assert server.messages[0]["Message-ID"] == f"<{action['outbox_id']}@octopus.local>"
+
+
+def test_ask_and_the_daemon_record_the_same_outbox_item(email_onnx, tmp_path, mock_factory):
+    """One answer step: the same frame and query give the same outbox record from `octopus ask --config` and
+    from a daemon's press, a dry run in both (recorded, checked, nothing sent)."""
+    from conftest import EMAIL_QUERY
+
+    (tmp_path / "frames").mkdir()
+    Image.new("RGB", (48, 48), (128, 128, 128)).save(tmp_path / "frames" / "frame.png")
+    config_path = write_config(tmp_path, email_onnx, extra='[actions]\nallow_recipients = ["@example.com"]\n')
+    config_path.write_text(config_path.read_text().replace("max_new_tokens = 12", "max_new_tokens = 64"))
+    frame = tmp_path / "frames" / "frame.png"
+    ask = subprocess.run([*OCTOPUS, "ask", "--model", str(email_onnx), "--image", str(frame), "--query", EMAIL_QUERY,
+                          "--config", str(config_path)], capture_output=True, text=True, timeout=120)
+    assert ask.returncode == 0, ask.stderr
+    assert ask.stdout.splitlines()[-1] == "dry run: would email 'ann@example.com' subject 'the bottle'"
+    d = Daemon(parse_config(config_path.read_text()), pin_factory=mock_factory)
+    d.start()
+    try:
+        d.set_query(EMAIL_QUERY)
+        press(mock_factory.pin(17))
+        assert wait_for(lambda: len(d.outbox.list("done")) == 2)
+        by_source = {i.source: i.to_json() for i in d.outbox.list()}
+    finally:
+        d.stop()
+    assert set(by_source) == {"cli:ask", "button:short"}
+    cli_item, daemon_item = by_source["cli:ask"], by_source["button:short"]
+    same = ("function", "arguments", "dry_run", "status", "attempts", "result")
+    assert {k: cli_item[k] for k in same} == {k: daemon_item[k] for k in same}
+    assert cli_item["function"] == "send_email" and cli_item["dry_run"] and cli_item["status"] == "done"
 
 
 def test_a_button_press_ends_as_an_email_through_the_outbox(email_onnx, tmp_path, smtp_server, mock_factory):

@@ -156,7 +156,7 @@ def test_eval_and_ask_on_a_trained_agent(data_dir, run_dir, tmp_path):
                           "order this for me", "--json"], capture_output=True, text=True)
     assert ask.returncode == 0, ask.stderr
     answer = json.loads(ask.stdout)
-    assert set(answer) == {"function", "arguments", "raw", "action", "timings_ms"}
+    assert set(answer) == {"function", "arguments", "raw", "action", "error", "timings_ms"}
     assert answer["raw"].startswith("<nexa_")
 
 
