@@ -25,17 +25,26 @@ import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
 from octopus.model.presets import INCEPTION_MEAN, INCEPTION_STD, STAGE0_CLIP_MODEL
 from octopus.model.vision import efficientnet_lite0_imagenet_state  # also registers the project's CLIP configs
+from octopus.preprocess import load_image, preprocess
+from octopus.training.checkpoints import load_checkpoint, remove_checkpoints, save_checkpoint
+from octopus.training.data.concepts import CONCEPTS
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class ClipStageConfig:
+    """Stage 0. A profile sets `model`, `image_mean` and `image_std` from its agent's image tower
+    (`Profile.follow_agent`); the defaults are the quick agent's (model/presets.py)."""
+
+    name: ClassVar[str] = "stage0_clip"  # its folder in a run, and its name for `--set stage0_clip.epochs=5`
+    kind: ClassVar[str] = "clip"
     model: str = STAGE0_CLIP_MODEL
     method: str = "cached_lit"  # or "open_clip_train"
     imagenet_init: bool = True  # start the image tower from the ImageNet EfficientNet-Lite0 weights
@@ -48,7 +57,7 @@ class ClipStageConfig:
     lock_image: bool = True
     precision: str = "auto"  # open_clip's names (amp_bf16, fp32); auto: amp_bf16 where bf16 runs fast
     workers: int = 1
-    image_mean: tuple[float, float, float] = INCEPTION_MEAN  # the agent's own (model/presets.py): one home
+    image_mean: tuple[float, float, float] = INCEPTION_MEAN
     image_std: tuple[float, float, float] = INCEPTION_STD
 
 
@@ -228,7 +237,6 @@ def _image_features(model, paths: list[str], config: ClipStageConfig, batch_size
     """Pooled trunk features (N, C) of the locked image tower, eval-mode batch norm."""
     from tqdm import tqdm
 
-    from octopus.preprocess import load_image, preprocess
 
     size = model.visual.image_size[0]
     trunk = model.visual.trunk.eval()
@@ -272,15 +280,14 @@ def _train_cached_lit(data_dir: Path, out_dir: Path, init: Path, config: ClipSta
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / config.warmup) * 0.5 * (
         1 + math.cos(math.pi * min(1.0, s / total))))
     loss_fn = open_clip.ClipLoss()
-    resume = out_dir / "lit_state.pt"
     start_epoch, history = 0, []
-    if resume.is_file():
-        saved = torch.load(resume, weights_only=False)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        schedule.load_state_dict(saved["schedule"])
-        start_epoch, history = saved["epoch"], saved["history"]
-        log.info("stage 0: resuming cached LiT at epoch %d", start_epoch)
+    resume = load_checkpoint(out_dir)
+    if resume is not None:
+        model.load_state_dict(resume.state["model"])
+        optimizer.load_state_dict(resume.state["optimizer"])
+        schedule.load_state_dict(resume.state["schedule"])
+        start_epoch, history = resume.meta["epoch"], resume.meta["history"]
+        log.info("stage 0: resuming cached LiT from %s (epoch %d)", resume.path, start_epoch)
     progress = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc="stage0 cached LiT", mininterval=2)
     for epoch in range(start_epoch, config.epochs):
         order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(epoch))
@@ -302,13 +309,13 @@ def _train_cached_lit(data_dir: Path, out_dir: Path, init: Path, config: ClipSta
             progress.set_postfix(loss=f"{loss.item():.3f}")
         history.append({"epoch": epoch + 1, "loss": round(loss.item(), 4)})
         log.info("stage 0: epoch %d/%d loss %.4f", epoch + 1, config.epochs, loss.item())
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                    "epoch": epoch + 1, "history": history}, resume.with_suffix(".tmp"))
-        resume.with_suffix(".tmp").rename(resume)
+        save_checkpoint(out_dir, (epoch + 1) * steps_per_epoch, {"epoch": epoch + 1, "history": history},
+                        state={"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "schedule": schedule.state_dict()})
     progress.close()
     (out_dir / "losses.json").write_text(json.dumps(history))
     state = model.state_dict()
-    resume.unlink(missing_ok=True)
+    remove_checkpoints(out_dir)
     return state
 
 
@@ -323,8 +330,6 @@ def zero_shot(checkpoint: Path, model_name: str, data_dir: Path, files: tuple[st
     """Zero-shot top-1 over the concept table, per evaluation file and per prompt language."""
     import open_clip
 
-    from octopus.preprocess import load_image, preprocess
-    from octopus.training.data.concepts import CONCEPTS
 
     model = open_clip.create_model(model_name, pretrained=str(checkpoint)).eval()
     tokenizer = open_clip.get_tokenizer(model_name)

@@ -5,8 +5,8 @@ trainable), asserts and logs trainable parameter counts per component, caches th
 when the stage freezes it, batches rows of similar length, computes logits only where there are labels
 (plus an optional grounding loss: which object and which category the mean image token shows, against the
 LM's own embeddings of their names; a stage may train on that loss alone, with no LM forward), trains with
-AdamW and a warm-up schedule, checkpoints `checkpoints/step_{step:06d}` with accelerate's state plus a meta
-JSON, resumes from the newest checkpoint after a kill, and finally writes the stage's agent (LoRA merged), a
+AdamW and a warm-up schedule, checkpoints in the one format of training/checkpoints.py (accelerate's state plus
+a meta JSON), resumes from the newest checkpoint after a kill, and finally writes the stage's agent (LoRA merged), a
 JSON log of losses and a PNG of the curve. The same code runs on one CPU or, unchanged, under
 `accelerate launch` on many GPUs.
 """
@@ -26,13 +26,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from octopus.model.agent import OctopusAgent
+from octopus.training.checkpoints import load_checkpoint, remove_checkpoints, save_checkpoint
 from octopus.training.clip import accelerator_available, bf16_is_fast
-from octopus.training.data.concepts import CATEGORIES
+from octopus.training.data.concepts import CATEGORIES, CATEGORY_NAMES, CONCEPTS
 from octopus.training.datasets import IGNORE, Collator, FeatureCache, LengthGroupedBatches, load_examples
 from octopus.training.stages import COMPONENTS, StageConfig
 
 log = logging.getLogger(__name__)
-KEEP_CHECKPOINTS = 2
 
 
 def apply_train_modes(agent: OctopusAgent, stage: StageConfig) -> None:
@@ -116,7 +116,6 @@ class GroundingHeads(torch.nn.Module):
 
     def __init__(self, agent: OctopusAgent):
         super().__init__()
-        from octopus.training.data.concepts import CATEGORY_NAMES, CONCEPTS
 
         table = agent.lm.get_input_embeddings().weight.detach().float()  # (V, D)
 
@@ -171,15 +170,9 @@ def _schedule(optimizer, stage: StageConfig, total_steps: int):
                          num_training_steps=total_steps)
 
 
-def latest_checkpoint(stage_dir: Path) -> Path | None:
-    checkpoints = sorted((stage_dir / "checkpoints").glob("step_*"))
-    complete = [c for c in checkpoints if (c / "meta.json").is_file()]
-    return complete[-1] if complete else None
-
-
 def _save(accelerator, stage_dir: Path, step: int, epoch: int, batch_in_epoch: int, history: list) -> None:
-    save_checkpoint(accelerator, stage_dir, step, {"epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                                                   "history": history})
+    save_checkpoint(stage_dir, step, {"epoch": epoch, "batch_in_epoch": batch_in_epoch, "history": history},
+                    accelerator)
 
 
 def start_stage(stage: StageConfig, stage_dir: Path, batch_meaning: str, **accelerator_kwargs):
@@ -200,18 +193,6 @@ def start_stage(stage: StageConfig, stage_dir: Path, batch_meaning: str, **accel
     accelerator.wait_for_everyone()
     log.info("stage %s: precision %s (asked %s)", stage.name, precision, stage.precision)
     return accelerator
-
-
-def save_checkpoint(accelerator, stage_dir: Path, step: int, meta: dict) -> None:
-    """`checkpoints/step_NNNNNN`: accelerate's state, then `meta.json` (written last: marks it complete); keeps
-    the newest KEEP_CHECKPOINTS."""
-    target = stage_dir / "checkpoints" / f"step_{step:06d}"
-    accelerator.save_state(str(target))
-    accelerator.wait_for_everyone()  # every process has written its part (RNG states) before it is marked done
-    if accelerator.is_main_process:
-        (target / "meta.json").write_text(json.dumps({"step": step, **meta}))
-        for old in sorted((stage_dir / "checkpoints").glob("step_*"))[:-KEEP_CHECKPOINTS]:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def write_agent(agent: OctopusAgent, stage_dir: Path) -> None:
@@ -266,12 +247,11 @@ def run_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_dir
     function_ids = torch.tensor(agent_token_ids(accelerator.unwrap_model(agent)), device=accelerator.device)
 
     step, start_epoch, skip, history = 0, 0, 0, []
-    resume = latest_checkpoint(stage_dir)
+    resume = load_checkpoint(stage_dir, accelerator)
     if resume is not None:
-        accelerator.load_state(str(resume))
-        meta = json.loads((resume / "meta.json").read_text())
+        meta = resume.meta
         step, start_epoch, skip, history = meta["step"], meta["epoch"], meta["batch_in_epoch"], meta["history"]
-        log.info("stage %s: resuming from %s (step %d)", stage.name, resume, step)
+        log.info("stage %s: resuming from %s (step %d)", stage.name, resume.path, step)
     log.info("stage %s: %d examples, %d steps of %d, lr %g, %s", stage.name, len(examples), total_steps,
              stage.batch_size * stage.grad_accum, stage.lr, counts)
 
@@ -326,7 +306,7 @@ def _finish(agent: OctopusAgent, stage: StageConfig, stage_dir: Path, history: l
                "history": history}
     (stage_dir / "losses.json").write_text(json.dumps(summary, indent=1))
     plot_losses(history, stage_dir / "losses.png", stage.name)
-    shutil.rmtree(stage_dir / "checkpoints", ignore_errors=True)
+    remove_checkpoints(stage_dir)
 
 
 def plot_losses(history: list[dict], path: Path, title: str) -> None:

@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import random
-import shutil
 import time
 from pathlib import Path
 
@@ -36,12 +35,11 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from octopus.model.agent import OctopusAgent
+from octopus.training.checkpoints import load_checkpoint, remove_checkpoints, save_checkpoint
 from octopus.training.datasets import IGNORE, Collator, FeatureCache, _balanced, read_data_file
 from octopus.training.loop import (
     apply_train_modes,
     check_trainable,
-    latest_checkpoint,
-    save_checkpoint,
     start_stage,
     write_agent,
 )
@@ -265,12 +263,10 @@ def run_rl_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_
 
     step, history, best = 0, [], {"score": -1.0, "step": None}
     best_path = stage_dir / "best" / "trainable.safetensors"
-    resume = latest_checkpoint(stage_dir)
+    resume = load_checkpoint(stage_dir, accelerator)
     if resume is not None:
-        accelerator.load_state(str(resume))
-        meta = json.loads((resume / "meta.json").read_text())
-        step, history, best = meta["step"], meta["history"], meta["best"]
-        log.info("stage %s: resuming from %s (step %d)", stage.name, resume, step)
+        step, history, best = resume.meta["step"], resume.meta["history"], resume.meta["best"]
+        log.info("stage %s: resuming from %s (step %d)", stage.name, resume.path, step)
     per_process = stage.batch_size // accelerator.num_processes
     log.info("stage %s: GRPO, %d steps of %d prompts x %d samples, rewards %s, lr %g, beta %g", stage.name, steps,
              stage.batch_size, rl.group_size, weights, stage.lr, rl.beta)
@@ -399,7 +395,7 @@ def _nanmean(t: torch.Tensor) -> float:
 
 
 def _save_rl(accelerator, stage_dir: Path, step: int, history: list, best: dict) -> None:
-    save_checkpoint(accelerator, stage_dir, step, {"history": history, "best": best})
+    save_checkpoint(stage_dir, step, {"history": history, "best": best}, accelerator)
 
 
 def _finish_rl(agent: OctopusAgent, stage: StageConfig, stage_dir: Path, history: list, best: dict,
@@ -423,7 +419,7 @@ def _finish_rl(agent: OctopusAgent, stage: StageConfig, stage_dir: Path, history
                "seconds_this_run": round(seconds, 1), "best": best, "mining": mining, "history": history}
     (stage_dir / "losses.json").write_text(json.dumps(summary, indent=1))
     plot_rl(history, stage_dir / "losses.png", stage.name)
-    shutil.rmtree(stage_dir / "checkpoints", ignore_errors=True)
+    remove_checkpoints(stage_dir)
 
 
 def plot_rl(history: list[dict], path: Path, title: str) -> None:
