@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +34,6 @@ from octopus.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
 
 log = logging.getLogger(__name__)
 OPSET = 17
-# fp32 parity per graph, relative to the largest reference output: a fixed max-abs bound on raw logits of a
-# 49k-row vocabulary was a coin toss between training runs (1.4e-3 against 1e-3 on one fresh quick model; the
-# logits' scale there is ~30, so that was 5e-5 of it). The embedding lookup must be exact.
-TOLERANCES = {"vision_encoder": 1e-4, "embed_tokens": 0.0, "decoder_model_merged": 2e-4}
 # what decides parity as users see it: the same greedy call text from the fp32 graphs as from torch
 GREEDY_CHECK = (("order this for me", 0), ("帮我处理一下这个", 1), ("email bob@example.com about lunch", 2),
                 ("给妈妈发短信说我晚点到", 3), ("what's the weather on Mars", 4))
@@ -97,60 +94,75 @@ def _past_names(layers: int, prefix: str) -> list[str]:
     return [f"{prefix}.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
 
 
-def _export_graphs(agent: OctopusAgent, out: Path, decoder: str) -> dict[str, tuple]:
-    """Export the graphs (the decoder with torch.onnx only when `decoder` is "torch"); returns example inputs
-    per graph for parity checks: (module, input names, example tensors)."""
+@dataclass
+class GraphSpec:
+    """Everything about one exported graph, in one place (as optimum's per-graph ONNX configs): the torch module
+    it is traced from and checked against, its named inputs and outputs with their dynamic axes, an example
+    input, the parity tolerance and its int8 quantization."""
+
+    name: str
+    module: nn.Module
+    inputs: list[str]
+    outputs: list[str]
+    dynamic_axes: dict[str, dict[int, str]]
+    example: tuple
+    # fp32 parity, relative to the largest reference output: a fixed max-abs bound on raw logits of a 49k-row
+    # vocabulary was a coin toss between training runs (1.4e-3 against 1e-3 on one fresh quick model; the
+    # logits' scale there is ~30, so that was 5e-5 of it)
+    tolerance: float
+    int8: str | None  # default quantization (QUANT_METHODS); None: the fp32 graph serves int8 too
+
+    @property
+    def file(self) -> str:
+        return f"{self.name}.onnx"
+
+    def export(self, out: Path) -> None:
+        log.info("exporting %s", self.name)
+        torch.onnx.export(self.module.eval(), self.example, str(out / self.file), input_names=self.inputs,
+                          output_names=self.outputs, dynamic_axes=self.dynamic_axes, opset_version=OPSET,
+                          dynamo=False)
+
+    def parity(self, path: Path) -> dict[str, float]:
+        """The graph at `path` against the torch module on the example input."""
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        with torch.no_grad():
+            reference = self.module(*self.example)
+        reference = reference if isinstance(reference, tuple) else (reference,)
+        feeds = {n: x.numpy() for n, x in zip(self.inputs, self.example)}
+        wanted = [i.name for i in session.get_inputs()]  # the builder's decoder has no position_ids
+        got = session.run(self.outputs, {n: feeds[n] for n in wanted})
+        error = max(float(np.abs(g - r.numpy()).max()) for g, r in zip(got, reference))
+        scale = max(float(np.abs(r.numpy()).max()) for r in reference)
+        return {"max_abs": error, "scale": scale, "relative": error / scale if scale else error}
+
+
+def graph_specs(agent: OctopusAgent) -> dict[str, GraphSpec]:
+    """The three graphs of a bundle (see the module docstring), by name."""
     size = agent.config.vision.image_size
     layers, heads, head_dim = kv_shape(agent.lm)
     d_model = agent.lm.get_input_embeddings().weight.shape[1]
-    examples = {
-        "vision_encoder": (torch.randn(2, 3, size, size),),
-        "embed_tokens": (torch.tensor([[1, 2, 3, agent.tokens.end_id]]),),
-        "decoder_model_merged": (torch.randn(1, 5, d_model), torch.ones(1, 8, dtype=torch.long),
-                                 torch.arange(3, 8)[None], *[torch.randn(1, heads, 3, head_dim) * 0.5
-                                                             for _ in range(2 * layers)]),
-    }
     past_in, present_out = _past_names(layers, "past_key_values"), _past_names(layers, "present")
-    specs = {
-        "vision_encoder": (_Vision(agent), ["pixels"], ["image_embeds"],
-                           {"pixels": {0: "batch"}, "image_embeds": {0: "batch"}}),
-        "embed_tokens": (_Embed(agent), ["input_ids"], ["inputs_embeds"],
-                         {"input_ids": {0: "batch", 1: "sequence"}, "inputs_embeds": {0: "batch", 1: "sequence"}}),
-        "decoder_model_merged": (
-            _Decoder(agent.lm), ["inputs_embeds", "attention_mask", "position_ids", *past_in], ["logits", *present_out],
-            {"inputs_embeds": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total"},
-             "position_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"},
-             **{n: {0: "batch", 2: "past"} for n in past_in}, **{n: {0: "batch", 2: "total"} for n in present_out}}),
-    }
-    if decoder != "torch":
-        del specs["decoder_model_merged"]  # built by onnxruntime-genai; still checked against this module
-    for name, (module, inputs, outputs, axes) in specs.items():
-        log.info("exporting %s", name)
-        torch.onnx.export(module.eval(), examples[name], str(out / f"{name}.onnx"), input_names=inputs,
-                          output_names=outputs, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
-    decoder_inputs = ["inputs_embeds", "attention_mask", "position_ids", *past_in]
-    return {"vision_encoder": (_Vision(agent), ["pixels"], ["image_embeds"], examples["vision_encoder"]),
-            "embed_tokens": (_Embed(agent), ["input_ids"], ["inputs_embeds"], examples["embed_tokens"]),
-            "decoder_model_merged": (_Decoder(agent.lm), decoder_inputs, ["logits", *present_out],
-                                     examples["decoder_model_merged"])}
-
-
-def _parity(out: Path, graphs: dict[str, tuple], suffix: str = "") -> dict[str, float]:
-    import onnxruntime as ort
-
-    result = {}
-    for name, (module, inputs, outputs, example) in graphs.items():
-        session = ort.InferenceSession(str(out / f"{name}{suffix}.onnx"), providers=["CPUExecutionProvider"])
-        with torch.no_grad():
-            reference = module(*example)
-        reference = reference if isinstance(reference, tuple) else (reference,)
-        feeds = {n: x.numpy() for n, x in zip(inputs, example)}
-        wanted = [i.name for i in session.get_inputs()]  # the builder's decoder has no position_ids
-        got = session.run(outputs, {n: feeds[n] for n in wanted})
-        error = max(float(np.abs(g - r.numpy()).max()) for g, r in zip(got, reference))
-        scale = max(float(np.abs(r.numpy()).max()) for r in reference)
-        result[name] = {"max_abs": error, "scale": scale, "relative": error / scale if scale else error}
-    return result
+    specs = [
+        GraphSpec("vision_encoder", _Vision(agent), ["pixels"], ["image_embeds"],
+                  {"pixels": {0: "batch"}, "image_embeds": {0: "batch"}},
+                  (torch.randn(2, 3, size, size),), tolerance=1e-4, int8="nbits8"),
+        GraphSpec("embed_tokens", _Embed(agent), ["input_ids"], ["inputs_embeds"],
+                  {"input_ids": {0: "batch", 1: "sequence"}, "inputs_embeds": {0: "batch", 1: "sequence"}},
+                  (torch.tensor([[1, 2, 3, agent.tokens.end_id]]),),
+                  tolerance=0.0, int8=None),  # a lookup: exact, and int8 gains nothing
+        GraphSpec("decoder_model_merged", _Decoder(agent.lm),
+                  ["inputs_embeds", "attention_mask", "position_ids", *past_in], ["logits", *present_out],
+                  {"inputs_embeds": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total"},
+                   "position_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"},
+                   **{n: {0: "batch", 2: "past"} for n in past_in},
+                   **{n: {0: "batch", 2: "total"} for n in present_out}},
+                  (torch.randn(1, 5, d_model), torch.ones(1, 8, dtype=torch.long), torch.arange(3, 8)[None],
+                   *[torch.randn(1, heads, 3, head_dim) * 0.5 for _ in range(2 * layers)]),
+                  tolerance=2e-4, int8="nbits8"),
+    ]
+    return {spec.name: spec for spec in specs}
 
 
 def _greedy_parity(agent: OctopusAgent, out: Path) -> dict:
@@ -179,8 +191,7 @@ QUANT_METHODS = ("dynamic", "nbits8", "nbits4")
 #   vision nbits8 (convs stay fp32) + traced decoder nbits8: 71.75%, image encode 10.7 ms
 #   vision nbits8 + onnxruntime-genai decoder int8 (the default where the builder fits): 71.50%, p50 182 ms
 #   against 296 ms with the traced decoder (same rows). nbits4 decoder: ~20% less time a token, not measured
-#   for accuracy on the held-out split, so not the default.
-DEFAULT_INT8 = {"vision_encoder": "nbits8", "decoder_model_merged": "nbits8"}
+#   for accuracy on the held-out split, so not the default (GraphSpec.int8 holds each graph's default).
 
 
 def quantize_graph(source: Path, target: Path, method: str) -> str:
@@ -257,16 +268,19 @@ def _export(agent: OctopusAgent, model_dir: Path, out: Path, int8: bool, methods
 
     way_out = (" (try --decoder torch)" if decoder == "genai"
                else " (the traced graph is wrong for this LM: try --decoder genai if its builder supports the LM)")
-    graphs = _export_graphs(agent, out, decoder)
-    how = {"vision_encoder": "torch.onnx", "embed_tokens": "torch.onnx", "decoder_model_merged": "torch.onnx"}
-    if decoder == "genai":
-        how["decoder_model_merged"] = build_decoder(agent.lm, agent.tokenizer, out / "decoder_model_merged.onnx",
-                                                    "fp32")
-    parity = _parity(out, graphs)
+    graphs = graph_specs(agent)
+    how = {}
+    for name, spec in graphs.items():
+        if name == "decoder_model_merged" and decoder == "genai":  # still checked against the torch module
+            how[name] = build_decoder(agent.lm, agent.tokenizer, out / spec.file, "fp32")
+        else:
+            spec.export(out)
+            how[name] = "torch.onnx"
+    parity = {name: spec.parity(out / spec.file) for name, spec in graphs.items()}
     for name, p in parity.items():
-        if p["relative"] > TOLERANCES[name]:
+        if p["relative"] > graphs[name].tolerance:
             raise ExportError(f"{name}: ONNX differs from torch by {p['max_abs']:.2e} ({p['relative']:.1e} of the "
-                              f"output scale {p['scale']:.3g}; tolerance {TOLERANCES[name]:.0e}){way_out}")
+                              f"output scale {p['scale']:.3g}; tolerance {graphs[name].tolerance:.0e}){way_out}")
     np.save(out / "embed_tokens.npy", agent.lm.get_input_embeddings().weight.detach().float().numpy())
     agent.tokenizer.save_pretrained(out / "tokenizer_hf")
     shutil.copy(out / "tokenizer_hf" / "tokenizer.json", out / "tokenizer.json")
@@ -279,9 +293,9 @@ def _export(agent: OctopusAgent, model_dir: Path, out: Path, int8: bool, methods
         "opset": OPSET,
         "source": str(Path(model_dir).resolve()),
         "config": agent.config.to_dict(),
-        "graphs": {name: file_entry(out, f"{name}.onnx", exporter=how[name], parity_max_abs=parity[name]["max_abs"],
-                                    parity_relative=parity[name]["relative"], tolerance_relative=TOLERANCES[name])
-                   for name in graphs},
+        "graphs": {name: file_entry(out, spec.file, exporter=how[name], parity_max_abs=parity[name]["max_abs"],
+                                    parity_relative=parity[name]["relative"], tolerance_relative=spec.tolerance)
+                   for name, spec in graphs.items()},
         "tokenizer": file_entry(out, "tokenizer.json"),
         "embed_table": file_entry(out, "embed_tokens.npy", dtype="float32", shape=list(table.shape)),
         "tokens": {"function_ids": list(agent.tokens.function_ids), "no_function_id": agent.tokens.no_function_id,
@@ -292,7 +306,7 @@ def _export(agent: OctopusAgent, model_dir: Path, out: Path, int8: bool, methods
                     "max_positions": agent.lm.config.max_position_embeddings, "max_new_tokens": MAX_NEW_TOKENS},
     }
     if int8:
-        methods = {**DEFAULT_INT8, **(methods or {})}  # the embedding table stays fp32: a lookup gains nothing
+        methods = {**{name: spec.int8 for name, spec in graphs.items() if spec.int8}, **(methods or {})}
         decoder_method = methods.pop("decoder_model_merged")
         done = quantize_int8(out, methods)
         if decoder == "genai":  # its builder quantizes its own graph (the same MatMulNBits kernels)
@@ -305,7 +319,8 @@ def _export(agent: OctopusAgent, model_dir: Path, out: Path, int8: bool, methods
             done["decoder_model_merged"] = quantize_graph(out / "decoder_model_merged.onnx",
                                                           out / "decoder_model_merged.int8.onnx", decoder_method)
         int8_graphs = {name: file_entry(out, f"{name}.int8.onnx", method=method) for name, method in done.items()}
-        int8_graphs["embed_tokens"] = {**manifest["graphs"]["embed_tokens"], "method": "fp32 (the same graph)"}
+        for name in (name for name, spec in graphs.items() if not spec.int8 and name not in done):
+            int8_graphs[name] = {**manifest["graphs"][name], "method": "fp32 (the same graph)"}
         manifest["int8"] = int8_graphs
     bundle = Manifest(manifest, out)  # checked as the runtime will read it
     bundle.write()

@@ -121,7 +121,7 @@ def test_ask_on_an_exported_dir_where_torch_cannot_be_imported(exported, photo, 
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     answer = json.loads(out.stdout)
-    assert set(answer) == {"function", "arguments", "raw", "action", "timings_ms"}
+    assert set(answer) == {"function", "arguments", "raw", "action", "error", "timings_ms"}
     assert answer["raw"].startswith("<nexa_")
     blocked = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "ask", "--model", str(onnx_dir.parent / "agent"),
                               "--image", str(tmp_path / "photo.jpg"), "--query", "x"], capture_output=True, text=True)
@@ -134,7 +134,14 @@ def test_a_failed_parity_check_is_one_line_naming_the_graph_and_the_way_out(tmp_
 
     torch.manual_seed(5)
     OctopusAgent.build(tiny()).save(tmp_path / "agent")
-    monkeypatch.setitem(onnx_export.TOLERANCES, "decoder_model_merged", -1.0)  # no graph can pass
+    real = onnx_export.graph_specs
+
+    def strict(agent):
+        specs = real(agent)
+        specs["decoder_model_merged"].tolerance = -1.0  # no graph can pass
+        return specs
+
+    monkeypatch.setattr(onnx_export, "graph_specs", strict)
     code = main(["export", "--model", str(tmp_path / "agent"), "--out", str(tmp_path / "onnx"), "--decoder", "torch"])
     err = capsys.readouterr().err  # (the agent's save above drew progress bars on stderr too)
     assert code == 2 and "Traceback" not in err
