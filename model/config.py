@@ -1,7 +1,8 @@
 """The typed config tree of an agent, saved as `config.json` beside every checkpoint and exported bundle.
 
-One tree, one override mechanism (`AgentConfig.override("projector.num_image_tokens=4", ...)`). This module
-knows the shape of a configuration and how to read and write it; it builds nothing.
+One tree, one override mechanism (`with_override`: `AgentConfig.override("projector.num_image_tokens=4")` and
+every training stage's `--set` go through it). This module knows the shape of a configuration and how to read
+and write it; it builds nothing.
 """
 
 from __future__ import annotations
@@ -80,24 +81,51 @@ class AgentConfig:
 
     def override(self, *assignments: str) -> AgentConfig:
         """A copy with dotted `section.key=value` assignments applied (values parsed as JSON when they can be)."""
-        data = self.to_dict()
+        config = self
         for assignment in assignments:
             key, sep, raw = assignment.partition("=")
             if not sep:
                 raise ValueError(f"override {assignment!r} is not of the form section.key=value")
-            node = data
-            *parents, leaf = key.strip().split(".")
-            for part in parents:
-                if not isinstance(node.get(part), dict):
-                    raise ValueError(f"override {key!r}: no section {part!r}")
-                node = node[part]
-            if leaf not in node:
-                raise ValueError(f"override {key!r}: unknown key {leaf!r}")
-            try:
-                node[leaf] = json.loads(raw)
-            except json.JSONDecodeError:
-                node[leaf] = raw
-        return AgentConfig.from_dict(data)
+            config = with_override(config, key.strip(), raw)
+        return config
+
+
+def parse_value(raw: str) -> Any:
+    """An override's value: JSON where it parses (`1e-3`, `true`, `null`, `[1, 2]`, `{"a": 1}`), else the text."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def with_override(config: Any, key: str, raw: str, _path: str = "") -> Any:
+    """The one override mechanism of every config tree (the agent's, a training stage's, stage 0's): a copy of
+    the dataclass `config` with the dotted `key` set from the text `raw`. Nested dataclasses and dicts are
+    followed (`vision.model`, `rl.rewards`, `train.lm`); a list given for a tuple becomes a tuple; the copy is
+    built through the dataclass's own constructor, so its checks run. An unknown key is a ValueError naming
+    the choices."""
+    head, _, rest = key.partition(".")
+    where = f"{_path}{head}"
+    if dataclasses.is_dataclass(config):
+        names = [f.name for f in dataclasses.fields(config)]
+        if head not in names:
+            raise ValueError(f"override {where!r}: unknown key {head!r}; choose from {', '.join(names)}")
+        current = getattr(config, head)
+    elif isinstance(config, dict):
+        current = config.get(head)
+    else:
+        raise ValueError(f"override {_path.rstrip('.')!r} is a value, it has no key {head!r}")
+    if rest:
+        if current is None or not (dataclasses.is_dataclass(current) or isinstance(current, dict)):
+            raise ValueError(f"override {where!r} is a value, it has no key {rest.split('.')[0]!r}")
+        value = with_override(current, rest, raw, f"{where}.")
+    else:
+        value = parse_value(raw)
+        if isinstance(current, tuple) and isinstance(value, list):
+            value = tuple(value)
+    if isinstance(config, dict):
+        return {**config, head: value}
+    return dataclasses.replace(config, **{head: value})
 
 
 def _from_dict(cls: type, data: dict[str, Any]) -> Any:

@@ -193,6 +193,30 @@ def test_set_reaches_a_stage_by_name_and_the_agent_config():
         apply_overrides(prof, ("stage2_functional.no_such_knob=1",))
 
 
+def test_stage0_is_a_named_stage_that_takes_its_tower_from_the_agent():
+    from octopus.training.pipeline import apply_overrides
+    from octopus.training.stages import profile
+
+    prof = profile("tiny")
+    assert prof.stage_names() == ["stage0_clip", "stage1_alignment", "stage2_functional", "stage3_rl"]
+    assert (prof.clip.model, prof.clip.image_mean) == (prof.agent.vision.model, prof.agent.vision.mean)
+    apply_overrides(prof, ("stage0_clip.epochs=3", "stage0_clip.method=cached_lit", "vision.mean=[0.1, 0.2, 0.3]",
+                           "stage2_functional.train.lm=full"))
+    assert prof.clip.epochs == 3 and prof.clip.method == "cached_lit"
+    assert prof.clip.image_mean == prof.agent.vision.mean == (0.1, 0.2, 0.3)
+    assert prof.stages[1].train["lm"] == "full" and prof.stages[1].train["projector"] == "full"
+    with pytest.raises(ValueError, match="set vision.std instead"):
+        apply_overrides(prof, ("stage0_clip.image_std=[1, 1, 1]",))
+    with pytest.raises(ValueError, match="unknown key 'epoch'; choose from model, method"):
+        apply_overrides(prof, ("stage0_clip.epoch=3",))
+    with pytest.raises(ValueError, match="unknown train modes"):
+        apply_overrides(prof, ("stage2_functional.train.lm=half",))
+    pretrained = profile("tiny")
+    pretrained.clip = None
+    with pytest.raises(ValueError, match="has no stage 0"):
+        apply_overrides(pretrained, ("stage0_clip.epochs=3",))
+
+
 def test_precision_auto_follows_the_hardware():
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     native = " avx512_bf16" in flags or " amx_bf16" in flags  # emulated bf16 (any AVX512) is slower than fp32

@@ -23,6 +23,7 @@ import shutil
 import time
 from pathlib import Path
 
+from octopus.training.clip import ClipStageConfig
 from octopus.training.stages import STAGE_KINDS, Profile, profile
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def run_stage0(prof: Profile, data_dir: Path, out_dir: Path, explicit: bool = Fa
                  "trains it for its zero-shot report)", prof.agent.vision.pretrained)
         return
     started = time.perf_counter()
-    stage_dir = out_dir / "stage0_clip"
+    stage_dir = out_dir / prof.clip.name
     existed = (stage_dir / "clip.pt").is_file()
     checkpoint = train_clip(data_dir, stage_dir, prof.clip)
     if prof.agent.vision.pretrained is None:
@@ -120,19 +121,9 @@ def announce_processes(state) -> None:
 
 
 def apply_overrides(prof: Profile, overrides: tuple[str, ...]) -> None:
-    """Route each `--set` to its stage (`<stage name>.key=value`) or to the agent config (anything else)."""
-    stage_names = {s.name: i for i, s in enumerate(prof.stages)}
-    agent_sets = []
+    """Each `--set` to its stage by name (`stage0_clip.epochs=5`, `stage2_functional.lr=1e-3`) or to the agent."""
     for assignment in overrides:
-        key, sep, raw = assignment.partition("=")
-        section, _, leaf = key.strip().partition(".")
-        if sep and section in stage_names:
-            i = stage_names[section]
-            prof.stages[i] = prof.stages[i].override(leaf, raw)
-        else:
-            agent_sets.append(assignment)
-    if agent_sets:
-        prof.agent = prof.agent.override(*agent_sets)
+        prof.override(assignment)
 
 
 def _run(prof: Profile, index: int, data_dir: Path, out_dir: Path, max_steps: int | None) -> Path:
@@ -244,7 +235,7 @@ def train(which: str, profile_name: str, data_dir: Path, out_dir: Path, max_step
     _record(out_dir, "commit", git_commit())  # the code that trained it, for the model card
     with state.main_process_first():
         ensure_data(data_dir, prof, out_dir)
-    clip_checkpoint = out_dir / "stage0_clip" / "clip.pt"
+    clip_checkpoint = out_dir / ClipStageConfig.name / "clip.pt"
     if which in ("all", "stage0"):
         run_stage0(prof, data_dir, out_dir, explicit=which == "stage0")
         if which == "stage0":

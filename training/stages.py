@@ -7,13 +7,13 @@ components have trainable parameters, and logs the counts. This module only desc
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from octopus.model.config import AgentConfig
+from octopus.model.config import AgentConfig, with_override
 from octopus.model.presets import preset
 from octopus.training.clip import ClipStageConfig
+from octopus.training.rewards import REWARDS
 
 COMPONENTS = ("vision_encoder", "projector", "lm")
 TRAIN_MODES = ("frozen", "full", "lora")
@@ -58,7 +58,6 @@ class RLConfig:
     use_judge: bool = False  # true (`octopus train --judge-url`): the judge joins the rewards with weight 1
 
     def __post_init__(self):
-        from octopus.training.rewards import REWARDS
 
         if self.use_judge and "judge" not in self.rewards:
             self.rewards = {**self.rewards, "judge": 1.0}
@@ -132,36 +131,40 @@ class StageConfig:
                              "projector must be frozen")
 
     def override(self, key: str, raw: str) -> StageConfig:
-        """A copy with one hyper-parameter set from text (parsed as JSON when it can be), e.g. `lr`, `1e-3`;
-        `rl.<key>` sets one of stage 3's (`rl.rewards`, `{"function": 1, "arguments": 1}`)."""
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        if key.startswith("rl.") and self.rl is not None:
-            leaf = key[3:]
-            if leaf not in {f.name for f in fields(RLConfig)}:
-                raise ValueError(f"override {self.name}.{key}: unknown key; choose from "
-                                 f"{', '.join('rl.' + f.name for f in fields(RLConfig))}")
-            return StageConfig(**{**self.to_dict(), "rl": {**asdict(self.rl), leaf: value}})
-        known = {f.name for f in fields(self)}
-        if key not in known:
-            raise ValueError(f"override {self.name}.{key}: unknown key; choose from {', '.join(sorted(known))}")
-        data = self.to_dict()
-        data[key] = tuple(value) if key == "lora_targets" else value
-        return StageConfig(**data)
+        """A copy with one hyper-parameter set from text (the agent config's mechanism, `with_override`), e.g.
+        `lr`, `1e-3`; `rl.<key>` sets one of stage 3's (`rl.rewards`, `{"function": 1, "arguments": 1}`)."""
+        return with_override(self, key, raw, f"{self.name}.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+# what stage 0 takes from the agent's image tower, never set on the stage itself (one truth: `--set vision.mean=`)
+CLIP_FROM_AGENT = {"model": "model", "image_mean": "mean", "image_std": "std"}
+
+
 @dataclass
 class Profile:
+    """A training recipe as data: the agent config, stage 0 (`clip`, the CLIP the agent's image tower comes
+    from) and the stages after it. Every stage is found by its name (`stage0_clip`, `stage1_alignment`, ...)
+    and overridden through `--set <name>.<key>=<value>`."""
+
     name: str
     agent: AgentConfig
     clip: ClipStageConfig | None  # None: a pretrained CLIP is configured, stage 0 is skipped
     stages: list[StageConfig] = field(default_factory=list)
     data_n_per_function: int = 1000  # what `make demo`/`train all` builds when no data dir exists
+
+    def __post_init__(self):
+        self.follow_agent()
+
+    def follow_agent(self) -> None:
+        """Stage 0 trains the agent's own image tower: its model name, mean and std are the agent config's."""
+        if self.clip is not None:
+            vision = self.agent.vision
+            taken = {key: getattr(vision, attr) for key, attr in CLIP_FROM_AGENT.items()}
+            taken["model"] = taken["model"] or self.clip.model  # an inline tower: stage 0 names its open_clip config
+            self.clip = replace(self.clip, **{k: tuple(v) if isinstance(v, list) else v for k, v in taken.items()})
 
     def index(self, kind: str) -> int:
         """Where the stage of this kind (alignment, functional, rl) is in the chain; ValueError if none."""
@@ -169,6 +172,28 @@ class Profile:
             if stage.kind == kind:
                 return i
         raise ValueError(f"profile {self.name} has no {kind} stage")
+
+    def stage_names(self) -> list[str]:
+        return ([self.clip.name] if self.clip is not None else []) + [s.name for s in self.stages]
+
+    def override(self, assignment: str) -> None:
+        """One `--set`: `<stage name>.key=value` on that stage (stage 0 included), anything else on the agent."""
+        key, sep, raw = assignment.partition("=")
+        section, _, leaf = key.strip().partition(".")
+        if sep and section == ClipStageConfig.name:
+            if self.clip is None:
+                raise ValueError(f"override {key.strip()!r}: profile {self.name} has no stage 0 (its image tower "
+                                 f"is {self.agent.vision.pretrained})")
+            if leaf in CLIP_FROM_AGENT:
+                raise ValueError(f"override {key.strip()!r}: stage 0 takes its {leaf} from the agent; set "
+                                 f"vision.{CLIP_FROM_AGENT[leaf]} instead")
+            self.clip = with_override(self.clip, leaf, raw, f"{section}.")
+        elif sep and section in (names := [s.name for s in self.stages]):
+            i = names.index(section)
+            self.stages[i] = self.stages[i].override(leaf, raw)
+        else:
+            self.agent = self.agent.override(assignment)
+            self.follow_agent()
 
 
 # stage 2's request kinds: the text alone decides 40% of the data but only the image decides the hard cases
@@ -201,9 +226,7 @@ def _tiny() -> Profile:
     agent = preset("tiny")
     agent.vision.model, agent.vision.inline = "octopus-tiny-vit", None
     clip = ClipStageConfig(model="octopus-tiny-vit", method="open_clip_train", imagenet_init=False, epochs=1,
-                           batch_size=32, warmup=2,
-                           lock_image=False, precision="fp32", image_mean=agent.vision.mean,
-                           image_std=agent.vision.std)
+                           batch_size=32, warmup=2, lock_image=False, precision="fp32")
     stages = [_alignment(data="naming.jsonl", max_examples=64, batch_size=8, max_length=64, save_every=4,
                          precision="no", grounding_loss_weight=0.5),
               _functional(max_examples=96, batch_size=8, max_length=96, lr=2e-3, save_every=4, precision="no",
