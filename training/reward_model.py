@@ -28,8 +28,12 @@ from pathlib import Path
 import torch
 
 from octopus.calls import format_call
+from octopus.evaluate import read_eval_rows
 from octopus.functions import get_function
 from octopus.model.config import LMConfig
+from octopus.model.lm import build_tiny_tokenizer, resolve_source
+from octopus.training.datasets import read_data_file
+from octopus.training.loop import resolve_precision
 from octopus.training.rewards import call_as_text, describe_request
 
 log = logging.getLogger(__name__)
@@ -145,7 +149,6 @@ def load_backbone(lm: LMConfig, source: str | Path | None = None):
     """(sequence-classification model with one output, tokenizer) from the agent's LM source or a folder."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    from octopus.model.lm import build_tiny_tokenizer, resolve_source
 
     if source is not None:
         return (AutoModelForSequenceClassification.from_pretrained(source, num_labels=1),
@@ -222,9 +225,6 @@ def train_reward_model(lm: LMConfig, data_dir: Path, out_dir: Path, *, pairs: in
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
-    from octopus.evaluate import read_eval_rows
-    from octopus.training.datasets import read_data_file
-    from octopus.training.loop import resolve_precision
 
     if (out_dir / "reward_model.json").is_file():
         log.info("reward model: %s exists, skipping", out_dir)

@@ -26,8 +26,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from octopus.calls import Call, format_call, parse_and_validate
-from octopus.functions import END_TOKEN, get_function
+from octopus.device.actions import Actions
+from octopus.device.config import ActionsSection, load_config
+from octopus.functions import END_TOKEN, FUNCTIONS, NO_FUNCTION_TOKEN, function_for_token, get_function
 from octopus.training.chat import ChatError, chat
+from octopus.training.data.concepts import CONCEPTS
 
 log = logging.getLogger(__name__)
 CJK = re.compile(r"[\u3400-\u9fff]")
@@ -122,8 +125,6 @@ class EnvironmentReward:
     __name__ = "environment_reward"
 
     def __init__(self, config_path: str | Path | None = None):
-        from octopus.device.actions import Actions
-        from octopus.device.config import ActionsSection, load_config
 
         section = load_config(Path(config_path)).actions if config_path else ActionsSection()
         self.actions = Actions(section)
@@ -165,7 +166,6 @@ def call_as_text(completion: str) -> str:
     `<nexa_k>`): `doordash_delivery(dish="pizza")`, `none`, or the raw text when it does not parse."""
     call = _parsed(completion)
     if call is None:
-        from octopus.functions import NO_FUNCTION_TOKEN, function_for_token
 
         def name(match: re.Match) -> str:
             spec = function_for_token(match.group(0))
@@ -181,7 +181,6 @@ def call_as_text(completion: str) -> str:
 
 def describe_request(query: str, objects: list[str] | None) -> str:
     """The request and the objects in the scene as text (names, not keys), for the reward model and judge."""
-    from octopus.training.data.concepts import CONCEPTS
 
     names = {c.key: c.en for c in CONCEPTS}
     seen = ", ".join(names.get(o, o) for o in (objects or [])) or "unknown"
@@ -202,7 +201,6 @@ class JudgeReward:
         self.url = url.rstrip("/")
         self.model = model or "default"
         self.timeout, self.retries = timeout, retries
-        from octopus.functions import FUNCTIONS
 
         listing = "\n".join(f"- {f.name}({', '.join(a.name for a in f.arguments)}): {f.description_en}"
                             for f in FUNCTIONS)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from octopus.model.lm import cache_dir
+from octopus.paths import cache_dir
 
 log = logging.getLogger(__name__)
 

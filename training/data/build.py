@@ -38,6 +38,7 @@ from octopus.training.data.concepts import (
     concept,
     image_decided_functions,
 )
+from octopus.training.data.llm_verify import LLMVerifier
 from octopus.training.data.queries import OPTIONAL_SLOT_ARGS, SLOTS, TEMPLATES, Template, surface, typo
 from octopus.training.data.rows import read_rows
 from octopus.training.data.scenes import captions, encode_jpeg, is_plural, render_scene
@@ -382,7 +383,6 @@ def build(out: Path, config: BuildConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     for style in STYLES:
         ensure_style(style)
-    from octopus.training.data.llm_verify import LLMVerifier
 
     verifier = LLMVerifier.from_settings(config.llm_verify_url, config.llm_verify_model)
     rejects: Counter = Counter()
