@@ -59,7 +59,7 @@ class Daemon:
     # --- start and stop -------------------------------------------------------------------------------
     def start(self) -> None:
         sd_notify.notify("STATUS=loading the model")
-        if self.agent is None:
+        if self.agent is None:  # onnxruntime is loaded only here: tests and tools hand in their own agent
             from octopus.device.runtime import OnnxAgent
 
             model = self.config.model
@@ -75,7 +75,7 @@ class Daemon:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self.threads.append(thread)
-        if self.config.button.enabled:
+        if self.config.button.enabled:  # gpiozero only where a button is configured (not on a laptop)
             from octopus.device.button import GestureButton
 
             b = self.config.button

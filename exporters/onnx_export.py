@@ -28,6 +28,8 @@ import torch
 from torch import nn
 
 from octopus.bundle import FORMAT, Manifest, file_entry
+from octopus.device.runtime import OnnxAgent
+from octopus.exporters.genai_decoder import build_decoder, supports
 from octopus.generation import MAX_NEW_TOKENS
 from octopus.model.agent import OctopusAgent
 from octopus.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
@@ -170,7 +172,6 @@ def _greedy_parity(agent: OctopusAgent, out: Path) -> dict:
     over fixed synthetic images (greedy decoding turns any logit error that matters into different text)."""
     from PIL import Image
 
-    from octopus.device.runtime import OnnxAgent
 
     runtime = OnnxAgent(out, precision="fp32")
     same, differing = 0, []
@@ -232,7 +233,6 @@ def quantize_int8(out: Path, methods: dict[str, str]) -> dict[str, str]:
 
 
 def _decoder_exporter(choice: str, lm) -> str:
-    from octopus.exporters.genai_decoder import supports
 
     if choice not in ("auto", "genai", "torch"):
         raise ValueError(f"unknown decoder exporter {choice!r}: auto, genai or torch")
@@ -264,7 +264,6 @@ def export(model_dir: str | Path, out: str | Path, int8: bool = False, methods: 
 
 def _export(agent: OctopusAgent, model_dir: Path, out: Path, int8: bool, methods: dict[str, str] | None,
             decoder: str) -> dict:
-    from octopus.exporters.genai_decoder import build_decoder
 
     way_out = (" (try --decoder torch)" if decoder == "genai"
                else " (the traced graph is wrong for this LM: try --decoder genai if its builder supports the LM)")

