@@ -9,13 +9,9 @@ Torch-free, like the rest of `octopus.device`.
 
 from __future__ import annotations
 
-import logging
-
 from octopus.calls import CallError
 from octopus.device.actions import Actions
 from octopus.device.outbox import Outbox, OutboxError
-
-log = logging.getLogger("octopus.answer")
 
 
 class AnswerStep:
@@ -24,10 +20,11 @@ class AnswerStep:
         self.execute, self.max_new_tokens = execute, max_new_tokens
 
     @classmethod
-    def from_config(cls, agent, outbox: Outbox, config, execute: bool | None = None) -> AnswerStep:
-        """`execute=None` follows `actions.execute`; `ask --execute` passes True."""
-        return cls(agent, outbox, Actions(config.actions), config.actions.execute if execute is None else execute,
-                   config.model.max_new_tokens)
+    def from_config(cls, agent, outbox: Outbox, config, execute: bool | None = None,
+                    actions: Actions | None = None) -> AnswerStep:
+        """`execute=None` follows `actions.execute` (the daemon); `ask` passes its `--execute`."""
+        return cls(agent, outbox, actions or Actions(config.actions),
+                   config.actions.execute if execute is None else execute, config.model.max_new_tokens)
 
     def __call__(self, image, query: str, source: str) -> dict:
         """One answer, as a record: `function`, `arguments`, `raw`, `timings_ms`; for a call, `outbox_id`,

@@ -215,7 +215,6 @@ def check_listen(listen: str) -> None:
 
 
 def validate(config: Config) -> Config:
-
     check_listen(config.queries.listen)
     unknown = set(config.actions.links) - set(function_names())
     if unknown:

@@ -69,8 +69,7 @@ class Daemon:
             self.camera = open_camera(self.config.camera)
         state = self.config.state_dir()
         self.outbox = Outbox.from_config(self.config)
-        self.answer = AnswerStep(self.agent, self.outbox, self.actions, self.config.actions.execute,
-                                 self.config.model.max_new_tokens)
+        self.answer = AnswerStep.from_config(self.agent, self.outbox, self.config, actions=self.actions)
         for name, target in (("worker", self._worker_loop), ("sender", self._sender_loop)):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()

@@ -38,7 +38,6 @@ def check_model(config: Config) -> Check:
 
 
 def check_camera(config: Config) -> Check:
-
     try:
         camera = open_camera(config.camera)
         try:
@@ -68,7 +67,6 @@ def check_gpio(config: Config) -> Check:
 def check_outbox(config: Config) -> Check:
     """Read-only: PRAGMA quick_check, items by status, and any database moved aside as damaged."""
     import sqlite3
-
 
     state = config.state_dir()
     problem = inspect(state)

@@ -294,8 +294,10 @@ class Outbox:
     def _claim(self, now: float, item_id: str | None) -> Item | None:
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            where = "((status = 'pending' AND next_at <= ?) OR status = 'sending')"
-            candidates = self._items(where + (" AND id = ?" if item_id else ""), (now, item_id) if item_id else (now,))
+            where, params = "((status = 'pending' AND next_at <= ?) OR status = 'sending')", (now,)
+            if item_id:
+                where, params = where + " AND id = ?", (now, item_id)
+            candidates = self._items(where, params)
             item = next((i for i in candidates if i.status == "pending" or not owner_alive(i.owner)), None)
             if item is not None:
                 if item.status == "sending":

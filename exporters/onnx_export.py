@@ -172,7 +172,6 @@ def _greedy_parity(agent: OctopusAgent, out: Path) -> dict:
     over fixed synthetic images (greedy decoding turns any logit error that matters into different text)."""
     from PIL import Image
 
-
     runtime = OnnxAgent(out, precision="fp32")
     same, differing = 0, []
     for query, seed in GREEDY_CHECK:
@@ -233,7 +232,6 @@ def quantize_int8(out: Path, methods: dict[str, str]) -> dict[str, str]:
 
 
 def _decoder_exporter(choice: str, lm) -> str:
-
     if choice not in ("auto", "genai", "torch"):
         raise ValueError(f"unknown decoder exporter {choice!r}: auto, genai or torch")
     if choice == "auto":
@@ -264,7 +262,6 @@ def export(model_dir: str | Path, out: str | Path, int8: bool = False, methods: 
 
 def _export(agent: OctopusAgent, model_dir: Path, out: Path, int8: bool, methods: dict[str, str] | None,
             decoder: str) -> dict:
-
     way_out = (" (try --decoder torch)" if decoder == "genai"
                else " (the traced graph is wrong for this LM: try --decoder genai if its builder supports the LM)")
     graphs = graph_specs(agent)
@@ -318,7 +315,7 @@ def _export(agent: OctopusAgent, model_dir: Path, out: Path, int8: bool, methods
             done["decoder_model_merged"] = quantize_graph(out / "decoder_model_merged.onnx",
                                                           out / "decoder_model_merged.int8.onnx", decoder_method)
         int8_graphs = {name: file_entry(out, f"{name}.int8.onnx", method=method) for name, method in done.items()}
-        for name in (name for name, spec in graphs.items() if not spec.int8 and name not in done):
+        for name in [n for n in graphs if n not in done]:  # not quantized (GraphSpec.int8 None): fp32 serves
             int8_graphs[name] = {**manifest["graphs"][name], "method": "fp32 (the same graph)"}
         manifest["int8"] = int8_graphs
     bundle = Manifest(manifest, out)  # checked as the runtime will read it

@@ -95,7 +95,6 @@ def build_tiny_tokenizer(vocab_size: int = 512):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-
     corpus = [PROMPT_PREFIX, "Response:", "Query:"]
     for f in FUNCTIONS:
         corpus += [f.name, f.description_en, f.description_zh]

@@ -237,7 +237,6 @@ def _image_features(model, paths: list[str], config: ClipStageConfig, batch_size
     """Pooled trunk features (N, C) of the locked image tower, eval-mode batch norm."""
     from tqdm import tqdm
 
-
     size = model.visual.image_size[0]
     trunk = model.visual.trunk.eval()
     chunks = []
@@ -329,7 +328,6 @@ def zero_shot(checkpoint: Path, model_name: str, data_dir: Path, files: tuple[st
               "clip_val_unseen.jsonl"), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), batch_size: int = 64) -> dict:
     """Zero-shot top-1 over the concept table, per evaluation file and per prompt language."""
     import open_clip
-
 
     model = open_clip.create_model(model_name, pretrained=str(checkpoint)).eval()
     tokenizer = open_clip.get_tokenizer(model_name)

@@ -75,7 +75,6 @@ def run_stage0(prof: Profile, data_dir: Path, out_dir: Path, explicit: bool = Fa
     `explicit` (`octopus train stage0`) trains it anyway, for its zero-shot report."""
     from accelerate import PartialState
 
-
     if prof.clip is None:
         log.info("stage 0 skipped: the profile has no CLIP stage (%s)", prof.agent.vision.pretrained)
         return
@@ -101,7 +100,6 @@ def run_stage0(prof: Profile, data_dir: Path, out_dir: Path, explicit: bool = Fa
 
 
 def _init_agent(prof: Profile, out_dir: Path) -> Path:
-
     target = out_dir / "init" / "agent"
     if not (target / "config.json").is_file():
         base_agent(prof.agent).save(target)  # seeded: the base a trained delta is packed against
@@ -222,7 +220,6 @@ def train(which: str, profile_name: str, data_dir: Path, out_dir: Path, max_step
     stage's hyper-parameters by its name, e.g. `stage2_functional.max_examples=6000`.
     """
     from accelerate import PartialState
-
 
     state = PartialState(cpu=not accelerator_available())  # on CPUs, N launched processes form a gloo group
     announce_processes(state)

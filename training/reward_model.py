@@ -149,7 +149,6 @@ def load_backbone(lm: LMConfig, source: str | Path | None = None):
     """(sequence-classification model with one output, tokenizer) from the agent's LM source or a folder."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-
     if source is not None:
         return (AutoModelForSequenceClassification.from_pretrained(source, num_labels=1),
                 AutoTokenizer.from_pretrained(source))
@@ -224,7 +223,6 @@ def train_reward_model(lm: LMConfig, data_dir: Path, out_dir: Path, *, pairs: in
     from accelerate import PartialState
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
-
 
     if (out_dir / "reward_model.json").is_file():
         log.info("reward model: %s exists, skipping", out_dir)

@@ -125,12 +125,10 @@ class EnvironmentReward:
     __name__ = "environment_reward"
 
     def __init__(self, config_path: str | Path | None = None):
-
         section = load_config(Path(config_path)).actions if config_path else ActionsSection()
         self.actions = Actions(section)
 
     def __call__(self, prompts, completions, **columns) -> list[float]:
-
         out = []
         for completion in completions:
             result = parse_and_validate(completion)
@@ -165,7 +163,6 @@ def call_as_text(completion: str) -> str:
     `<nexa_k>`): `doordash_delivery(dish="pizza")`, `none`, or the raw text when it does not parse."""
     call = _parsed(completion)
     if call is None:
-
         def name(match: re.Match) -> str:
             spec = function_for_token(match.group(0))
             return "none" if match.group(0) == NO_FUNCTION_TOKEN else spec.name if spec else "unknown_function"
@@ -180,7 +177,6 @@ def call_as_text(completion: str) -> str:
 
 def describe_request(query: str, objects: list[str] | None) -> str:
     """The request and the objects in the scene as text (names, not keys), for the reward model and judge."""
-
     names = {c.key: c.en for c in CONCEPTS}
     seen = ", ".join(names.get(o, o) for o in (objects or [])) or "unknown"
     return f"Request: {query}\nObjects in the photo: {seen}\nCall: "

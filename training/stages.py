@@ -58,7 +58,6 @@ class RLConfig:
     use_judge: bool = False  # true (`octopus train --judge-url`): the judge joins the rewards with weight 1
 
     def __post_init__(self):
-
         if self.use_judge and "judge" not in self.rewards:
             self.rewards = {**self.rewards, "judge": 1.0}
         unknown = set(self.rewards) - set(REWARDS)
@@ -164,7 +163,7 @@ class Profile:
             vision = self.agent.vision
             taken = {key: getattr(vision, attr) for key, attr in CLIP_FROM_AGENT.items()}
             taken["model"] = taken["model"] or self.clip.model  # an inline tower: stage 0 names its open_clip config
-            self.clip = replace(self.clip, **{k: tuple(v) if isinstance(v, list) else v for k, v in taken.items()})
+            self.clip = replace(self.clip, **taken)
 
     def index(self, kind: str) -> int:
         """Where the stage of this kind (alignment, functional, rl) is in the chain; ValueError if none."""
