@@ -113,6 +113,22 @@ class Manifest:
                                 "--precision fp32)")
         return self.data[PRECISIONS[precision]]
 
+    def registry(self):
+        """The function table the model calls (`functions`: the ten, then its user functions); exports from
+        before user functions have none, and their table is the ten. Checked against the functional tokens."""
+        from octopus.functions import BUILTIN, Registry  # lazy: `python core/bundle.py verify` runs uninstalled
+
+        table = self.data.get("functions")
+        try:
+            registry = BUILTIN if table is None else Registry.from_json(table)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ManifestError(f"{self.path}: the function table is not valid ({exc}); export the model again") \
+                from None
+        if len(self.data["tokens"]["function_ids"]) != len(registry):
+            raise ManifestError(f"{self.path}: {len(self.data['tokens']['function_ids'])} functional tokens but "
+                                f"{len(registry)} functions in the table; export the model again")
+        return registry
+
     def files(self, precisions: list[str] | None = None) -> dict[str, dict]:
         """Every file entry a runtime reads, labelled `fp32/vision_encoder`, `embed_table`, `tokenizer`..."""
         out = {}

@@ -6,7 +6,9 @@
 Strings are double-quoted with backslash escapes for `\\`, `"`, newline and tab; integers are bare.
 Anything after `<nexa_end>` (such as an optional "Function description: ...") is ignored.
 `parse_call` and `validate_call` never raise on any input: they return a `Call` or a `CallError`.
-This module knows the registry (`octopus.functions`) and nothing about models or tokenizers.
+Every function takes the registry to read calls against (default: the ten, `BUILTIN`); a model's own registry
+(the ten plus the user functions it was extended with) comes from its config or manifest. This module knows
+the registry (`octopus.functions`) and nothing about models or tokenizers.
 """
 
 from __future__ import annotations
@@ -15,14 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from octopus.functions import (
-    END_TOKEN,
-    NO_FUNCTION_TOKEN,
-    Function,
-    function_for_token,
-    get_function,
-    token_for,
-)
+from octopus.functions import BUILTIN, END_TOKEN, NO_FUNCTION_TOKEN, Function, Registry
 
 
 @dataclass(frozen=True)
@@ -51,11 +46,12 @@ def _quote(value: str) -> str:
     return '"' + "".join(_ESCAPES.get(ch, ch) for ch in value) + '"'
 
 
-def format_call(function: str | None, arguments: dict[str, Any] | None = None) -> str:
+def format_call(function: str | None, arguments: dict[str, Any] | None = None,
+                registry: Registry = BUILTIN) -> str:
     """Write a call in the grammar; arguments follow the registry's order. Raises on unknown names."""
     if function is None:
         return NO_FUNCTION_TOKEN + END_TOKEN
-    spec = get_function(function)
+    spec = registry.get(function)
     arguments = arguments or {}
     unknown = set(arguments) - {a.name for a in spec.arguments}
     if unknown:
@@ -66,7 +62,7 @@ def format_call(function: str | None, arguments: dict[str, Any] | None = None) -
             value = arguments[arg.name]
             text = _quote(value) if isinstance(value, str) else str(int(value))
             parts.append(f"{arg.name}={text}")
-    return f"{token_for(function)}({', '.join(parts)}){END_TOKEN}"
+    return f"{registry.token_for(function)}({', '.join(parts)}){END_TOKEN}"
 
 
 def _read_string(text: str, pos: int) -> tuple[str, int] | None:
@@ -123,7 +119,7 @@ def _read_arguments(text: str, pos: int) -> tuple[dict[str, Any], int] | str:
             return f"expected ',' or ')' after {name!r}"
 
 
-def parse_call(text: Any) -> ParseResult:
+def parse_call(text: Any, registry: Registry = BUILTIN) -> ParseResult:
     """Parse model output into a Call (not yet validated) or a CallError. Never raises."""
     if not isinstance(text, str):
         return CallError("syntax", f"expected text, got {type(text).__name__}")
@@ -133,7 +129,7 @@ def parse_call(text: Any) -> ParseResult:
     token, pos = m.group(1), m.end()
     if token == NO_FUNCTION_TOKEN:
         return Call(None, {})
-    spec = function_for_token(token)
+    spec = registry.for_token(token)
     if spec is None:
         return CallError("unknown_function", f"{token} is not a registered functional token")
     if not text[pos:].lstrip().startswith("("):
@@ -176,12 +172,12 @@ def argument_errors(spec: Function, arguments: dict[str, Any]) -> list[str]:
     return errors
 
 
-def validate_call(call: ParseResult) -> ParseResult:
+def validate_call(call: ParseResult, registry: Registry = BUILTIN) -> ParseResult:
     """Check a parsed call against the registry; returns the call itself or a CallError. Never raises."""
     if isinstance(call, CallError) or call.function is None:
         return call
     try:
-        spec = get_function(call.function)
+        spec = registry.get(call.function)
     except KeyError as exc:
         return CallError("unknown_function", str(exc.args[0]))
     errors = argument_errors(spec, call.arguments)
@@ -190,5 +186,5 @@ def validate_call(call: ParseResult) -> ParseResult:
     return call
 
 
-def parse_and_validate(text: Any) -> ParseResult:
-    return validate_call(parse_call(text))
+def parse_and_validate(text: Any, registry: Registry = BUILTIN) -> ParseResult:
+    return validate_call(parse_call(text, registry), registry)

@@ -20,14 +20,31 @@ class CliError(Exception):
 
 
 def cmd_functions(args: argparse.Namespace) -> int:
-    from octopus.functions import FUNCTIONS, registry_json, token_for
+    """The function table of a model (`--model`, else the device config's model when one is there), or of the
+    function file `--file` as a model extended with it would have it; the ten otherwise."""
+    from pathlib import Path
 
+    from octopus.device.actions import model_registry
+    from octopus.device.config import ConfigError
+    from octopus.function_file import FunctionFileError, load_function_file
+
+    try:
+        if args.model:
+            if not Path(args.model).is_dir():
+                raise CliError(f"no model folder at {args.model}")
+            registry = model_registry(args.model)
+        else:
+            registry = model_registry(_device_config(args.config).model.path)
+        if args.file:
+            registry = registry.extended(load_function_file(args.file, registry))
+    except (ConfigError, FunctionFileError) as exc:
+        raise CliError(str(exc)) from None
     if args.json:
-        print(json.dumps(registry_json(), ensure_ascii=False, indent=2))
+        print(json.dumps(registry.to_json(), ensure_ascii=False, indent=2))
         return 0
-    for f in FUNCTIONS:
+    for f in registry:
         params = ", ".join(f"{a.name}{'' if a.required else '?'}: {a.type}" for a in f.arguments)
-        print(f"{token_for(f.name):<10} {f.name}({params})")
+        print(f"{registry.token_for(f.name):<10} {f.name}({params})")
         print(f"{'':<10} {f.description_en}")
         print(f"{'':<10} {f.description_zh}")
     return 0
@@ -117,9 +134,39 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_extend(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from octopus.function_file import FunctionFileError
+    from octopus.model.delta import DeltaError
+
+    if not args.source or not args.functions:
+        raise CliError("train extend needs --from MODEL (default: the shipped default) and --functions FILE")
+    if args.source != "default" and not Path(args.source).is_dir():
+        raise CliError(f"--from {args.source}: no such folder (or use --from default)")
+    if args.profile not in ("tiny", "quick", "full"):
+        raise CliError(f"unknown profile {args.profile!r}; choose one of tiny, quick, full")
+    from octopus.function_file import load_function_file
+    from octopus.training.extend import extend
+
+    try:
+        load_function_file(args.functions)  # its one-line errors before the model is loaded
+        record = extend(args.source, Path(args.functions), Path(args.out), args.profile, tuple(args.set),
+                        args.max_steps)
+    except (FunctionFileError, DeltaError, FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc).splitlines()[0]) from None
+    print(json.dumps({"out": args.out, "functions": record["functions"], "test": record.get("test")},
+                     ensure_ascii=False))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    if args.stage == "extend":
+        return cmd_train_extend(args)
+    if not args.data:
+        raise CliError(f"train {args.stage} needs --data DIR")
     from octopus.training.pipeline import train
 
     overrides = list(args.set)
@@ -233,8 +280,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
     outbox = _open_outbox(config)
 
     from octopus.device.answer import AnswerStep
+    from octopus.device.config import ConfigError
 
-    step = AnswerStep.from_config(_backend(args.model, args.precision), outbox, config, execute=args.execute)
+    try:
+        step = AnswerStep.from_config(_backend(args.model, args.precision), outbox, config, execute=args.execute)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
     try:
         record = step(image, args.query, "cli:ask")
     except QueryError as exc:
@@ -289,7 +340,8 @@ def _open_outbox(config):
 def cmd_outbox(args: argparse.Namespace) -> int:
     import time
 
-    from octopus.device.actions import Actions
+    from octopus.device.actions import Actions, model_registry
+    from octopus.device.config import ConfigError
 
     config = _device_config(args.config)
     outbox = _open_outbox(config)
@@ -307,7 +359,11 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     if unknown:
         raise CliError(f"no outbox item {unknown[0]}")
     queued = outbox.retry(args.ids or None)
-    handled = outbox.deliver_due(Actions(config.actions).perform_item)
+    try:
+        actions = Actions(config.actions, model_registry(config.model.path))
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    handled = outbox.deliver_due(actions.perform_item)
     counts = outbox.counts()
     print(f"requeued {queued}; delivered {sum(i.status == 'done' for i in handled)} of {len(handled)}; "
           f"outbox now {counts['pending']} pending, {counts['failed']} failed")
@@ -363,6 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("functions", help="list the functions the agent can call")
     p.add_argument("--json", action="store_true", help="print the registry as JSON")
+    p.add_argument("--model", default=None, help="a model folder (exported or torch): its own function table")
+    p.add_argument("--config", default=None, help="device config (default /etc/octopus/config.toml if present): "
+                   "its model's function table")
+    p.add_argument("--file", default=None, help="a function file: check it and show the table with it appended")
     p.set_defaults(handler=cmd_functions)
 
     p = sub.add_parser("demo", help="the shipped default model answers bundled requests (or yours), torch-free")
@@ -401,17 +461,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_data_stats)
 
     p = sub.add_parser("train", help="train a profile's stages (resumes after a kill)")
-    p.add_argument("stage", choices=["all", "stage0", "stage1", "stage2", "stage3", "reward"],
-                   help="one stage, `reward` (stage 3's reward model alone) or all of them")
+    p.add_argument("stage", choices=["all", "stage0", "stage1", "stage2", "stage3", "reward", "extend"],
+                   help="one stage, `reward` (stage 3's reward model alone), all of them, or `extend` (teach a "
+                        "trained model the functions of a function file)")
     p.add_argument("--profile", default="quick", help="a profile of training/stages.py (PROFILES): tiny for CI, "
                    "quick for 2 cores (default), full for GPUs")
-    p.add_argument("--data", required=True, help="data folder (built there first if it has no train.jsonl)")
+    p.add_argument("--data", help="data folder (built there first if it has no train.jsonl); not for extend")
+    p.add_argument("--from", dest="source", help="extend: the model to extend: default (the shipped default), a "
+                   "delta folder or an agent folder")
+    p.add_argument("--functions", help="extend: a function file (TOML or JSON) declaring the new functions")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--max-steps", type=int, default=None, help="stop each stage after this many steps")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override the agent config (--set vision.model=ViT-B-32 --set vision.pretrained=openai) or a "
                         "stage's hyper-parameters (--set stage2_functional.lr=1e-3, --set "
-                        "'stage3_rl.rl.rewards={\"function\": 1, \"arguments\": 1}')")
+                        "'stage3_rl.rl.rewards={\"function\": 1, \"arguments\": 1}'); extend: "
+                        "--set extend.n_per_function=300 --set extend.stage.lr=5e-4")
     p.add_argument("--judge-url", default=None,
                    help="stage 3: also score calls with an LLM judge at this OpenAI-compatible endpoint (…/v1); "
                         "key in OCTOPUS_LLM_API_KEY")

@@ -1,9 +1,14 @@
 """The function registry: the ten phone-style APIs the agent can call, in a stable order.
 
-The position of a function in `FUNCTIONS` is its functional token: `FUNCTIONS[k]` is `<nexa_k>`. Adding a
-function is one `Function(...)` entry appended at the end (appending keeps the tokens of trained models
-stable). This module knows names, descriptions (English and Chinese) and argument specs; it knows nothing
-about tokenizers, torch or how a call is written down (that is `octopus.calls`).
+A `Registry` is an ordered table of functions; the position of a function in it is its functional token
+(`registry.functions[k]` is `<nexa_k>`). `BUILTIN` holds the ten. A model's registry is the ten followed by
+the user functions it was extended with (`octopus train extend`, from a function file read by
+`octopus.function_file`); it travels in the agent config and in the exported manifest, so the runtime,
+the call validator, the actions and `octopus functions` read it from the model. Appending never changes
+the token of a function already there. The module-level helpers (`get_function`, `token_for`, ...) answer
+for `BUILTIN`. This module knows names, descriptions (English and Chinese), argument specs, example
+requests and actions; it knows nothing about tokenizers, torch or how a call is written down
+(`octopus.calls`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ class Argument:
     enum: tuple[str, ...] | None = None
     pattern: str | None = None  # a regular expression the whole value must match (strings only)
     minimum: int | None = None  # integers only
+    values_en: tuple[str, ...] = ()  # user functions: more values the data generator may put in requests
+    values_zh: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -39,7 +46,28 @@ class Argument:
             out["pattern"] = self.pattern
         if self.minimum is not None:
             out["minimum"] = self.minimum
+        if self.values_en or self.values_zh:
+            out["values_en"], out["values_zh"] = list(self.values_en), list(self.values_zh)
         return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Argument:
+        return cls(data["name"], data["type"], data["description_en"], data["description_zh"],
+                   data.get("required", True), tuple(data["enum"]) if data.get("enum") is not None else None,
+                   data.get("pattern"), data.get("minimum"), tuple(data.get("values_en", ())),
+                   tuple(data.get("values_zh", ())))
+
+
+@dataclass(frozen=True)
+class Example:
+    """A user function's example request and the arguments it means (the data generator multiplies it)."""
+
+    request: str
+    arguments: dict[str, Any]
+    language: str  # "en" or "zh"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"request": self.request, "arguments": dict(self.arguments), "language": self.language}
 
 
 @dataclass(frozen=True)
@@ -48,9 +76,29 @@ class Function:
     description_en: str
     description_zh: str
     arguments: tuple[Argument, ...] = field(default_factory=tuple)
+    examples: tuple[Example, ...] = ()  # user functions: what the data generator starts from
+    action: dict[str, Any] | None = None  # user functions: {"link": URL template} | {"webhook": URL} |
+    # {"handler": [argv]} (the device runs a handler only when its config allows it: actions.allow_handlers)
 
     def argument(self, name: str) -> Argument | None:
         return next((a for a in self.arguments if a.name == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "description_en": self.description_en,
+                               "description_zh": self.description_zh,
+                               "arguments": [a.to_json() for a in self.arguments]}
+        if self.examples:
+            out["examples"] = [e.to_json() for e in self.examples]
+        if self.action is not None:
+            out["action"] = dict(self.action)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Function:
+        return cls(data["name"], data["description_en"], data["description_zh"],
+                   tuple(Argument.from_json(a) for a in data.get("arguments", ())),
+                   tuple(Example(e["request"], dict(e["arguments"]), e["language"]) for e in data.get("examples", ())),
+                   dict(data["action"]) if data.get("action") is not None else None)
 
 
 EMAIL_PATTERN = r"[^@\s\"]+@[^@\s\"]+\.[A-Za-z]{2,}"
@@ -159,48 +207,102 @@ IMAGE_TOKEN = "<image>"
 NO_FUNCTION_DESCRIPTION_EN = "No function: the request is not one of the supported actions."
 NO_FUNCTION_DESCRIPTION_ZH = "无对应功能：该请求不属于支持的操作。"
 
-_BY_NAME = {f.name: f for f in FUNCTIONS}
-if len(_BY_NAME) != len(FUNCTIONS):  # pragma: no cover - guards edits of the table above
-    raise RuntimeError("duplicate function name in FUNCTIONS")
+def function_token(index: int) -> str:
+    return FUNCTION_TOKEN_FORMAT.format(index)
+
+
+@dataclass(frozen=True)
+class Registry:
+    """An ordered function table: `functions[k]` is called with `<nexa_k>`."""
+
+    functions: tuple[Function, ...]
+
+    def __post_init__(self):
+        names = [f.name for f in self.functions]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate function name(s) {', '.join(duplicates)}")
+
+    def __len__(self) -> int:
+        return len(self.functions)
+
+    def __iter__(self):
+        return iter(self.functions)
+
+    def names(self) -> list[str]:
+        return [f.name for f in self.functions]
+
+    def tokens(self) -> list[str]:
+        return [function_token(k) for k in range(len(self.functions))]
+
+    def get(self, name: str) -> Function:
+        """The function called `name`; raises KeyError naming the known functions otherwise."""
+        for f in self.functions:
+            if f.name == name:
+                return f
+        raise KeyError(f"unknown function {name!r}; known: {', '.join(self.names())}")
+
+    def token_for(self, name: str) -> str:
+        self.get(name)
+        return function_token(self.names().index(name))
+
+    def for_token(self, token: str) -> Function | None:
+        """The function a functional token stands for, or None for any other string."""
+        for k, f in enumerate(self.functions):
+            if token == function_token(k):
+                return f
+        return None
+
+    @property
+    def user_functions(self) -> tuple[Function, ...]:
+        """The functions after the ten (those a model was extended with)."""
+        return self.functions[len(FUNCTIONS):]
+
+    def extended(self, functions: tuple[Function, ...] | list[Function]) -> Registry:
+        """This table with `functions` appended (the tokens of those already here never change)."""
+        return Registry((*self.functions, *functions))
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [{**f.to_json(), "token": self.token_for(f.name)} for f in self.functions]
+
+    @classmethod
+    def from_json(cls, data: list[dict[str, Any]]) -> Registry:
+        """A table written by `to_json` (an exported manifest's `functions`); the ten must lead it unchanged."""
+        functions = tuple(Function.from_json({k: v for k, v in d.items() if k != "token"}) for d in data)
+        if [f.name for f in functions[:len(FUNCTIONS)]] != [f.name for f in FUNCTIONS]:
+            raise ValueError("a function table must start with the ten built-in functions in their order")
+        return cls(functions)
+
+    @classmethod
+    def with_user_functions(cls, functions: list[dict[str, Any]] | tuple[Function, ...]) -> Registry:
+        """The ten followed by user functions (as JSON, e.g. an agent config's `functions`, or objects)."""
+        return BUILTIN.extended([f if isinstance(f, Function) else Function.from_json(f) for f in functions])
+
+
+BUILTIN = Registry(FUNCTIONS)
 
 
 def function_names() -> list[str]:
-    return [f.name for f in FUNCTIONS]
+    return BUILTIN.names()
 
 
 def function_tokens() -> list[str]:
-    return [FUNCTION_TOKEN_FORMAT.format(k) for k in range(len(FUNCTIONS))]
+    return BUILTIN.tokens()
 
 
 def get_function(name: str) -> Function:
-    """The registered function called `name`; raises KeyError naming the known functions otherwise."""
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        raise KeyError(f"unknown function {name!r}; known: {', '.join(_BY_NAME)}") from None
+    """The built-in function called `name`; raises KeyError naming the known functions otherwise."""
+    return BUILTIN.get(name)
 
 
 def token_for(name: str) -> str:
-    get_function(name)
-    return FUNCTION_TOKEN_FORMAT.format(function_names().index(name))
+    return BUILTIN.token_for(name)
 
 
 def function_for_token(token: str) -> Function | None:
-    """The function a functional token stands for, or None for any other string."""
-    for k, f in enumerate(FUNCTIONS):
-        if token == FUNCTION_TOKEN_FORMAT.format(k):
-            return f
-    return None
+    """The built-in function a functional token stands for, or None for any other string."""
+    return BUILTIN.for_token(token)
 
 
 def registry_json() -> list[dict[str, Any]]:
-    return [
-        {
-            "name": f.name,
-            "token": token_for(f.name),
-            "description_en": f.description_en,
-            "description_zh": f.description_zh,
-            "arguments": [a.to_json() for a in f.arguments],
-        }
-        for f in FUNCTIONS
-    ]
+    return BUILTIN.to_json()

@@ -3,6 +3,9 @@
 `send_email` goes over SMTP (STARTTLS unless turned off; never silently downgraded), `send_text_message`
 to an SMS provider or webhook as JSON, every other function becomes a deep link / search URL that is
 POSTed to the configured webhook (a phone, Home Assistant, ntfy, ...) or just recorded when none is set.
+A user function (from the model's function table) does what its declared action says: a link like those, a
+POST of the call to its own webhook URL, or a local handler run without a shell, and only when the config
+lists it in `actions.allow_handlers`; without an action its call goes to the configured webhook, if any.
 Each send carries the outbox id as its idempotency key (the email's Message-ID, the HTTP
 `Idempotency-Key` header) so a receiver can drop the rare duplicate after a crash between "sent" and
 "marked done". Executors raise `ActionFailed(retryable=...)`; the outbox decides when to try again.
@@ -12,16 +15,21 @@ This module knows the call's function and arguments, nothing about models or cam
 from __future__ import annotations
 
 import json
+import os
 import re
 import smtplib
 import ssl
+import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
 from email.message import EmailMessage
 from email.utils import formatdate
+from pathlib import Path
 
+from octopus.bundle import Manifest, ManifestError
 from octopus.device.config import ActionsSection, ConfigError, HttpSection, read_secret, redact_url
+from octopus.functions import BUILTIN, Registry
 
 DEFAULT_LINKS = {
     "google_search": "https://www.google.com/search?q={query}",
@@ -36,6 +44,8 @@ DEFAULT_LINKS = {
 RECIPIENT_ARGUMENT = {"send_email": "recipient", "send_text_message": "recipient"}
 USER_AGENT = "octopus-agent"
 SUBJECT_MAX, SMS_MAX, LINK_MAX = 200, 480, 2000  # one header line; three SMS segments; what browsers take
+HANDLER_TIMEOUT_S = 30.0
+EX_TEMPFAIL = 75  # a handler exiting with this (sysexits.h) is tried again later; any other failure is final
 
 
 class ActionFailed(Exception):
@@ -61,6 +71,20 @@ def recipient_allowed(recipient: str, allowlist: list[str]) -> bool:
         if who == entry or (entry.startswith("@") and who.endswith(entry)):
             return True
     return False
+
+
+def model_registry(path: str | Path) -> Registry:
+    """The function table of the model at `path` (an exported folder's manifest, or a torch agent's config);
+    the ten when there is no model there yet. Raises ConfigError when the model's table cannot be read."""
+    path = Path(path)
+    try:
+        if (path / "manifest.json").is_file():
+            return Manifest.load(path).registry()
+        if (path / "config.json").is_file():
+            return Registry.with_user_functions(json.loads((path / "config.json").read_text()).get("functions", []))
+    except (ManifestError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"cannot read the function table of {path} ({exc})") from None
+    return BUILTIN
 
 
 def link_for(function: str, arguments: dict, templates: dict[str, str] | None = None) -> str:
@@ -93,17 +117,51 @@ def post_json(section: HttpSection, payload: dict, key: str, what: str) -> str:
 
 
 class Actions:
-    """Describes and performs calls according to the `[actions]` config section."""
+    """Describes and performs calls according to the `[actions]` config section and the model's function table
+    (`registry`: the ten and the user functions with their declared actions)."""
 
-    def __init__(self, section: ActionsSection):
-        self.section = section
+    def __init__(self, section: ActionsSection, registry: Registry = BUILTIN):
+        self.section, self.registry = section, registry
+        unknown = sorted(set(section.links) - set(registry.names()))
+        if unknown:
+            raise ConfigError(f"'actions.links' has unknown function(s) {', '.join(unknown)} (the model calls "
+                              f"{', '.join(registry.names())})")
+        unknown = sorted(set(section.allow_handlers) - {f.name for f in registry.user_functions
+                                                        if f.action and "handler" in f.action})
+        if unknown:
+            raise ConfigError(f"'actions.allow_handlers' names {', '.join(unknown)}, which the model has no "
+                              "handler for")
+        self.templates = {f.name: f.action["link"] for f in registry.user_functions if f.action and "link" in f.action}
+        self.templates.update(section.links)
+
+    def _user_action(self, function: str) -> tuple[str, object] | None:
+        """(kind, value) of a user function's declared action, ("none", None) without one; None for the ten."""
+        if function in DEFAULT_LINKS or function in RECIPIENT_ARGUMENT:
+            return None
+        if function not in self.registry.names():  # queued by another model (the model was replaced since)
+            raise ActionFailed(f"the model has no function {function!r}", retryable=False)
+        spec = self.registry.get(function)
+        if function in self.templates:
+            return "link", self.templates[function]
+        return next(iter(spec.action.items())) if spec.action else ("none", None)
+
+    def _link(self, function: str, arguments: dict) -> str:
+        return link_for(function, arguments, self.templates)
 
     def describe(self, function: str, arguments: dict) -> str:
         if function == "send_email":
             return f"email {arguments.get('recipient')!r} subject {arguments.get('subject')!r}"
         if function == "send_text_message":
             return f"text {arguments.get('recipient')!r}: {arguments.get('message')!r}"
-        return f"{function}: {link_for(function, arguments, self.section.links)}"
+        user = self._user_action(function)
+        if user is not None and user[0] != "link":
+            call = f"{function}({json.dumps(arguments, ensure_ascii=False)})"
+            if user[0] == "webhook":
+                return f"{call}: POST to {redact_url(str(user[1]))}"
+            if user[0] == "handler":
+                return f"{call}: run {' '.join(handler_argv(user[1], arguments))}"
+            return f"{call}: " + ("POST to the webhook" if self.section.webhook.url else "recorded (no action)")
+        return f"{function}: {self._link(function, arguments)}"
 
     def check(self, function: str, arguments: dict) -> None:
         """Refuse what the receiving end would refuse or should never get, before anything is sent (and in dry
@@ -122,7 +180,11 @@ class Actions:
         elif function == "send_text_message":
             if len(str(arguments.get("message", ""))) > SMS_MAX:
                 raise ActionFailed(f"text message longer than {SMS_MAX} characters", retryable=False)
-        elif len(link_for(function, arguments, self.section.links)) > LINK_MAX:
+        elif (user := self._user_action(function)) is not None and user[0] != "link":
+            if user[0] == "handler" and function not in self.section.allow_handlers:
+                raise ActionFailed(f"{function}: its handler runs only when actions.allow_handlers lists it",
+                                   retryable=False)
+        elif len(self._link(function, arguments)) > LINK_MAX:
             raise ActionFailed(f"{function}: link longer than {LINK_MAX} characters", retryable=False)
 
     def perform(self, function: str, arguments: dict, key: str, dry_run: bool) -> str:
@@ -137,7 +199,18 @@ class Actions:
                 raise ActionFailed("actions.sms.url is not set", retryable=False)
             payload = {"to": arguments["recipient"], "message": arguments["message"], "id": key}
             return post_json(self.section.sms, payload, key, "sms")
-        link = link_for(function, arguments, self.section.links)
+        user = self._user_action(function)
+        if user is not None and user[0] != "link":
+            payload = {"function": function, "arguments": arguments, "id": key}
+            if user[0] == "webhook":
+                return post_json(HttpSection(url=str(user[1]), timeout_s=self.section.webhook.timeout_s), payload,
+                                 key, function)
+            if user[0] == "handler":
+                return run_handler(function, user[1], arguments, key)
+            if not self.section.webhook.url:
+                return "recorded (no action configured)"
+            return post_json(self.section.webhook, payload, key, "webhook")
+        link = self._link(function, arguments)
         if not self.section.webhook.url:
             return f"link {link}"
         payload = {"function": function, "arguments": arguments, "link": link, "id": key}
@@ -190,3 +263,30 @@ class Actions:
         except (smtplib.SMTPException, OSError) as exc:
             raise ActionFailed(f"smtp: {smtp.host}:{smtp.port} unavailable ({exc})", retryable=True) from None
         return f"email sent to {arguments['recipient']} via {smtp.host}"
+
+
+def handler_argv(template: list[str], arguments: dict) -> list[str]:
+    """The handler's argv: each `{argument}` hole filled in its own element (an absent optional one: empty)."""
+    return [re.sub(r"\{(\w+)\}", lambda m: str(arguments.get(m.group(1), "")), part) for part in template]
+
+
+def run_handler(function: str, template: list[str], arguments: dict, key: str) -> str:
+    """Run a user function's local handler without a shell: the arguments arrive as argv elements and, whole,
+    as JSON in $OCTOPUS_CALL; $OCTOPUS_OUTBOX_ID is the idempotency key. Exit 0 is done, 75 is tried again."""
+    argv = handler_argv(template, arguments)
+    env = {**os.environ, "OCTOPUS_CALL": json.dumps({"function": function, "arguments": arguments},
+                                                    ensure_ascii=False), "OCTOPUS_OUTBOX_ID": key}
+    try:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=HANDLER_TIMEOUT_S,
+                              stdin=subprocess.DEVNULL, check=False)
+    except FileNotFoundError:
+        raise ActionFailed(f"{function}: handler {argv[0]} does not exist", retryable=False) from None
+    except PermissionError:
+        raise ActionFailed(f"{function}: handler {argv[0]} is not executable", retryable=False) from None
+    except subprocess.TimeoutExpired:
+        raise ActionFailed(f"{function}: handler ran over {HANDLER_TIMEOUT_S:.0f} s", retryable=True) from None
+    first = lambda text: (text.strip().splitlines() or [""])[0][:200]  # noqa: E731 - one line of its output
+    if done.returncode != 0:
+        raise ActionFailed(f"{function}: handler exited {done.returncode} {first(done.stderr)}".rstrip(),
+                           retryable=done.returncode == EX_TEMPFAIL)
+    return f"{function}: handler done {first(done.stdout)}".rstrip()

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from octopus.calls import CallError
 from octopus.device.actions import Actions
+from octopus.device.config import ConfigError
 from octopus.device.outbox import Outbox, OutboxError
+from octopus.functions import BUILTIN
 
 
 class AnswerStep:
@@ -22,8 +24,15 @@ class AnswerStep:
     @classmethod
     def from_config(cls, agent, outbox: Outbox, config, execute: bool | None = None,
                     actions: Actions | None = None) -> AnswerStep:
-        """`execute=None` follows `actions.execute` (the daemon); `ask` passes its `--execute`."""
-        return cls(agent, outbox, actions or Actions(config.actions),
+        """`execute=None` follows `actions.execute` (the daemon); `ask` passes its `--execute`. The actions read
+        the agent's function table (user functions included). Raises ConfigError when the config names a
+        function the model does not have."""
+        if actions is None:
+            try:
+                actions = Actions(config.actions, getattr(agent, "registry", BUILTIN))
+            except ConfigError as exc:
+                raise ConfigError(f"{config.source}: {exc}") from None
+        return cls(agent, outbox, actions,
                    config.actions.execute if execute is None else execute, config.model.max_new_tokens)
 
     def __call__(self, image, query: str, source: str) -> dict:

@@ -38,7 +38,7 @@ class Daemon:
     def __init__(self, config: Config, agent=None, camera=None, pin_factory=None):
         self.config = config
         self.agent, self.camera, self.pin_factory = agent, camera, pin_factory
-        self.actions = Actions(config.actions)
+        self.actions: Actions | None = None  # built in start(): it reads the model's function table
         self.outbox: Outbox | None = None
         self.answer: AnswerStep | None = None  # built in start(), once the model and the outbox are open
         self.outbox_error: str | None = None  # the last enqueue the disk refused (cleared by the next success)
@@ -69,7 +69,8 @@ class Daemon:
             self.camera = open_camera(self.config.camera)
         state = self.config.state_dir()
         self.outbox = Outbox.from_config(self.config)
-        self.answer = AnswerStep.from_config(self.agent, self.outbox, self.config, actions=self.actions)
+        self.answer = AnswerStep.from_config(self.agent, self.outbox, self.config)
+        self.actions = self.answer.actions
         for name, target in (("worker", self._worker_loop), ("sender", self._sender_loop)):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()

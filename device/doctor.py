@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from octopus.bundle import Manifest, ManifestError
+from octopus.device.actions import Actions, model_registry
 from octopus.device.camera import CameraError, open_camera
 from octopus.device.config import Config, ConfigError, read_secret, secret_file_warning
 from octopus.device.outbox import QUARANTINE, STATUSES, inspect, status_counts
@@ -35,6 +36,17 @@ def check_model(config: Config) -> Check:
         return Check("model", False, str(exc))
     return Check("model", True, f"{directory}: {len(checked)} files match the manifest "
                                f"({', '.join(sorted({c.split('/')[0] for c in checked}))})")
+
+
+def check_functions(config: Config) -> Check:
+    """The model's function table (the ten and any user functions) against the config's actions section."""
+    try:
+        registry = model_registry(config.model.path)
+        Actions(config.actions, registry)
+    except ConfigError as exc:
+        return Check("functions", False, str(exc))
+    user = [f.name + (f" ({next(iter(f.action))})" if f.action else "") for f in registry.user_functions]
+    return Check("functions", True, f"{len(registry)} functions" + (f"; user: {', '.join(user)}" if user else ""))
 
 
 def check_camera(config: Config) -> Check:
@@ -174,7 +186,8 @@ def check_smtp(config: Config) -> Check:
 
 def run_checks(config: Config, smtp: bool = True) -> list[Check]:
     mode = "executes actions" if config.actions.execute else "dry run"
-    checks = [Check("config", True, f"{config.source} ({mode})"), check_model(config), check_camera(config),
+    checks = [Check("config", True, f"{config.source} ({mode})"), check_model(config), check_functions(config),
+              check_camera(config),
               check_gpio(config), check_queries(config), check_outbox(config)]
     checks.append(check_smtp(config) if smtp else Check("smtp", None, "--no-network"))
     return checks

@@ -5,7 +5,8 @@ set, no spinning: the Pi's cores stay free between requests) and computes the KV
 prefix once, as Octopus v2 does on phones. A request then runs the image encoder, prefills the image
 embeddings and the query after that cached prefix, and decodes greedily with the first token constrained to
 the functional tokens and the no-function token, stopping at `<nexa_end>`. Same parser and validator as
-training. This module must never import torch.
+training, reading the function table the manifest carries (user functions included). This module must never
+import torch.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class OnnxAgent:
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         # control tokens are placed by id only: a user typing "<nexa_0>" or "<nexa_end>" gets plain text
         self.tokenizer.encode_special_tokens = True
+        self.registry = bundle.registry()  # the ten, then the user functions the model was extended with
         tokens = self.manifest["tokens"]
         self.first_token_ids = np.array([*tokens["function_ids"], tokens["no_function_id"]])
         self.end_id = tokens["end_id"]
@@ -142,4 +144,4 @@ class OnnxAgent:
         timings["decode_per_token"] = timings["decode"] / max(1, len(generated) - 1)
         timings["total"] = (time.perf_counter() - start) * 1e3
         raw = self.tokenizer.decode(generated, skip_special_tokens=False)
-        return Generation(raw, parse_and_validate(raw), timings)
+        return Generation(raw, parse_and_validate(raw, self.registry), timings)

@@ -296,6 +296,7 @@ def _export(agent: OctopusAgent, model_dir: Path, out: Path, int8: bool, methods
         "embed_table": file_entry(out, "embed_tokens.npy", dtype="float32", shape=list(table.shape)),
         "tokens": {"function_ids": list(agent.tokens.function_ids), "no_function_id": agent.tokens.no_function_id,
                    "end_id": agent.tokens.end_id, "image_id": agent.tokens.image_id},
+        "functions": agent.registry.to_json(),  # the table the runtime, validator and actions read (user's too)
         "prompt": {"prefix": PROMPT_PREFIX, "suffix": PROMPT_SUFFIX, "num_image_tokens": agent.num_image_tokens},
         "preprocess": {"image_size": v.image_size, "mean": list(v.mean), "std": list(v.std)},
         "decoder": {"layers": layers, "kv_heads": heads, "head_dim": head_dim,

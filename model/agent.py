@@ -49,7 +49,8 @@ class OctopusAgent(nn.Module):
         self.projector = Projector(config.projector, grid_tokens, vision_width, d_model, text_rms)
         self.lm = lm
         self.tokenizer = tokenizer
-        self.tokens = TokenTable.from_tokenizer(tokenizer)
+        self.registry = config.registry()  # the ten, then any user functions
+        self.tokens = TokenTable.from_tokenizer(tokenizer, self.registry)
         self.input_grad = True  # False: training adapts only upper LM layers, so inputs need no grad
 
     @classmethod
@@ -57,7 +58,7 @@ class OctopusAgent(nn.Module):
         """A new agent from a config: pretrained parts loaded, agent tokens added and initialised."""
         vision_encoder = VisionEncoder.from_config(config.vision, load_pretrained)
         lm, tokenizer = load_lm(config.lm)
-        add_agent_tokens(lm, tokenizer, config.tokens.init, config.tokens.extra_descriptions)
+        add_agent_tokens(lm, tokenizer, config.tokens.init, config.tokens.extra_descriptions, config.registry())
         return cls(config, vision_encoder, lm, tokenizer)
 
     @property
@@ -173,7 +174,7 @@ class OctopusAgent(nn.Module):
         timings["decode_per_token"] = timings["decode"] / max(1, len(generated) - 1)
         timings["total"] = (time.perf_counter() - start) * 1e3
         raw = self.tokenizer.decode(generated, skip_special_tokens=False)
-        return Generation(raw, parse_and_validate(raw), timings)
+        return Generation(raw, parse_and_validate(raw, self.registry), timings)
 
     # --- persistence --------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

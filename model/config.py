@@ -64,6 +64,14 @@ class AgentConfig:
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
     lm: LMConfig = field(default_factory=LMConfig)
     tokens: TokenConfig = field(default_factory=TokenConfig)
+    # user functions after the ten, as JSON (octopus.functions.Function.to_json): `octopus train extend` appends
+    functions: list[dict[str, Any]] = field(default_factory=list)
+
+    def registry(self):
+        """The functions this agent calls: the ten, then its user functions (their tokens follow the ten's)."""
+        from octopus.functions import Registry  # (standard library only; kept off this module's import line)
+
+        return Registry.with_user_functions(self.functions)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

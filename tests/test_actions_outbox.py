@@ -183,6 +183,41 @@ def test_other_functions_become_links_posted_to_the_webhook(tmp_path):
     hook.close()
 
 
+def test_user_functions_do_what_their_file_declares(tmp_path):
+    """A model's own functions: a webhook of their own, a link template, or no action (the device's webhook);
+    config names of functions the model lacks are one-line errors."""
+    from octopus.device.config import ConfigError
+    from octopus.functions import BUILTIN, Argument, Function
+
+    hook, own = Webhook(), Webhook()
+    room = Argument("room", "string", "The room.", "房间。")
+    registry = BUILTIN.extended([
+        Function("lamp_control", "Lamp on or off.", "开关灯。", (room,), action={"webhook": own.url}),
+        Function("find_room", "Show a room.", "显示房间。", (room,), action={"link": "https://home.example/{room}"}),
+        Function("vacuum", "Vacuum a room.", "打扫房间。", (room,))])
+    config = parse_config(f'[actions]\nexecute = true\n[actions.webhook]\nurl = "{hook.url}"\n')
+    actions = Actions(config.actions, registry)
+    outbox = Outbox(tmp_path / "state")
+    for name in ("lamp_control", "find_room", "vacuum"):
+        outbox.enqueue(name, {"room": "living room"})
+    items = {i.function: i for i in deliver(outbox, actions)}
+    assert all(i.status == "done" for i in items.values()), [i.result for i in items.values()]
+    assert own.posts[0][1] == {"function": "lamp_control", "arguments": {"room": "living room"},
+                               "id": items["lamp_control"].id}
+    assert [p[1]["function"] for p in hook.posts] == ["find_room", "vacuum"]
+    assert hook.posts[0][1]["link"] == "https://home.example/living+room"
+    assert actions.describe("lamp_control", {"room": "hall"}).endswith(f"POST to {own.url}")
+    outbox.enqueue("garage_door", {"open": "yes"})  # queued by a model that had it, before this one
+    [orphan] = deliver(outbox, actions)
+    assert orphan.status == "failed" and "no function 'garage_door'" in orphan.result
+    with pytest.raises(ConfigError, match="unknown function.*garage_door.*lamp_control"):
+        Actions(parse_config('[actions.links]\ngarage_door = "https://x/{q}"\n').actions, registry)
+    with pytest.raises(ConfigError, match="vacuum, which the model has no handler for"):
+        Actions(parse_config('[actions]\nallow_handlers = ["vacuum"]\n').actions, registry)
+    hook.close()
+    own.close()
+
+
 def test_a_sender_killed_mid_send_loses_nothing_and_sends_nothing_twice(smtp_server, tmp_path):
     """SIGKILL while the SMTP server holds the first email at RCPT; a second sender finishes the job."""
     stall = threading.Event()

@@ -377,7 +377,7 @@ def test_daemon_process_notify_watchdog_and_sigterm(tiny_onnx, tmp_path):
     ("[button]\npin = -1\n", "'button.pin' must be a BCM GPIO number from 0 to 27"),
     ("[button]\nbounce_ms = -5\n", "'button.bounce_ms' must be 0 or more"),
     ("[outbox]\nmax_attempts = 0\n", "'outbox.max_attempts' must be positive"),
-    ("[actions.links]\nfly_me = \"https://x/{q}\"\n", "unknown function(s) fly_me"),
+    ("[actions.links]\n\"Fly Me\" = \"https://x/{q}\"\n", "'actions' names 'Fly Me', which is not a function name"),
     ("camera = 3\n", "'camera' must be a table"),
     ("[model\n", "not valid TOML"),
     ("[daemon]\nmax_inference_s = inf\n", "'daemon.max_inference_s' must be a finite number"),
