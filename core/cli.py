@@ -146,11 +146,12 @@ def cmd_train_extend(args: argparse.Namespace) -> int:
         raise CliError(f"--from {args.source}: no such folder (or use --from default)")
     if args.profile not in ("tiny", "quick", "full"):
         raise CliError(f"unknown profile {args.profile!r}; choose one of tiny, quick, full")
-    from octopus.function_file import load_function_file
+    from octopus.functions import BUILTIN
+    from octopus.training.data.user_functions import read_user_functions
     from octopus.training.extend import extend
 
     try:
-        load_function_file(args.functions)  # its one-line errors before the model is loaded
+        read_user_functions(Path(args.functions), BUILTIN)  # its one-line errors before the model is loaded
         record = extend(args.source, Path(args.functions), Path(args.out), args.profile, tuple(args.set),
                         args.max_steps)
     except (FunctionFileError, DeltaError, FileNotFoundError, ValueError) as exc:

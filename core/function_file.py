@@ -23,7 +23,9 @@ MIN_EXAMPLES of each are needed (one in four is held out to measure the new func
 trained on). An action is one of `link` (a URL template with `{argument}` holes, recorded or POSTed to the
 device's webhook like the built-in links), `webhook` (a URL the call is POSTed to as JSON) or `handler` (an
 argv list run without a shell, `{argument}` holes filled per element; the device runs it only when its config
-lists the function in `actions.allow_handlers`). Every problem is a `FunctionFileError` of one line naming
+lists the function in `actions.allow_handlers`). Optionally, `concepts` (objects of the concept table) make
+the function the answer when only the image decides ("help me with this" over a picture of one), its
+`image_argument` filled with the object's name. Every problem is a `FunctionFileError` of one line naming
 the file, the function and the key. Standard library only: the device reads function tables too.
 """
 
@@ -42,7 +44,8 @@ MIN_EXAMPLES = 4  # per language
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{1,47}")
 ARGUMENT_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 CJK_RE = re.compile(r"[\u3400-\u9fff]")
-FUNCTION_KEYS = ("name", "description_en", "description_zh", "arguments", "examples", "action")
+FUNCTION_KEYS = ("name", "description_en", "description_zh", "arguments", "examples", "action", "concepts",
+                 "image_argument")
 ARGUMENT_KEYS = ("name", "type", "description_en", "description_zh", "required", "enum", "pattern", "minimum",
                  "values_en", "values_zh")
 ACTION_KINDS = ("link", "webhook", "handler")
@@ -150,7 +153,30 @@ def _function(table: Any, registry: Registry, earlier: list[str]) -> Function:
     function = Function(name, description_en, description_zh, tuple(arguments))
     examples = _examples(table.get("examples"), function)
     action = _action(table.get("action"), function)
-    return Function(name, description_en, description_zh, tuple(arguments), examples, action)
+    concepts, image_argument = _image_decided(table, function)
+    return Function(name, description_en, description_zh, tuple(arguments), examples, action, concepts,
+                    image_argument)
+
+
+def _image_decided(table: dict, function: Function) -> tuple[tuple[str, ...], str | None]:
+    """`concepts` (keys of the concept table; `octopus train extend` checks they exist and imply nothing yet)
+    and `image_argument`, the string argument the pictured object's name fills."""
+    concepts = _strings(table, "concepts")
+    name = table.get("image_argument")
+    if not concepts:
+        if name is not None:
+            raise FunctionFileError("'image_argument' needs 'concepts'")
+        return (), None
+    if len(concepts) < 2 or len(set(concepts)) != len(concepts):
+        raise FunctionFileError("'concepts' needs at least two different concept keys (one in four is held out)")
+    argument = function.argument(name) if isinstance(name, str) else None
+    if argument is None or argument.type != "string" or argument.enum is not None:
+        raise FunctionFileError("'concepts' needs 'image_argument': the free-text string argument the pictured "
+                                "object's name fills")
+    other = [a.name for a in function.arguments if a.required and a.name != name]
+    if other:
+        raise FunctionFileError(f"'concepts': the picture alone cannot give the required argument '{other[0]}'")
+    return concepts, name
 
 
 def _argument(table: Any, earlier: list[str]) -> Argument:

@@ -79,6 +79,8 @@ class Function:
     examples: tuple[Example, ...] = ()  # user functions: what the data generator starts from
     action: dict[str, Any] | None = None  # user functions: {"link": URL template} | {"webhook": URL} |
     # {"handler": [argv]} (the device runs a handler only when its config allows it: actions.allow_handlers)
+    concepts: tuple[str, ...] = ()  # user functions: objects (concept keys) that make it the answer when only
+    image_argument: str | None = None  # the image decides ("help me with this"); the argument their name fills
 
     def argument(self, name: str) -> Argument | None:
         return next((a for a in self.arguments if a.name == name), None)
@@ -91,6 +93,8 @@ class Function:
             out["examples"] = [e.to_json() for e in self.examples]
         if self.action is not None:
             out["action"] = dict(self.action)
+        if self.concepts:
+            out["concepts"], out["image_argument"] = list(self.concepts), self.image_argument
         return out
 
     @classmethod
@@ -98,7 +102,8 @@ class Function:
         return cls(data["name"], data["description_en"], data["description_zh"],
                    tuple(Argument.from_json(a) for a in data.get("arguments", ())),
                    tuple(Example(e["request"], dict(e["arguments"]), e["language"]) for e in data.get("examples", ())),
-                   dict(data["action"]) if data.get("action") is not None else None)
+                   dict(data["action"]) if data.get("action") is not None else None,
+                   tuple(data.get("concepts", ())), data.get("image_argument"))
 
 
 EMAIL_PATTERN = r"[^@\s\"]+@[^@\s\"]+\.[A-Za-z]{2,}"

@@ -425,8 +425,8 @@ def test_doctor_checks_every_part(tiny_onnx, tmp_path, smtp_server):
                          timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     lines = {line.split()[1]: line.split()[0] for line in out.stdout.splitlines()}
-    assert lines == {"config": "ok", "model": "ok", "camera": "ok", "gpio": "ok", "queries": "ok", "outbox": "ok",
-                     "smtp": "ok"}
+    assert lines == {"config": "ok", "model": "ok", "functions": "ok", "camera": "ok", "gpio": "ok", "queries": "ok",
+                     "outbox": "ok", "smtp": "ok"}
     graph = tiny_onnx / "decoder_model_merged.int8.onnx"
     original = graph.read_bytes()
     try:

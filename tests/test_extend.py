@@ -62,7 +62,9 @@ def test_the_worked_example_reads_as_the_eleventh_function():
       'action = { handler = ["lamp", "{room}"] }'}, "absolute program path"),
     ({'action = { webhook = "http://homeassistant.local:8123/api/webhook/octopus-lamp" }':
       'action = { link = "https://x.example/{colour}" }'}, "names {colour}, which is not an argument"),
-    ({'request = "打开厨房的灯"': 'request = "turn on the kitchen lamp"'}, "3 Chinese request(s); at least 4"),
+    ({f'request = "{zh}"': f'request = "lamp {i}"' for i, zh in enumerate(
+        ["打开厨房的灯", "把卧室的台灯关掉", "客厅开一下灯", "关闭卫生间的灯", "儿童房太黑了，把灯打开"])},
+     "has 3 Chinese request(s); at least 4"),
     ({'[[functions]]': '[[functions]\n'}, "not valid TOML"),
 ])
 def test_a_bad_function_file_is_one_line_naming_the_problem(tmp_path, replace, message):
@@ -179,3 +181,71 @@ def test_extend_a_tiny_model_and_answer_the_new_function_on_the_torch_free_runti
     unknown = ask('[actions]\nallow_handlers = ["garage_door"]\n')
     assert unknown.returncode == 2 and "garage_door" in unknown.stderr and "Traceback" not in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1
+
+
+PARTY = """
+[[functions]]
+name = "party_planning"
+description_en = "Plan a party around an item."
+description_zh = "围绕某样东西筹划派对。"
+concepts = ["balloon", "gift_box", "candle", "trophy"]
+image_argument = "item"
+
+[[functions.arguments]]
+name = "item"
+type = "string"
+description_en = "The party item."
+description_zh = "派对用品。"
+
+[[functions.examples]]
+request = "plan a party with balloons"
+arguments = { item = "balloons" }
+[[functions.examples]]
+request = "throw a party around the cake"
+arguments = { item = "cake" }
+[[functions.examples]]
+request = "party ideas with a trophy"
+arguments = { item = "trophy" }
+[[functions.examples]]
+request = "organise a party with candles"
+arguments = { item = "candles" }
+[[functions.examples]]
+request = "用气球办个派对"
+arguments = { item = "气球" }
+[[functions.examples]]
+request = "围绕蛋糕策划派对"
+arguments = { item = "蛋糕" }
+[[functions.examples]]
+request = "用奖杯办一场庆祝派对"
+arguments = { item = "奖杯" }
+[[functions.examples]]
+request = "准备一个有蜡烛的派对"
+arguments = { item = "蜡烛" }
+"""
+
+
+def test_concepts_make_a_user_function_the_answer_when_only_the_image_decides(tmp_path):
+    from octopus.training.data.concepts import concept
+    from octopus.training.data.user_functions import plan_image_rows, read_user_functions
+
+    path = tmp_path / "party.toml"
+    path.write_text(PARTY, encoding="utf-8")
+    [party] = read_user_functions(path, BUILTIN)
+    registry = BUILTIN.extended([party])
+    train, test = (plan_image_rows(party, registry, split, 6, 0) for split in ("train", "test"))
+    assert {r["meta"]["objects"][0] for r in train} == {"balloon", "gift_box", "candle"}  # the fourth held out
+    assert {r["meta"]["objects"][0] for r in test} == {"trophy"}
+    for row in train + test:
+        main = concept(row["meta"]["objects"][0])
+        assert row["meta"]["kind"] == "ambiguous" and row["arguments"] == {"item": main.name(row["language"])}
+        assert parse_and_validate(row["target"], registry).function == "party_planning"
+        assert "this" in row["query"].lower() or "这" in row["query"]  # the words name neither function nor object
+    for old, new, message in [
+        ('"trophy"]', '"dog"]', "concept 'dog' already means pet_care"),
+        ('"trophy"]', '"unicorn"]', "'unicorn', which is not in the concept table"),
+        ('image_argument = "item"\n', "", "'concepts' needs 'image_argument'"),
+    ]:
+        path.write_text(PARTY.replace(old, new, 1), encoding="utf-8")
+        with pytest.raises(FunctionFileError, match=message) as info:
+            read_user_functions(path, BUILTIN)
+        assert str(path) in str(info.value) and "\n" not in str(info.value)

@@ -212,7 +212,8 @@ class Collator:
             attention[i, : len(ids)] = 1
         batch = {"input_ids": input_ids, "labels": labels, "attention_mask": attention,
                  "category": torch.tensor([category_id(r) for r in rows]),
-                 "concept": torch.tensor([concept_id(r) for r in rows])}
+                 "concept": torch.tensor([concept_id(r) for r in rows]),
+                 "replay": torch.tensor([bool(r.get("meta", {}).get("replay")) for r in rows])}
         if self.features is not None:
             batch["vision_features"] = self.features([r["image"] for r in rows])  # (B, T, C)
         else:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from octopus.functions import BUILTIN
 from octopus.model.agent import OctopusAgent
 from octopus.training.checkpoints import load_checkpoint, remove_checkpoints, save_checkpoint
 from octopus.training.clip import accelerator_available, bf16_is_fast
@@ -41,8 +42,10 @@ def apply_train_modes(agent: OctopusAgent, stage: StageConfig) -> None:
         module = getattr(agent, component)
         mode = stage.train[component]
         module.requires_grad_(mode == "full")
-        if mode == "frozen":
-            module.eval()  # frozen batch-norm statistics do not drift either
+        if mode in ("frozen", "tokens"):
+            module.eval()  # frozen batch-norm statistics do not drift either (nor dropout around fixed weights)
+    if stage.train["lm"] == "tokens":
+        train_user_token_rows(agent)
     if stage.train["lm"] == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -58,6 +61,20 @@ def apply_train_modes(agent: OctopusAgent, stage: StageConfig) -> None:
         agent.lm = get_peft_model(agent.lm, config)
     # below the lowest adapted layer nothing trains: inputs without grad let backward stop there
     agent.input_grad = stage.lora_layers is None
+
+
+def train_user_token_rows(agent: OctopusAgent) -> None:
+    """lm=tokens (`train extend`): only the user functions' token rows train, in the input and (untied) output
+    embeddings; every other weight stays as it is, so the ten's answers change only where a new token wins."""
+    rows = list(agent.tokens.function_ids[len(BUILTIN):])
+    if not rows:
+        raise ValueError("lm=tokens trains the user functions' token rows, and this agent has no user function")
+    for matrix in {id(m): m for m in (agent.lm.get_input_embeddings().weight,
+                                      agent.lm.get_output_embeddings().weight)}.values():
+        mask = torch.zeros(matrix.shape[0], 1, dtype=matrix.dtype)
+        mask[rows] = 1.0
+        matrix.requires_grad_(True)
+        matrix.register_hook(lambda grad, mask=mask: grad * mask.to(grad.device, grad.dtype))
 
 
 def agent_token_ids(agent: OctopusAgent) -> list[int]:
@@ -146,13 +163,36 @@ def training_loss(agent, batch: dict, function_ids: torch.Tensor, stage: StageCo
         image_embeds = agent(None, pixels=batch.get("pixels"), vision_features=batch.get("vision_features"),
                              image_only=True)
         return stage.grounding_loss_weight * heads(image_embeds, batch["concept"], batch["category"])
-    out = agent(batch["input_ids"], pixels=batch.get("pixels"), vision_features=batch.get("vision_features"),
-                attention_mask=batch["attention_mask"], labels=batch["labels"], labelled_only=True)
-    loss = stage.lm_loss_weight * weighted_loss(out.logits, out.targets, function_ids, stage.function_token_weight,
-                                                reduce)
+    inputs = dict(pixels=batch.get("pixels"), vision_features=batch.get("vision_features"),
+                  attention_mask=batch["attention_mask"], labels=batch["labels"], labelled_only=True)
+    out = agent(batch["input_ids"], **inputs)
+    if stage.distill_weight > 0 and bool(batch["replay"].any()):
+        loss = stage.lm_loss_weight * distilled_loss(agent, batch, inputs, out, function_ids, stage, reduce)
+    else:
+        loss = stage.lm_loss_weight * weighted_loss(out.logits, out.targets, function_ids,
+                                                    stage.function_token_weight, reduce)
     if heads is not None:
         loss = loss + stage.grounding_loss_weight * heads(out.image_embeds, batch["concept"], batch["category"])
     return loss
+
+
+def distilled_loss(agent, batch: dict, inputs: dict, out, function_ids: torch.Tensor, stage: StageConfig,
+                   reduce=None) -> torch.Tensor:
+    """Cross-entropy to the gold call on new rows, KL to the model with its LoRA off on replay rows (the model
+    the extension started from): the mean over all labelled positions, as `weighted_loss` takes it."""
+    with torch.no_grad(), getattr(agent, "module", agent).lm.disable_adapter():
+        teacher = agent(batch["input_ids"], **inputs).logits.float()  # (N, V)
+    labelled = batch["labels"][:, 1:] != IGNORE  # (B, T-1), in the order labelled_logits flattens them
+    replay = batch["replay"][:, None].expand_as(labelled)[labelled]  # (N,)
+    log_student = F.log_softmax(out.logits.float(), -1)
+    kl = (F.softmax(teacher, -1) * (F.log_softmax(teacher, -1) - log_student)).sum(-1)  # (N,)
+    ce = F.nll_loss(log_student, out.targets, reduction="none")
+    weights = torch.where(torch.isin(out.targets, function_ids), stage.function_token_weight, 1.0)
+    losses = torch.where(replay, stage.distill_weight * kl, ce * weights)
+    total = torch.where(replay, 1.0, weights).sum().detach()
+    if reduce is not None:
+        total = reduce(total, reduction="mean")
+    return losses.sum() / total.clamp(min=1.0)
 
 
 def resolve_precision(precision: str) -> str:

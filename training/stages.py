@@ -16,7 +16,7 @@ from octopus.training.clip import ClipStageConfig
 from octopus.training.rewards import REWARDS
 
 COMPONENTS = ("vision_encoder", "projector", "lm")
-TRAIN_MODES = ("frozen", "full", "lora")
+TRAIN_MODES = ("frozen", "full", "lora", "tokens")  # tokens (lm only): the user functions' token rows alone
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj")  # as Octopus v2
 
 
@@ -101,6 +101,8 @@ class StageConfig:
     # 4,500 examples in the same time as 3,000 on all layers the agent read images worse (teacher-forced,
     # 1,000 test rows: image-decided held-out 66% vs 71%, trained objects 71% vs 78%, swap follow 65% vs 71%)
     function_token_weight: float = 1.0  # >1 weighs the loss on functional tokens up
+    distill_weight: float = 0.0  # >0 (lm=lora, `train extend`): on replay rows (meta.replay) the loss is the KL to
+    # the model with the LoRA off instead of the cross-entropy to the gold call, so the ten keep their answers
     kind_shares: dict[str, float] | None = None  # share of each request kind in the subset (functional stages)
     lm_loss_weight: float = 1.0  # 0: no LM forward; the projector learns from the grounding loss alone
     grounding_loss_weight: float = 0.0  # which object / category the mean image token shows (loop.GroundingHeads)
@@ -121,10 +123,12 @@ class StageConfig:
         bad = {c: m for c, m in self.train.items() if m not in TRAIN_MODES}
         if bad:
             raise ValueError(f"stage {self.name}: unknown train modes {bad}; choose from {TRAIN_MODES}")
-        if self.train["vision_encoder"] == "lora" or self.train["projector"] == "lora":
-            raise ValueError(f"stage {self.name}: lora is supported for the lm only")
+        if {self.train["vision_encoder"], self.train["projector"]} & {"lora", "tokens"}:
+            raise ValueError(f"stage {self.name}: lora and tokens are modes of the lm only")
         if self.lora_layers is not None and (self.train["lm"] != "lora" or self.lora_layers < 1):
             raise ValueError(f"stage {self.name}: lora_layers needs lm=lora and a count >= 1, got {self.lora_layers}")
+        if self.distill_weight and self.train["lm"] != "lora":
+            raise ValueError(f"stage {self.name}: distill_weight needs lm=lora (the teacher is the LoRA turned off)")
         if self.lora_layers is not None and self.train["projector"] != "frozen":
             raise ValueError(f"stage {self.name}: lora_layers runs the layers below without grad, so the "
                              "projector must be frozen")

@@ -5,8 +5,11 @@ Each example becomes a template: an argument value that appears in the request w
 language; a value that does not appear (an enum said another way, "打开" for "on") stays fixed with its
 wording. The existing registers (polite, terse, typos, ...) vary the surface, and each request is shown over a
 rendered scene as the built-in text-decided rows are. Templates and free-text values are split as the
-built-in data is (every fourth to test), so test rows use wordings and values no train row has. Replay rows
-of the ten (and of "no function") come from the built-in generator itself, so the extended model keeps them.
+built-in data is (every fourth to test), so test rows use wordings and values no train row has. A function
+with `concepts` also gets rows where only the image decides: the built-in generic requests ("help me with
+this", "帮我处理一下这个") over a picture of one of its objects (held out every fourth, as built-in objects are),
+its `image_argument` filled with the object's name. Replay rows of the ten (and of "no function") come from
+the built-in generator itself, so the extended model keeps them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from octopus.calls import Call, format_call, parse_and_validate
+from octopus.function_file import FunctionFileError, load_function_file
 from octopus.functions import Function, Registry
 from octopus.training.data.assets import TRAINING_STYLES, ensure_style
 from octopus.training.data.build import (
@@ -30,8 +34,10 @@ from octopus.training.data.build import (
     plan_split,
     row_json,
     split_objects,
+    split_templates,
 )
-from octopus.training.data.queries import surface
+from octopus.training.data.concepts import CONCEPTS, by_category, concept
+from octopus.training.data.queries import IMAGE_CATEGORIES, surface
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,64 @@ def plan_user_rows(function: Function, registry: Registry, split: str, n: int, s
     return rows
 
 
+def read_user_functions(path: Path, registry: Registry) -> list[Function]:
+    """A function file's functions, checked as the file's own reader does and against the concept table."""
+    functions = load_function_file(path, registry)
+    try:
+        check_concepts(functions, registry)
+    except FunctionFileError as exc:
+        raise FunctionFileError(f"{path}: {exc}") from None
+    return functions
+
+
+def check_concepts(functions: list[Function], registry: Registry) -> None:
+    """Each function's `concepts` must be keys of the concept table that imply no function yet (neutral objects,
+    not claimed by another user function); a one-line FunctionFileError otherwise."""
+    known = {c.key: c for c in CONCEPTS}
+    claimed = {key: f.name for f in registry.user_functions for key in f.concepts}
+    for function in functions:
+        for key in function.concepts:
+            if key not in known:
+                raise FunctionFileError(f"function {function.name!r}: 'concepts' names {key!r}, which is not in the "
+                                        f"concept table (objects implying nothing yet: "
+                                        f"{', '.join(c.key for c in by_category('neutral'))})")
+            if known[key].function is not None or key in claimed:
+                raise FunctionFileError(f"function {function.name!r}: concept {key!r} already means "
+                                        f"{known[key].function or claimed[key]}")
+            claimed[key] = function.name
+
+
+def plan_image_rows(function: Function, registry: Registry, split: str, n: int, seed: int) -> list[dict]:
+    """`n` rows per language where only the image decides: a generic request over one of the function's objects."""
+    objects = [concept(k) for k in function.concepts]
+    if len(objects) >= 4:
+        objects = [c for i, c in enumerate(objects) if _held_out(i) == split]
+    templates = [t for t in split_templates()[split] if t.function is None and t.kind == "image"
+                 and set(t.categories) == set(IMAGE_CATEGORIES) and "{" not in t.text]
+    neutral = [c for c in split_objects()[split]["neutral"] if c.key not in function.concepts]
+    rows = []
+    for language in LANGUAGES:
+        fits = [t for t in templates if t.language == language]
+        for index in range(n):
+            rng = random.Random(f"{seed}/user-image/{function.name}/{split}/{language}/{index}")
+            template, main = rng.choice(fits), rng.choice(objects)
+            text, register = surface(template.text, language, rng)
+            arguments = {function.image_argument: main.name(language)}
+            distractors = [c.key for c in rng.sample(neutral, min(len(neutral), rng.choice([0, 0, 1, 1, 2])))]
+            style = rng.choice(TRAINING_STYLES)
+            rows.append({
+                "image": f"images/{split}/{function.name}_image_{language}_{index:05d}.jpg", "query": text,
+                "language": language, "function": function.name, "arguments": arguments,
+                "target": format_call(function.name, arguments, registry),
+                "meta": {"template": template.id, "kind": "ambiguous", "register": register, "slots": {},
+                         "provenance": {function.image_argument: "image"}, "objects": [main.key, *distractors],
+                         "count": 1, "style": style,
+                         "object_split": "train" if split == "train" or len(function.concepts) < 4 else "test"},
+                "_render": (style, main.key, distractors, 1, rng.getrandbits(63)),
+            })
+    return rows
+
+
 def build_extension_data(out: Path, functions: list[Function], registry: Registry, n_per_function: int,
                          test_per_function: int, replay_per_function: int, seed: int = 0, workers: int = 2) -> dict:
     """train.jsonl (the new functions' rows plus replay rows of the ten and of no function) and test.jsonl (the
@@ -153,13 +217,19 @@ def build_extension_data(out: Path, functions: list[Function], registry: Registr
     for function in functions:
         rows["train"] += plan_user_rows(function, registry, "train", n_per_function, seed)
         rows["test"] += plan_user_rows(function, registry, "test", test_per_function, seed)
+        if function.concepts:  # a third more rows, where only the image decides
+            rows["train"] += plan_image_rows(function, registry, "train", max(1, n_per_function // 3), seed)
+            rows["test"] += plan_image_rows(function, registry, "test", max(1, test_per_function // 2), seed)
     jobs = [(r["image"], r.pop("_render")) for split in rows.values() for r in split]
     if replay_per_function:
         config = BuildConfig(n_per_function=replay_per_function, seed=seed, workers=workers)
         plans = plan_split("train", config, Counter())
         for plan in plans:  # their own folder: the built-in generator names images by function and index too
             plan.image = plan.image.replace("images/train/", "images/replay/")
-        rows["train"] += [row_json(p, config) for p in plans]
+        replay = [row_json(p, config) for p in plans]
+        for row in replay:
+            row["meta"]["replay"] = True  # (a stage with distill_weight keeps the model's own answers on these)
+        rows["train"] += replay
         jobs += [(p.image, (p.style, p.main, p.distractors, p.count, p.render_seed)) for p in plans]
     random.Random(seed).shuffle(rows["train"])
     _render_all(out, jobs, workers)
