@@ -249,3 +249,36 @@ def test_concepts_make_a_user_function_the_answer_when_only_the_image_decides(tm
         with pytest.raises(FunctionFileError, match=message) as info:
             read_user_functions(path, BUILTIN)
         assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_lm_tokens_mode_trains_the_new_token_rows_alone():
+    """lm=tokens: an optimizer step changes the user function's rows and nothing else of the LM."""
+    torch = pytest.importorskip("torch")
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from octopus.model.agent import OctopusAgent
+    from octopus.model.presets import tiny
+    from octopus.training.extend import extend_config, extended_agent
+    from octopus.training.loop import apply_train_modes
+
+    torch.manual_seed(0)
+    agent = extended_agent(OctopusAgent.build(tiny()), load_function_file(LAMP))
+    stage = replace(extend_config("tiny").stage, train={"vision_encoder": "frozen", "projector": "frozen",
+                                                        "lm": "tokens"})
+    before = {k: v.clone() for k, v in agent.lm.state_dict().items()}
+    apply_train_modes(agent, stage)
+    prompt = agent.encode_prompt("turn on the lamp in the kitchen")
+    target = agent.encode_target('<nexa_10>(room="kitchen", state="on")<nexa_end>')
+    labels = torch.tensor([[-100] * len(prompt) + target])
+    loss = agent(torch.tensor([prompt + target]), pixels=agent.pixels(Image.new("RGB", (48, 48))),
+                 labels=labels).loss
+    loss.backward()
+    torch.optim.Adam([p for p in agent.parameters() if p.requires_grad], lr=1e-2).step()
+    new_id = agent.tokens.function_ids[10]
+    for name, tensor in agent.lm.state_dict().items():
+        changed = (tensor != before[name]).reshape(tensor.shape[0], -1).any(1).nonzero().flatten().tolist() \
+            if tensor.ndim else []
+        assert changed in ([], [new_id]), name
+    assert (agent.lm.get_input_embeddings().weight[new_id] != before["model.embed_tokens.weight"][new_id]).any()
