@@ -197,31 +197,13 @@ type = "string"
 description_en = "The party item."
 description_zh = "派对用品。"
 
-[[functions.examples]]
-request = "plan a party with balloons"
-arguments = { item = "balloons" }
-[[functions.examples]]
-request = "throw a party around the cake"
-arguments = { item = "cake" }
-[[functions.examples]]
-request = "party ideas with a trophy"
-arguments = { item = "trophy" }
-[[functions.examples]]
-request = "organise a party with candles"
-arguments = { item = "candles" }
-[[functions.examples]]
-request = "用气球办个派对"
-arguments = { item = "气球" }
-[[functions.examples]]
-request = "围绕蛋糕策划派对"
-arguments = { item = "蛋糕" }
-[[functions.examples]]
-request = "用奖杯办一场庆祝派对"
-arguments = { item = "奖杯" }
-[[functions.examples]]
-request = "准备一个有蜡烛的派对"
-arguments = { item = "蜡烛" }
 """
+PARTY_EXAMPLES = [("plan a party with balloons", "balloons"), ("throw a party around the cake", "cake"),
+                  ("party ideas with a trophy", "trophy"), ("organise a party with candles", "candles"),
+                  ("用气球办个派对", "气球"), ("围绕蛋糕策划派对", "蛋糕"), ("用奖杯办一场庆祝派对", "奖杯"),
+                  ("准备一个有蜡烛的派对", "蜡烛")]
+PARTY += "".join(f'[[functions.examples]]\nrequest = "{request}"\narguments = {{ item = "{item}" }}\n'
+                 for request, item in PARTY_EXAMPLES)
 
 
 def test_concepts_make_a_user_function_the_answer_when_only_the_image_decides(tmp_path):
