@@ -144,14 +144,9 @@ def cmd_train_extend(args: argparse.Namespace) -> int:
         raise CliError("train extend needs --from MODEL (default: the shipped default) and --functions FILE")
     if args.source != "default" and not Path(args.source).is_dir():
         raise CliError(f"--from {args.source}: no such folder (or use --from default)")
-    if args.profile not in ("tiny", "quick", "full"):
-        raise CliError(f"unknown profile {args.profile!r}; choose one of tiny, quick, full")
-    from octopus.functions import BUILTIN
-    from octopus.training.data.user_functions import read_user_functions
     from octopus.training.extend import extend
 
-    try:
-        read_user_functions(Path(args.functions), BUILTIN)  # its one-line errors before the model is loaded
+    try:  # (extend checks the profile and the function file before it loads anything)
         record = extend(args.source, Path(args.functions), Path(args.out), args.profile, tuple(args.set),
                         args.max_steps)
     except (FunctionFileError, DeltaError, FileNotFoundError, ValueError) as exc:

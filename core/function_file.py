@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -150,12 +151,11 @@ def _function(table: Any, registry: Registry, earlier: list[str]) -> Function:
             arguments.append(_argument(arg, [a.name for a in arguments]))
         except FunctionFileError as exc:
             raise FunctionFileError(f"{where}: {exc}") from None
-    function = Function(name, description_en, description_zh, tuple(arguments))
+    function = Function(name, description_en, description_zh, tuple(arguments))  # what the rest is checked against
     examples = _examples(table.get("examples"), function)
     action = _action(table.get("action"), function)
     concepts, image_argument = _image_decided(table, function)
-    return Function(name, description_en, description_zh, tuple(arguments), examples, action, concepts,
-                    image_argument)
+    return replace(function, examples=examples, action=action, concepts=concepts, image_argument=image_argument)
 
 
 def _image_decided(table: dict, function: Function) -> tuple[tuple[str, ...], str | None]:

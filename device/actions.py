@@ -131,19 +131,18 @@ class Actions:
         if unknown:
             raise ConfigError(f"'actions.allow_handlers' names {', '.join(unknown)}, which the model has no "
                               "handler for")
+        # link templates (a user function's declared link, the config's overrides) serve like the built-in ones;
+        # every other user function has (kind, value): ("webhook", url), ("handler", argv) or ("none", None)
         self.templates = {f.name: f.action["link"] for f in registry.user_functions if f.action and "link" in f.action}
         self.templates.update(section.links)
+        self.user_actions = {f.name: next(iter(f.action.items())) if f.action else ("none", None)
+                             for f in registry.user_functions if f.name not in self.templates}
 
     def _user_action(self, function: str) -> tuple[str, object] | None:
-        """(kind, value) of a user function's declared action, ("none", None) without one; None for the ten."""
-        if function in DEFAULT_LINKS or function in RECIPIENT_ARGUMENT:
-            return None
+        """A user function's non-link action; None for a function that is a link or one of the ten."""
         if function not in self.registry.names():  # queued by another model (the model was replaced since)
             raise ActionFailed(f"the model has no function {function!r}", retryable=False)
-        spec = self.registry.get(function)
-        if function in self.templates:
-            return "link", self.templates[function]
-        return next(iter(spec.action.items())) if spec.action else ("none", None)
+        return self.user_actions.get(function)
 
     def _link(self, function: str, arguments: dict) -> str:
         return link_for(function, arguments, self.templates)
@@ -154,7 +153,7 @@ class Actions:
         if function == "send_text_message":
             return f"text {arguments.get('recipient')!r}: {arguments.get('message')!r}"
         user = self._user_action(function)
-        if user is not None and user[0] != "link":
+        if user is not None:
             call = f"{function}({json.dumps(arguments, ensure_ascii=False)})"
             if user[0] == "webhook":
                 return f"{call}: POST to {redact_url(str(user[1]))}"
@@ -180,7 +179,7 @@ class Actions:
         elif function == "send_text_message":
             if len(str(arguments.get("message", ""))) > SMS_MAX:
                 raise ActionFailed(f"text message longer than {SMS_MAX} characters", retryable=False)
-        elif (user := self._user_action(function)) is not None and user[0] != "link":
+        elif (user := self._user_action(function)) is not None:
             if user[0] == "handler" and function not in self.section.allow_handlers:
                 raise ActionFailed(f"{function}: its handler runs only when actions.allow_handlers lists it",
                                    retryable=False)
@@ -200,7 +199,7 @@ class Actions:
             payload = {"to": arguments["recipient"], "message": arguments["message"], "id": key}
             return post_json(self.section.sms, payload, key, "sms")
         user = self._user_action(function)
-        if user is not None and user[0] != "link":
+        if user is not None:
             payload = {"function": function, "arguments": arguments, "id": key}
             if user[0] == "webhook":
                 return post_json(HttpSection(url=str(user[1]), timeout_s=self.section.webhook.timeout_s), payload,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from octopus.evaluate import evaluate, read_eval_rows
 from octopus.model.agent import OctopusAgent
-from octopus.model.config import with_override
+from octopus.model.config import AgentConfig, with_override
 from octopus.model.delta import DeltaError, assemble, base_agent, pack, read_meta
 from octopus.model.tokens import add_agent_tokens
 from octopus.training.data.user_functions import build_extension_data, read_user_functions
@@ -71,18 +71,27 @@ def extend_config(profile_name: str) -> ExtendConfig:
     return ExtendConfig(stage=stage)
 
 
-def load_start(model: str) -> OctopusAgent:
-    """`default` (the shipped default), a delta folder (`octopus model pack`) or a trained agent folder."""
-    if model == DEFAULT_MODEL:
-        return assemble(DEFAULT_DELTA)
-    path = Path(model)
+def _start_path(model: str) -> tuple[Path, bool]:
+    """(folder, is a delta) of `--from`: `default` (the shipped delta), a delta folder or an agent folder."""
+    path = DEFAULT_DELTA if model == DEFAULT_MODEL else Path(model)
     if (path / "delta.json").is_file():
-        read_meta(path)
-        return assemble(path)
+        return path, True
     if (path / "config.json").is_file():
-        return OctopusAgent.load(path)
+        return path, False
     raise FileNotFoundError(f"--from {model}: not 'default', a delta folder (delta.json) or an agent folder "
                             "(config.json)")
+
+
+def start_config(model: str) -> AgentConfig:
+    """The config of the model to extend, read without loading its weights (its function table, for checking
+    the function file before the slow load)."""
+    path, is_delta = _start_path(model)
+    return AgentConfig.from_dict(read_meta(path)["config"]) if is_delta else AgentConfig.load(path / "config.json")
+
+
+def load_start(model: str) -> OctopusAgent:
+    path, is_delta = _start_path(model)
+    return assemble(path) if is_delta else OctopusAgent.load(path)
 
 
 def extended_agent(agent: OctopusAgent, functions: list) -> OctopusAgent:
@@ -106,7 +115,6 @@ def extend(model: str, functions_file: Path, out: Path, profile_name: str = "qui
             raise ValueError(f"--set {assignment!r}: train extend takes extend.<key>=value "
                              "(e.g. extend.n_per_function=300, extend.stage.lr=5e-4)")
         config = config.override(key[len("extend."):], raw)
-    out.mkdir(parents=True, exist_ok=True)
     record_path = out / "extend.json"
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     start_dir = out / "start" / "agent"
@@ -114,10 +122,12 @@ def extend(model: str, functions_file: Path, out: Path, profile_name: str = "qui
         start = OctopusAgent.load(start_dir)
         functions = start.registry.functions[len(start.registry) - len(record["functions"]):]
     else:
+        # the file's one-line errors before any work, against the table of the model it extends
+        functions = read_user_functions(functions_file, start_config(model).registry())
         started = time.perf_counter()
+        out.mkdir(parents=True, exist_ok=True)
         log.info("extend: loading %s", model)
         agent = load_start(model)
-        functions = read_user_functions(functions_file, agent.registry)  # one-line errors before any work
         log.info("extend: adding %s after %d functions", ", ".join(f.name for f in functions), len(agent.registry))
         start = extended_agent(agent, functions)
         shutil.rmtree(start_dir.with_suffix(".tmp"), ignore_errors=True)

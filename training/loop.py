@@ -105,17 +105,23 @@ def check_trainable(agent: OctopusAgent, stage: StageConfig) -> dict[str, dict[s
 
 
 def weighted_loss(logits: torch.Tensor, targets: torch.Tensor, function_ids: torch.Tensor,
-                  function_weight: float, reduce=None) -> torch.Tensor:
+                  function_weight: float, reduce=None,
+                  distilled: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Cross-entropy of (N, V) logits at labelled positions; functional tokens weighted by `function_weight`.
 
     `reduce` (accelerate's, across processes) makes it the mean over the *global* batch's labelled tokens: each
     process divides its sum by the mean per-process weight, and averaging the gradients across processes then
     gives exactly the gradient of the global mean (a plain per-process mean would weigh a process's tokens by
-    how few it has)."""
+    how few it has).
+
+    `distilled` = (loss, mask), both (N,): at the masked positions (replay rows) that loss, with weight 1,
+    replaces the cross-entropy (`distillation`)."""
     losses = F.cross_entropy(logits.float(), targets, reduction="none")  # (N,)
     weights = torch.ones_like(losses)
     if function_weight != 1.0:
         weights = torch.where(torch.isin(targets, function_ids), function_weight, 1.0)
+    if distilled is not None:
+        losses, weights = torch.where(distilled[1], distilled[0], losses), torch.where(distilled[1], 1.0, weights)
     total = weights.sum().detach()
     if reduce is not None:
         total = reduce(total, reduction="mean")
@@ -166,33 +172,26 @@ def training_loss(agent, batch: dict, function_ids: torch.Tensor, stage: StageCo
     inputs = dict(pixels=batch.get("pixels"), vision_features=batch.get("vision_features"),
                   attention_mask=batch["attention_mask"], labels=batch["labels"], labelled_only=True)
     out = agent(batch["input_ids"], **inputs)
-    if stage.distill_weight > 0 and bool(batch["replay"].any()):
-        loss = stage.lm_loss_weight * distilled_loss(agent, batch, inputs, out, function_ids, stage, reduce)
-    else:
-        loss = stage.lm_loss_weight * weighted_loss(out.logits, out.targets, function_ids,
-                                                    stage.function_token_weight, reduce)
+    distilled = distillation(agent, batch, inputs, out.logits, stage.distill_weight) \
+        if stage.distill_weight > 0 and bool(batch["replay"].any()) else None
+    loss = stage.lm_loss_weight * weighted_loss(out.logits, out.targets, function_ids, stage.function_token_weight,
+                                                reduce, distilled)
     if heads is not None:
         loss = loss + stage.grounding_loss_weight * heads(out.image_embeds, batch["concept"], batch["category"])
     return loss
 
 
-def distilled_loss(agent, batch: dict, inputs: dict, out, function_ids: torch.Tensor, stage: StageConfig,
-                   reduce=None) -> torch.Tensor:
-    """Cross-entropy to the gold call on new rows, KL to the model with its LoRA off on replay rows (the model
-    the extension started from): the mean over all labelled positions, as `weighted_loss` takes it."""
+def distillation(agent, batch: dict, inputs: dict, logits: torch.Tensor,
+                 weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight x KL to the model with its LoRA off, replay mask), both (N,) over the labelled positions: on
+    replay rows the model the extension started from is the target, not the gold call."""
     with torch.no_grad(), getattr(agent, "module", agent).lm.disable_adapter():
         teacher = agent(batch["input_ids"], **inputs).logits.float()  # (N, V)
     labelled = batch["labels"][:, 1:] != IGNORE  # (B, T-1), in the order labelled_logits flattens them
     replay = batch["replay"][:, None].expand_as(labelled)[labelled]  # (N,)
-    log_student = F.log_softmax(out.logits.float(), -1)
-    kl = (F.softmax(teacher, -1) * (F.log_softmax(teacher, -1) - log_student)).sum(-1)  # (N,)
-    ce = F.nll_loss(log_student, out.targets, reduction="none")
-    weights = torch.where(torch.isin(out.targets, function_ids), stage.function_token_weight, 1.0)
-    losses = torch.where(replay, stage.distill_weight * kl, ce * weights)
-    total = torch.where(replay, 1.0, weights).sum().detach()
-    if reduce is not None:
-        total = reduce(total, reduction="mean")
-    return losses.sum() / total.clamp(min=1.0)
+    log_teacher = F.log_softmax(teacher, -1)
+    kl = (log_teacher.exp() * (log_teacher - F.log_softmax(logits.float(), -1))).sum(-1)  # (N,)
+    return weight * kl, replay
 
 
 def resolve_precision(precision: str) -> str:
