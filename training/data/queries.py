@@ -181,32 +181,50 @@ def _bank() -> list[Template]:
         "write to {email}, subject: {subject}, saying {body}", "shoot {email} an email about {subject}",
         "Email {email} subject {subject} body {body}", "mail {email} regarding {subject}",
         "compose an email to {email} titled {subject}: {body}", "drop {email} a quick email about {subject}",
+        "send {email} a note about {subject}", "can you email {email}? the subject is {subject}",
+        "fire off an email to {email} re: {subject}", "email {email} and mention {subject}",
+        "I need to email {email} about {subject}, write: {body}", "new email to {email}, subject line {subject}",
+        "reach out to {email} by email about {subject}", "please send {email} an email on {subject}",
     ], {"recipient": "{email}", "subject": "{subject}"})
     add("send_email", "zh", "text", [
         "给{email}发邮件，主题是{subject}", "发封邮件给{email}，标题：{subject}", "写邮件给{email}，主题{subject}",
         "帮我给{email}发一封关于{subject}的邮件", "邮件发给{email}，主题是{subject}，内容是{body}",
         "给{email}写封邮件说{subject}", "发邮件到{email}，标题{subject}，正文：{body}", "通知{email}一下{subject}，发邮件",
+        "给{email}发一封邮件，说说{subject}", "用邮件联系{email}，主题：{subject}", "帮我写封邮件发到{email}，关于{subject}",
+        "邮件告诉{email}关于{subject}的事", "新建邮件，收件人{email}，主题{subject}", "发个电子邮件给{email}，主题是{subject}，写上{body}",
+        "把关于{subject}的邮件发给{email}", "给{email}去封邮件，讲一下{subject}",
     ], {"recipient": "{email}", "subject": "{subject}"})
     # send_text_message (text only)
     add("send_text_message", "en", "text", [
         "text {contact} {message}", "send a message to {contact}: {message}", "tell {contact} {message} by text",
         "SMS {contact} saying {message}", "message {contact} that {message}", "send {contact} a text: {message}",
         "let {contact} know {message}, text them", "shoot a text to {contact}: {message}",
+        "send a quick text to {contact} saying {message}", "text message {contact}: {message}",
+        "can you text {contact} that {message}?", "ping {contact} by SMS: {message}",
+        "write {contact} a text that says {message}", "send an SMS to {contact}: {message}",
+        "message {contact} on my phone: {message}", "quick text for {contact}: {message}",
     ], {"recipient": "{contact}", "message": "{message}"})
     add("send_text_message", "zh", "text", [
         "给{contact}发短信：{message}", "发消息给{contact}说{message}", "短信告诉{contact}{message}",
         "帮我给{contact}发条短信，内容是{message}", "跟{contact}说一声{message}，发短信", "发短信给{contact}：{message}",
         "给{contact}发个信息：{message}", "通知{contact}：{message}",
+        "发条短信给{contact}，说{message}", "给{contact}发个短信说{message}", "帮我短信{contact}：{message}", "发信息告诉{contact}{message}",
+        "给{contact}发条消息：{message}", "用短信跟{contact}说{message}", "短信{contact}：{message}", "帮我发短信通知{contact}，{message}",
     ], {"recipient": "{contact}", "message": "{message}"})
     # google_search
     add("google_search", "en", "text", [
         "search for {topic}", "google {topic}", "look up {topic}", "find information about {topic}",
         "can you search the web for {topic}", "I want to know {topic}, search it", "web search: {topic}",
         "look online for {topic}",
+        "search the internet for {topic}", "can you google {topic} for me?", "do a quick search on {topic}",
+        "what does the web say about {topic}? search it", "run a search: {topic}", "find me results for {topic}",
+        "I'd like to look up {topic} online", "search Google for {topic}",
     ], {"query": "{topic}"})
     add("google_search", "zh", "text", [
         "搜索{topic}", "帮我查一下{topic}", "上网搜{topic}", "查查{topic}", "我想了解{topic}，搜一下",
         "谷歌一下{topic}", "网上找找{topic}", "搜一搜{topic}",
+        "在网上搜索{topic}", "用谷歌搜{topic}", "帮我搜搜{topic}", "查一查{topic}", "网上查一下{topic}", "搜索一下{topic}的信息",
+        "我想知道{topic}，帮我搜", "谷歌搜索：{topic}",
     ], {"query": "{topic}"})
     add("google_search", "en", "image", [
         "what is this?", "tell me about this", "what am I looking at?", "search what this is",
@@ -221,10 +239,16 @@ def _bank() -> list[Template]:
         "buy a {product} on Amazon", "order {qty} {product} from Amazon", "add a {product} to my Amazon cart",
         "get me a {product} on amazon", "purchase {qty} {product} on Amazon", "I need a new {product}, order it on Amazon",
         "amazon order: {product}", "find and buy a {product} on Amazon",
+        "order a {product} on Amazon for me", "put a {product} in my Amazon basket", "Amazon: buy {qty} {product}",
+        "shop Amazon for a {product}", "can you get a {product} from Amazon?",
+        "I'd like to buy a {product} online from Amazon", "reorder my {product} on Amazon",
+        "find a good {product} on Amazon and order it",
     ], {"product": "{product}"})
     add("amazon_shopping", "zh", "text", [
         "在亚马逊上买{product}", "亚马逊下单{qty}个{product}", "把{product}加到亚马逊购物车", "帮我在Amazon买个{product}",
         "在亚马逊买{qty}个{product}", "我需要新的{product}，亚马逊下单", "亚马逊订{product}", "网购一个{product}，用亚马逊",
+        "帮我在亚马逊上订一个{product}", "亚马逊购物车加一个{product}", "用亚马逊买{qty}个{product}", "在亚马逊下单买{product}", "去亚马逊买个{product}",
+        "亚马逊上帮我挑个{product}买了", "我要在亚马逊买{product}", "亚马逊再订一个{product}",
     ], {"product": "{product}"})
     add("amazon_shopping", "en", "image", [
         "buy this on Amazon", "order {qty} of these on Amazon", "add this to my Amazon cart", "I want this, get it on amazon",
@@ -239,10 +263,15 @@ def _bank() -> list[Template]:
         "how do I recycle a {recycle}?", "which bin does a {recycle} go in?", "recycle this {recycle}",
         "where should I throw a {recycle}?", "is a {recycle} recyclable?", "help me sort a {recycle} for recycling",
         "recycling guide for a {recycle}", "what do I do with an empty {recycle}? recycle it",
+        "can a {recycle} be recycled?", "what bin is a {recycle} for?", "I want to recycle a {recycle}",
+        "tell me how to dispose of a {recycle}", "recycling: {recycle}", "where does a used {recycle} go?",
+        "sort my {recycle} into the right bin", "how should I get rid of a {recycle} responsibly?",
     ], {"item": "{recycle}", "material": "@slot_material"})
     add("smart_recycling", "zh", "text", [
         "{recycle}怎么回收？", "{recycle}应该扔哪个垃圾桶？", "回收这个{recycle}", "{recycle}扔到哪里？", "{recycle}能回收吗？",
         "帮我给{recycle}做垃圾分类", "{recycle}的回收方法", "用完的{recycle}怎么处理？回收",
+        "{recycle}是可回收垃圾吗？", "{recycle}属于什么垃圾？", "我想回收{recycle}", "{recycle}要怎么扔？", "垃圾分类：{recycle}",
+        "用过的{recycle}扔哪里？", "帮我把{recycle}分到对的垃圾桶", "{recycle}该怎么处理才环保？",
     ], {"item": "{recycle}", "material": "@slot_material"})
     add("smart_recycling", "en", "image", [
         "how do I recycle this?", "which bin does this go in?", "recycle this for me", "is this recyclable?",
@@ -256,10 +285,16 @@ def _bank() -> list[Template]:
         "I lost my {lost} at {location}", "report my lost {lost}", "I can't find my {lost}, I left it at {location}",
         "file a lost item report for my {lost}", "I found a {lost} at {location}", "someone lost their {lost} at {location}",
         "lost: {lost}", "help me find my {lost}",
+        "my {lost} is missing", "I left my {lost} at {location}", "report a lost {lost} at {location}",
+        "has anyone found a {lost}?", "I think I dropped my {lost} at {location}",
+        "post a found item: {lost} at {location}", "I picked up someone's {lost} at {location}",
+        "my {lost} is gone, please report it",
     ], {"item": "{lost}"})
     add("lost_and_found", "zh", "text", [
         "我在{location}丢了{lost}", "登记我丢失的{lost}", "我的{lost}找不到了，落在{location}了", "帮我挂失{lost}",
         "我在{location}捡到一个{lost}", "有人在{location}丢了{lost}", "丢失物品：{lost}", "帮我找找我的{lost}",
+        "我的{lost}不见了", "我把{lost}落在{location}了", "在{location}丢了{lost}，帮我报失", "有人捡到{lost}吗？", "我好像把{lost}掉在{location}了",
+        "发布招领：在{location}捡到{lost}", "我在{location}捡到别人的{lost}", "{lost}丢了，帮我登记一下",
     ], {"item": "{lost}"})
     add("lost_and_found", "en", "image", [
         "I lost this at {location}", "report this as lost", "I found this at {location}", "someone left this at {location}",
@@ -274,10 +309,16 @@ def _bank() -> list[Template]:
         "give me {style} design ideas for my {space}", "redesign my {space} in a {style} style",
         "how should I decorate my {space}?", "interior design tips for a {style} {space}", "decorate the {space}",
         "make my {space} look {style}", "I want a {style} {space}, suggest a design", "design ideas for a small {space}",
+        "help me decorate my {space}", "suggest a {style} look for my {space}",
+        "what furniture fits a {style} {space}?", "I'm redoing the {space}, any ideas?",
+        "plan a {style} makeover for the {space}", "decor ideas for my {space}", "style my {space} in a {style} way",
+        "how do I make my {space} feel cozier?",
     ], {"item": "{space}"})
     add("interior_design", "zh", "text", [
         "给我的{space}一些{style}风格的设计建议", "把{space}改成{style}风格", "我的{space}该怎么装修？", "{style}风格的{space}设计",
         "装饰一下{space}", "让{space}看起来更{style}", "我想要{style}的{space}，给点设计方案", "小{space}的设计灵感",
+        "帮我装饰一下{space}", "给{space}设计一个{style}风格", "{style}风格的{space}配什么家具？", "我要重新装修{space}，有什么想法？",
+        "把{space}改造成{style}的样子", "{space}的装修灵感", "{space}怎么布置好看？", "让我的{space}更温馨一点",
     ], {"item": "{space}"})
     add("interior_design", "en", "image", [
         "how should I style this?", "design a room around this", "give me {style} ideas for this",
@@ -292,10 +333,16 @@ def _bank() -> list[Template]:
         "order {grocery} on Instacart", "get {qty} {grocery} delivered from Instacart", "add {grocery} to my grocery list",
         "I'm out of {grocery}, order some", "instacart {grocery}", "buy {grocery} for delivery today",
         "grocery order: {qty} {grocery}", "restock {grocery} from the supermarket",
+        "get some {grocery} from Instacart", "put {grocery} on my Instacart order",
+        "we need {grocery}, get it delivered", "order {qty} {grocery} from the grocery store",
+        "grocery run: {grocery}", "Instacart me some {grocery}",
+        "can you have {grocery} delivered from the supermarket?", "buy {qty} {grocery} on Instacart",
     ], {"item": "{grocery}"})
     add("instacart_shopping", "zh", "text", [
         "在Instacart上买{grocery}", "送{qty}份{grocery}到家", "把{grocery}加到买菜清单", "{grocery}吃完了，帮我买点",
         "Instacart下单{grocery}", "今天送点{grocery}过来", "买菜：{qty}份{grocery}", "从超市补货{grocery}",
+        "用Instacart买点{grocery}", "买菜的时候加上{grocery}", "家里没{grocery}了，叫超市送", "从超市订{qty}份{grocery}", "帮我买{grocery}，送到家",
+        "Instacart上订点{grocery}", "超市配送{grocery}", "在Instacart买{qty}份{grocery}",
     ], {"item": "{grocery}"})
     add("instacart_shopping", "en", "image", [
         "we're out of these, restock from the grocery store", "get {qty} of these from Instacart", "add this to my grocery list",
@@ -308,10 +355,15 @@ def _bank() -> list[Template]:
     add("doordash_delivery", "en", "text", [
         "order {dish} on DoorDash", "get me {qty} {dish} delivered", "I'm hungry, order {dish}", "DoorDash {dish} for dinner",
         "order takeout: {dish}", "deliver {dish} to my place", "I want {dish} for lunch, order it", "food delivery: {qty} {dish}",
+        "can you order {dish} for delivery?", "get {dish} from DoorDash", "I feel like {dish}, have it delivered",
+        "order {qty} {dish} for tonight", "DoorDash me some {dish}", "dinner delivery: {dish}",
+        "send {dish} to my door", "let's get {dish} delivered for lunch",
     ], {"dish": "{dish}"})
     add("doordash_delivery", "zh", "text", [
         "在DoorDash上点{dish}", "点{qty}份{dish}外卖", "我饿了，点个{dish}", "晚饭DoorDash点{dish}", "叫外卖：{dish}",
         "送一份{dish}到家", "午饭想吃{dish}，帮我点", "外卖：{qty}份{dish}",
+        "帮我点一份{dish}外卖", "用DoorDash叫{dish}", "想吃{dish}了，送过来", "今晚点{qty}份{dish}", "外卖点个{dish}", "晚餐外卖：{dish}",
+        "把{dish}送到我家", "中午叫个{dish}的外卖",
     ], {"dish": "{dish}"})
     add("doordash_delivery", "en", "image", [
         "I want to eat this, order it", "get {qty} of these delivered", "order this for dinner", "DoorDash this",
@@ -325,10 +377,15 @@ def _bank() -> list[Template]:
         "book {service} for my {pet}", "my {pet} needs {service}", "find {service} for my {pet}",
         "schedule {service} for the {pet}", "arrange {service} for my {pet} this weekend", "I need {service} for my {pet}",
         "pet care: {service} for a {pet}", "get my {pet} {service}",
+        "set up {service} for my {pet}", "my {pet} is due for {service}", "can you book my {pet} in for {service}?",
+        "I want {service} for the {pet} next week", "{service} for my {pet}, please arrange it",
+        "look for {service} near me for my {pet}", "my {pet} could use {service}", "reserve {service} for our {pet}",
     ], {"pet": "{pet}", "service": "{service}"})
     add("pet_care", "zh", "text", [
         "给我的{pet}预约{service}", "我家{pet}需要{service}", "帮{pet}找个{service}", "安排{pet}的{service}", "这周末给{pet}安排{service}",
         "我需要给{pet}{service}", "宠物服务：{pet}{service}", "带我的{pet}去{service}",
+        "帮我家{pet}约个{service}", "{pet}该{service}了", "给{pet}订一次{service}", "下周想给{pet}安排{service}",
+        "帮我找附近给{pet}{service}的地方", "我们家{pet}要{service}", "给{pet}预订{service}", "{pet}需要{service}，帮我安排",
     ], {"pet": "{pet}", "service": "{service}"})
     add("pet_care", "en", "image", [
         "book {service} for this little one", "this guy needs {service}", "take care of my pet",
@@ -360,11 +417,21 @@ def _bank() -> list[Template]:
         "what's {number} plus {number2}?", "how are you today?", "tell me a joke", "take a selfie",
         "turn on bluetooth", "start a timer for {number} minutes", "call my mom", "what time is it?",
         "lower the screen brightness", "what is {number} times {number2}?", "good morning!", "mute my phone",
+        "wake me up at {time}", "remind me at {time} to stretch", "call {contact}", "turn off wifi",
+        "open the camera app", "navigate to the nearest gas station", "how many days until Christmas?",
+        "skip this song", "pause the music", "what's my battery level?", "turn on do not disturb",
+        "set the volume to {number} percent", "thank you, that's all", "who are you?", "sing me a song",
+        "what is {number} divided by {number2}?", "goodnight", "I'm bored", "open my calendar",
+        "add a meeting at {time} to my calendar", "turn on airplane mode", "take a screenshot", "record a voice memo",
+        "lock the screen",
     ], {})
     add(None, "zh", "irrelevant", [
         "设一个{time}的闹钟", "打开手电筒", "把音量调大", "放点{genre}", "{number}加{number2}等于多少？", "你今天好吗？", "讲个笑话",
         "自拍一张", "打开蓝牙", "定一个{number}分钟的计时器", "给妈妈打电话", "现在几点了？", "把屏幕调暗一点",
         "{number}乘以{number2}是多少？", "早上好！", "手机静音",
+        "{time}叫醒我", "{time}提醒我活动一下", "给{contact}打个电话", "关掉无线网", "打开相机", "导航到最近的加油站", "离春节还有几天？", "下一首歌", "暂停音乐",
+        "手机还剩多少电？", "开启勿扰模式", "音量调到百分之{number}", "谢谢，没事了", "你是谁？", "给我唱首歌", "{number}除以{number2}等于几？", "晚安", "好无聊啊",
+        "打开日历", "在日历里加一个{time}的会议", "打开飞行模式", "截个屏", "录一段语音备忘", "锁屏",
     ], {})
     return out
 
