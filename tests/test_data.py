@@ -94,16 +94,16 @@ def test_every_wording_of_the_bank_fills_into_a_valid_call_in_its_language():
                 template.id
 
 
-def test_training_sees_many_wordings_and_test_keeps_its_own():
-    """Held-out wordings are what the test measures; the model generalises to them only from many training
-    wordings per function and language (8 gave Chinese 71% on unseen ones, irrelevant Chinese 33%)."""
+def test_test_split_holds_enough_unseen_wordings_to_be_a_measurement():
+    """A per-language figure over 2-4 held-out wordings is a few wordings' luck: on 4 irrelevant Chinese
+    wordings the shipped model rejected 33% of the requests, on 10 of them 71% (README)."""
     splits = split_templates()
     for language in ("en", "zh"):
-        for kind, least in (("text", 12), ("irrelevant", 30)):
-            groups = Counter(t.function for t in splits["train"] if t.language == language and t.kind == kind)
+        for kind, least in (("text", 4), ("irrelevant", 10)):
             held = Counter(t.function for t in splits["test"] if t.language == language and t.kind == kind)
-            assert groups and min(groups.values()) >= least, (language, kind, groups)
-            assert set(held) == set(groups) and min(held.values()) >= least // 3, (language, kind, held)
+            seen = Counter(t.function for t in splits["train"] if t.language == language and t.kind == kind)
+            assert held and set(held) == set(seen) and min(held.values()) >= least, (language, kind, held)
+            assert min(seen.values()) >= 3 * least, (language, kind, seen)  # one wording in four held out
 
 
 def test_ambiguous_image_decided_rows_exist_for_every_image_decided_function(dataset):
