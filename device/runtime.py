@@ -5,8 +5,8 @@ set, no spinning: the Pi's cores stay free between requests) and computes the KV
 prefix once, as Octopus v2 does on phones. A request then runs the image encoder, prefills the image
 embeddings and the query after that cached prefix, and decodes greedily with the first token constrained to
 the functional tokens and the no-function token, stopping at `<nexa_end>`. Same parser and validator as
-training, reading the function table the manifest carries (user functions included). This module must never
-import torch.
+training, reading the function table the manifest carries (user functions included). Torch must never be
+imported here.
 """
 
 from __future__ import annotations
