@@ -173,17 +173,22 @@ def argument_errors(spec: Function, arguments: dict[str, Any]) -> list[str]:
 
 
 def validate_call(call: ParseResult, registry: Registry = BUILTIN) -> ParseResult:
-    """Check a parsed call against the registry; returns the call itself or a CallError. Never raises."""
+    """Check a parsed call against the registry; returns the call or a CallError. Never raises.
+
+    String values lose surrounding whitespace first: a model that copies "12 veggie burger" from the request
+    may write `dish=" veggie burger"` (the word's token carries its leading space), and no argument means the
+    space."""
     if isinstance(call, CallError) or call.function is None:
         return call
     try:
         spec = registry.get(call.function)
     except KeyError as exc:
         return CallError("unknown_function", str(exc.args[0]))
-    errors = argument_errors(spec, call.arguments)
+    arguments = {k: v.strip() if isinstance(v, str) else v for k, v in call.arguments.items()}
+    errors = argument_errors(spec, arguments)
     if errors:
         return CallError("invalid_arguments", "; ".join(errors), call.function)
-    return call
+    return call if arguments == call.arguments else Call(call.function, arguments)
 
 
 def parse_and_validate(text: Any, registry: Registry = BUILTIN) -> ParseResult:

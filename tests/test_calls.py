@@ -94,3 +94,12 @@ def test_an_integer_of_thousands_of_digits_is_a_call_error_not_a_crash():
     result = parse_call('<nexa_3>(item="x", quantity=' + "9" * 5000 + ")<nexa_end>")
     assert isinstance(result, CallError) and "too long" in result.message
     assert parse_call('<nexa_3>(item="x", quantity=123456789012345678)<nexa_end>').arguments["quantity"] > 0
+
+
+def test_string_values_lose_surrounding_whitespace():
+    """Seen on the quick model: "food delivery: 5 veggie burger" -> dish=" veggie burger"."""
+    assert parse_and_validate('<nexa_8>(dish=" veggie burger", quantity=5)<nexa_end>') == \
+        Call("doordash_delivery", {"dish": "veggie burger", "quantity": 5})
+    assert parse_and_validate('<nexa_4>(item="jam jar ", material="glass")<nexa_end>') == \
+        Call("smart_recycling", {"item": "jam jar", "material": "glass"})
+    assert parse_and_validate('<nexa_4>(item="  ")<nexa_end>').kind == "invalid_arguments"

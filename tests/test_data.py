@@ -14,6 +14,7 @@ import pytest
 from conftest import ChatServer
 
 from octopus.calls import Call, format_call, parse_and_validate
+from octopus.functions import get_function
 from octopus.training.data.assets import STYLES, render_icon
 from octopus.training.data.build import (
     BuildConfig,
@@ -27,7 +28,7 @@ from octopus.training.data.build import (
     verify,
 )
 from octopus.training.data.concepts import CONCEPTS, by_category, image_decided_functions
-from octopus.training.data.queries import SLOTS, TEMPLATES
+from octopus.training.data.queries import RECYCLE_MATERIAL, SLOTS, TEMPLATES
 
 SMALL = dict(n_per_function=10, test_fraction=0.3, captions_per_concept=1, clip_val_per_concept=1)
 
@@ -59,9 +60,12 @@ def test_every_row_validates_and_has_its_image(dataset):
             assert set(row) >= {"image", "query", "language", "function", "arguments", "target"}
             assert parse_and_validate(row["target"]) == Call(row["function"], row["arguments"])
             assert (dataset / row["image"]).is_file()
+            spec = get_function(row["function"]) if row["function"] else None
             for arg, source in row["meta"]["provenance"].items():
                 if source == "query":
                     assert str(row["arguments"][arg]) in row["query"]
+                if source == "mapped":  # words -> an enum value; a free-text argument is the words themselves
+                    assert spec.argument(arg).enum is not None, (row["query"], row["arguments"])
 
 
 def test_test_split_shares_no_template_slot_value_or_object_with_train(dataset):
@@ -89,9 +93,23 @@ def test_every_wording_of_the_bank_fills_into_a_valid_call_in_its_language():
             if template.function is None:  # irrelevant, or the object's category decides (checked on rows)
                 continue
             main = rng.choice(by_category(category_of(template.function)) if template.kind == "image" else CONCEPTS)
-            args, _ = _arguments(template, template.function, main, template.language, chosen)
+            args, provenance = _arguments(template, template.function, main, template.language, chosen)
             assert parse_and_validate(format_call(template.function, args)) == Call(template.function, args), \
                 template.id
+            for arg, source in provenance.items():  # free text is copied from the query, never mapped
+                spec = get_function(template.function).argument(arg)
+                assert source in ("query", "image") or spec.enum is not None, (template.id, arg, args[arg])
+
+
+def test_text_decided_recycling_names_the_item_and_maps_only_its_material():
+    """The item was once its material ("how do I recycle a yogurt cup?" -> item="plastic"): 800 training rows."""
+    template = next(t for t in TEMPLATES if t.id == "smart_recycling/text/-/en/0")
+    args, provenance = _arguments(template, "smart_recycling", CONCEPTS[0], "en",
+                                  {"recycle": ("yogurt cup", "yogurt cup")})
+    assert args == {"item": "yogurt cup", "material": "plastic"}
+    assert provenance == {"item": "query", "material": "mapped"}
+    for language in ("en", "zh"):
+        assert {value for _, value in SLOTS["recycle"][language]} <= set(RECYCLE_MATERIAL)
 
 
 def test_test_split_holds_enough_unseen_wordings_to_be_a_measurement():
@@ -180,6 +198,9 @@ def test_verification_rejects_bad_rows():
     wrong_function = _plan(function="pet_care", arguments={"pet": "pizza"}, provenance={"pet": "image"},
                            kind="ambiguous", main="pizza", query="take care of this")
     assert verify(wrong_function) == "object_does_not_imply_function"
+    mapped_free_text = _plan(function="smart_recycling", arguments={"item": "plastic", "material": "plastic"},
+                             provenance={"item": "mapped", "material": "mapped"}, query="recycle a yogurt cup")
+    assert verify(mapped_free_text) == "free_text_argument_not_in_query"
 
 
 def test_build_reports_rejects_and_writes_a_card(dataset):

@@ -39,7 +39,15 @@ from octopus.training.data.concepts import (
     image_decided_functions,
 )
 from octopus.training.data.llm_verify import LLMVerifier
-from octopus.training.data.queries import OPTIONAL_SLOT_ARGS, SLOTS, TEMPLATES, Template, surface, typo
+from octopus.training.data.queries import (
+    OPTIONAL_SLOT_ARGS,
+    RECYCLE_MATERIAL,
+    SLOTS,
+    TEMPLATES,
+    Template,
+    surface,
+    typo,
+)
 from octopus.training.data.rows import read_rows
 from octopus.training.data.scenes import captions, encode_jpeg, is_plural, render_scene
 
@@ -154,7 +162,7 @@ def _arguments(template: Template, function: str, main: Concept, language: str,
         elif source == "@material":
             args[arg], provenance[arg] = main.material, "image"
         elif source == "@slot_material":
-            args[arg], provenance[arg] = chosen["recycle"][1], "mapped"
+            args[arg], provenance[arg] = RECYCLE_MATERIAL[chosen["recycle"][1]], "mapped"
         else:
             shown, value = chosen[source.strip("{}")]
             typed = int(value) if spec.argument(arg).type == "integer" else value
@@ -169,10 +177,13 @@ def verify(plan: Plan) -> str | None:
     if not isinstance(result, Call) or result != Call(plan.function, plan.arguments):
         return "call_invalid"
     main = concept(plan.main)
+    spec = get_function(plan.function) if plan.function is not None else None
     for arg, source in plan.provenance.items():
         value = plan.arguments[arg]
         if source == "query" and str(value) not in plan.query:
             return "copied_argument_not_in_query"
+        if source == "mapped" and spec.argument(arg).enum is None:  # only an enum maps words to a value
+            return "free_text_argument_not_in_query"
         if source == "image" and value not in (main.name(plan.language), main.material):
             return "named_object_not_in_scene"
     if plan.function is not None and plan.kind != "text" and main.function != plan.function:

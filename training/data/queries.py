@@ -1,7 +1,8 @@
 """The template bank and slot values for bilingual requests, and the surface transforms applied to them.
 
 A template is a request with `{slot}` holes and, for each argument of its function, where the value comes
-from: a slot (`{slot}`: copied from the query), the image (`@object`: the main object's name in the query's
+from: a slot (`{slot}`: copied from the query, or mapped to an enum value such as "a haircut" -> "grooming";
+`@slot_material`: the material of the `{recycle}` item), the image (`@object`: the main object's name in the query's
 language; `@material`: the object's material) or a fixed enum value. Image templates say "this" and let the
 picture decide; `function=None` templates are ambiguous even in kind ("帮我处理一下这个"): the object's
 category decides the function. Templates and slot values carry stable ids so that splits can hold them out.
@@ -131,14 +132,13 @@ SLOTS: dict[str, dict[str, list[tuple[str, str]]]] = {
         "zh": _same("护照", "车钥匙", "蓝牙耳机", "老花镜", "电脑包", "家门钥匙", "驾照", "蓝色雨伞", "银手镯",
                     "学生证", "手套", "水杯"),
     },
+    # the item is the argument, as written; its material (`@slot_material`) comes from RECYCLE_MATERIAL
     "recycle": {
-        "en": [("pizza box", "paper"), ("soda can", "metal"), ("old phone", "electronics"), ("jam jar", "glass"),
-               ("shampoo bottle", "plastic"), ("egg carton", "paper"), ("worn-out jeans", "textile"),
-               ("coffee grounds", "organic"), ("aluminum foil", "metal"), ("broken charger", "electronics"),
-               ("wine bottle", "glass"), ("yogurt cup", "plastic")],
-        "zh": [("披萨盒", "paper"), ("易拉罐", "metal"), ("旧手机", "electronics"), ("果酱瓶", "glass"),
-               ("洗发水瓶", "plastic"), ("鸡蛋盒", "paper"), ("旧牛仔裤", "textile"), ("咖啡渣", "organic"),
-               ("锡纸", "metal"), ("坏掉的充电器", "electronics"), ("红酒瓶", "glass"), ("酸奶杯", "plastic")],
+        "en": _same("pizza box", "soda can", "old phone", "jam jar", "shampoo bottle", "egg carton",
+                    "worn-out jeans", "coffee grounds", "aluminum foil", "broken charger", "wine bottle",
+                    "yogurt cup"),
+        "zh": _same("披萨盒", "易拉罐", "旧手机", "果酱瓶", "洗发水瓶", "鸡蛋盒", "旧牛仔裤", "咖啡渣", "锡纸",
+                    "坏掉的充电器", "红酒瓶", "酸奶杯"),
     },
     "space": {
         "en": _same("living room", "bedroom", "home office", "kitchen", "bathroom", "dining room", "bookshelf",
@@ -155,6 +155,15 @@ SLOTS: dict[str, dict[str, list[tuple[str, str]]]] = {
                "zh": _same("12", "7", "45", "3", "19", "250", "8", "64")},
     "genre": {"en": _same("jazz", "rock", "classical", "lo-fi", "pop", "hip hop", "country", "piano"),
               "zh": _same("爵士", "摇滚", "古典", "轻音乐", "流行", "说唱", "民谣", "钢琴曲")},
+}
+
+RECYCLE_MATERIAL = {
+    "pizza box": "paper", "soda can": "metal", "old phone": "electronics", "jam jar": "glass",
+    "shampoo bottle": "plastic", "egg carton": "paper", "worn-out jeans": "textile", "coffee grounds": "organic",
+    "aluminum foil": "metal", "broken charger": "electronics", "wine bottle": "glass", "yogurt cup": "plastic",
+    "披萨盒": "paper", "易拉罐": "metal", "旧手机": "electronics", "果酱瓶": "glass", "洗发水瓶": "plastic",
+    "鸡蛋盒": "paper", "旧牛仔裤": "textile", "咖啡渣": "organic", "锡纸": "metal", "坏掉的充电器": "electronics",
+    "红酒瓶": "glass", "酸奶杯": "plastic",
 }
 
 # optional arguments filled when their slot appears in the text and the (resolved) function has them
