@@ -31,6 +31,28 @@ def _same(*values: str) -> list[tuple[str, str]]:
     return [(v, v) for v in values]
 
 
+# recyclable things a request names: (item, its material)
+RECYCLABLES: dict[str, list[tuple[str, str]]] = {
+    "en": [("pizza box", "paper"), ("soda can", "metal"), ("old phone", "electronics"), ("jam jar", "glass"),
+           ("shampoo bottle", "plastic"), ("egg carton", "paper"), ("worn-out jeans", "textile"),
+           ("coffee grounds", "organic"), ("aluminum foil", "metal"), ("broken charger", "electronics"),
+           ("wine bottle", "glass"), ("yogurt cup", "plastic"), ("milk carton", "paper"), ("glass jar", "glass"),
+           ("plastic bag", "plastic"), ("tin can", "metal"), ("old laptop", "electronics"),
+           ("cardboard box", "paper"), ("old t-shirt", "textile"), ("banana peel", "organic"),
+           ("beer bottle", "glass"), ("water bottle", "plastic"), ("newspaper", "paper"),
+           ("used battery", "electronics"), ("old towel", "textile"), ("apple core", "organic"),
+           ("aerosol can", "metal"), ("takeout container", "plastic"), ("perfume bottle", "glass"),
+           ("cereal box", "paper"), ("old sweater", "textile"), ("tea bags", "organic")],
+    "zh": [("披萨盒", "paper"), ("易拉罐", "metal"), ("旧手机", "electronics"), ("果酱瓶", "glass"), ("洗发水瓶", "plastic"),
+           ("鸡蛋盒", "paper"), ("旧牛仔裤", "textile"), ("咖啡渣", "organic"), ("锡纸", "metal"), ("坏掉的充电器", "electronics"),
+           ("红酒瓶", "glass"), ("酸奶杯", "plastic"), ("牛奶盒", "paper"), ("玻璃罐", "glass"), ("塑料袋", "plastic"),
+           ("罐头盒", "metal"), ("旧电脑", "electronics"), ("纸箱", "paper"), ("旧T恤", "textile"), ("香蕉皮", "organic"),
+           ("啤酒瓶", "glass"), ("矿泉水瓶", "plastic"), ("旧报纸", "paper"), ("废电池", "electronics"), ("旧毛巾", "textile"),
+           ("苹果核", "organic"), ("喷雾罐", "metal"), ("外卖盒", "plastic"), ("香水瓶", "glass"), ("麦片盒", "paper"),
+           ("旧毛衣", "textile"), ("茶叶渣", "organic")],
+}
+
+
 SLOTS: dict[str, dict[str, list[tuple[str, str]]]] = {
     "email": {
         "en": _same("anna.lee@example.com", "bob@mail.org", "j.smith@work.net", "carla99@example.org",
@@ -212,19 +234,7 @@ SLOTS: dict[str, dict[str, list[tuple[str, str]]]] = {
                     "相机", "饭盒", "帽子", "平板电脑", "耳环", "护照夹"),
     },
     # the item is the argument, as written; its material (`@slot_material`) comes from RECYCLE_MATERIAL
-    "recycle": {
-        "en": _same("pizza box", "soda can", "old phone", "jam jar", "shampoo bottle", "egg carton",
-                    "worn-out jeans", "coffee grounds", "aluminum foil", "broken charger", "wine bottle",
-                    "yogurt cup",
-                    "milk carton", "glass jar", "plastic bag", "tin can", "old laptop", "cardboard box",
-                    "old t-shirt", "banana peel", "beer bottle", "water bottle", "newspaper", "used battery",
-                    "old towel", "apple core", "aerosol can", "takeout container", "perfume bottle", "cereal box",
-                    "old sweater", "tea bags"),
-        "zh": _same("披萨盒", "易拉罐", "旧手机", "果酱瓶", "洗发水瓶", "鸡蛋盒", "旧牛仔裤", "咖啡渣", "锡纸",
-                    "坏掉的充电器", "红酒瓶", "酸奶杯",
-                    "牛奶盒", "玻璃罐", "塑料袋", "罐头盒", "旧电脑", "纸箱", "旧T恤", "香蕉皮", "啤酒瓶", "矿泉水瓶", "旧报纸", "废电池", "旧毛巾", "苹果核",
-                    "喷雾罐", "外卖盒", "香水瓶", "麦片盒", "旧毛衣", "茶叶渣"),
-    },
+    "recycle": {lang: _same(*(item for item, _ in pairs)) for lang, pairs in RECYCLABLES.items()},
     "space": {
         "en": _same("living room", "bedroom", "home office", "kitchen", "bathroom", "dining room", "bookshelf",
                     "balcony", "kids room", "hallway", "studio apartment", "reading nook",
@@ -247,23 +257,7 @@ SLOTS: dict[str, dict[str, list[tuple[str, str]]]] = {
               "zh": _same("爵士", "摇滚", "古典", "轻音乐", "流行", "说唱", "民谣", "钢琴曲")},
 }
 
-RECYCLE_MATERIAL = {
-    "pizza box": "paper", "soda can": "metal", "old phone": "electronics", "jam jar": "glass",
-    "shampoo bottle": "plastic", "egg carton": "paper", "worn-out jeans": "textile", "coffee grounds": "organic",
-    "aluminum foil": "metal", "broken charger": "electronics", "wine bottle": "glass", "yogurt cup": "plastic",
-    "披萨盒": "paper", "易拉罐": "metal", "旧手机": "electronics", "果酱瓶": "glass", "洗发水瓶": "plastic",
-    "鸡蛋盒": "paper", "旧牛仔裤": "textile", "咖啡渣": "organic", "锡纸": "metal", "坏掉的充电器": "electronics",
-    "红酒瓶": "glass", "酸奶杯": "plastic",
-    "milk carton": "paper", "glass jar": "glass", "plastic bag": "plastic", "tin can": "metal",
-    "old laptop": "electronics", "cardboard box": "paper", "old t-shirt": "textile", "banana peel": "organic",
-    "beer bottle": "glass", "water bottle": "plastic", "newspaper": "paper", "used battery": "electronics",
-    "old towel": "textile", "apple core": "organic", "aerosol can": "metal", "takeout container": "plastic",
-    "perfume bottle": "glass", "cereal box": "paper", "old sweater": "textile", "tea bags": "organic",
-    "牛奶盒": "paper", "玻璃罐": "glass", "塑料袋": "plastic", "罐头盒": "metal", "旧电脑": "electronics", "纸箱": "paper",
-    "旧T恤": "textile", "香蕉皮": "organic", "啤酒瓶": "glass", "矿泉水瓶": "plastic", "旧报纸": "paper", "废电池": "electronics",
-    "旧毛巾": "textile", "苹果核": "organic", "喷雾罐": "metal", "外卖盒": "plastic", "香水瓶": "glass", "麦片盒": "paper",
-    "旧毛衣": "textile", "茶叶渣": "organic",
-}
+RECYCLE_MATERIAL = {item: material for pairs in RECYCLABLES.values() for item, material in pairs}
 
 # optional arguments filled when their slot appears in the text and the (resolved) function has them
 OPTIONAL_SLOT_ARGS = {"body": "body", "location": "location", "qty": "quantity", "style": "style",
