@@ -446,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--irrelevant-share", type=float, default=0.1, help="share of rows whose answer is no function")
     p.add_argument("--with-description", action="store_true", help="append 'Function description: ...' to targets")
-    p.add_argument("--captions-per-concept", type=int, default=4, help="caption scenes per concept per style")
+    p.add_argument("--captions-per-concept", type=int, default=16,
+                   help="caption and naming scenes per concept per training style")
     p.add_argument("--workers", type=int, default=2, help="rendering processes")
     p.add_argument("--llm-verify-url", help="OpenAI-compatible endpoint (…/v1) for an LLM verdict on every row; "
                    "key from OCTOPUS_LLM_API_KEY")

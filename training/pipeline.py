@@ -40,7 +40,8 @@ def ensure_data(data_dir: Path, prof: Profile, out_dir: Path | None = None) -> N
 
     log.info("no data in %s: building %d rows per function per language", data_dir, prof.data_n_per_function)
     started = time.perf_counter()
-    build(data_dir, BuildConfig(n_per_function=prof.data_n_per_function))
+    build(data_dir, BuildConfig(n_per_function=prof.data_n_per_function,
+                                captions_per_concept=prof.data_captions_per_concept))
     if out_dir is not None:
         _record(out_dir, "data_seconds", round(time.perf_counter() - started, 1))
 
