@@ -269,3 +269,18 @@ def test_unreachable_llm_endpoint_is_a_one_line_error(tmp_path):
     out = subprocess.run([octopus, "data", "build", "--out", str(tmp_path), "--n-per-function", "1",
                           "--llm-verify-url", "http://127.0.0.1:9/v1"], capture_output=True, text=True)
     assert out.returncode == 2 and "LLM verification" in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_cli_and_profiles_build_the_data_the_build_config_defines():
+    """`octopus data build` with no options, and `train all` on a quick profile with no data, build the same
+    data as `BuildConfig()`: the CLI repeats the defaults (it imports no training code), so they can drift."""
+    from octopus.cli import build_parser
+    from octopus.training.stages import profile
+
+    args = build_parser().parse_args(["data", "build", "--out", "x"])
+    defaults = BuildConfig()
+    assert (args.n_per_function, args.captions_per_concept, args.seed, args.irrelevant_share) == (
+        defaults.n_per_function, defaults.captions_per_concept, defaults.seed, defaults.irrelevant_share)
+    quick = profile("quick")
+    assert (quick.data_n_per_function, quick.data_captions_per_concept) == (
+        defaults.n_per_function, defaults.captions_per_concept)

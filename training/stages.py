@@ -243,7 +243,7 @@ def _tiny() -> Profile:
 
 
 def _quick() -> Profile:
-    """SmolLM2-135M + the ImageNet EfficientNet-Lite0 trunk, under 30 minutes on 2 cores."""
+    """SmolLM2-135M + the ImageNet EfficientNet-Lite0 trunk: 30-37 minutes on 2 cores (data, stages 1 and 2)."""
     # 5 epochs of 48 naming scenes a concept (1,000 steps); 20 epochs of 12 a concept read held-out categories
     # back at 78% against 93%: more scenes, not more epochs
     stages = [_alignment(data="naming.jsonl", batch_size=64, max_length=40, epochs=5.0, lr=1e-3,
