@@ -93,6 +93,8 @@ def test_feature_cache_matches_the_encoder_resumes_and_refuses_a_changed_encoder
     images = list(dict.fromkeys(r["image"] for r in load_examples(data_dir, "naming.jsonl", None, 0)))[:70]
     assert len(images) == 70  # two chunks of 64: the second is partial
     cache = FeatureCache(tmp_path / "cache", agent, images)
+    # the fill runs channels_last; the weights come back in the default layout (safetensors saves only those)
+    assert all(p.is_contiguous() for p in agent.vision_encoder.parameters())
     with torch.no_grad():
         direct = agent.vision_encoder.eval()(torch.cat([agent.pixels(p) for p in images[:3]]))
     assert torch.allclose(cache(images[:3]), direct, atol=2e-3 * direct.abs().max())
