@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from octopus.evaluate import metrics, swap_metrics, swap_rows  # noqa: E402
-from octopus.model.agent import OctopusAgent  # noqa: E402
+from octopus.model.agent import OctopusAgent, shared_prefix  # noqa: E402
 from octopus.model.presets import tiny  # noqa: E402
 from octopus.training.data.build import BuildConfig, build, object_split_of, read_rows  # noqa: E402
 from octopus.training.datasets import (  # noqa: E402
@@ -25,7 +25,7 @@ from octopus.training.datasets import (  # noqa: E402
     concept_id,
     load_examples,
 )
-from octopus.training.loop import GroundingHeads, resolve_precision, run_stage  # noqa: E402
+from octopus.training.loop import GroundingHeads, apply_train_modes, resolve_precision, run_stage  # noqa: E402
 from octopus.training.stages import StageConfig  # noqa: E402
 
 OCTOPUS = str(Path(sys.executable).parent / "octopus")
@@ -140,6 +140,35 @@ def test_labelled_logits_equal_the_full_logits_at_labelled_positions(agent, data
     keep = batch["labels"][:, 1:] != IGNORE
     assert torch.allclose(out.logits, full[:, :-1][keep], atol=1e-4)
     assert torch.equal(out.targets, batch["labels"][:, 1:][keep])
+
+
+def test_the_shared_prompt_head_runs_once_with_the_same_logits_and_gradients(agent, data_dir):
+    rows = load_examples(data_dir, "train.jsonl", 4, 0)
+    collator = Collator(agent, "functional", 128)
+    batch = collator(rows)
+    shared = shared_prefix(batch["input_ids"], batch["attention_mask"], agent.tokens.image_id)
+    assert shared > 10 and int(batch["input_ids"][0, shared]) == agent.tokens.image_id  # the instruction, whole
+    naming = Collator(agent, "alignment", 40)(load_examples(data_dir, "naming.jsonl", 4, 0))
+    assert shared_prefix(naming["input_ids"], naming["attention_mask"], agent.tokens.image_id) == 0  # image first
+    assert shared_prefix(batch["input_ids"][:1], batch["attention_mask"][:1], agent.tokens.image_id) == 0
+    stage = StageConfig(name="s2", kind="functional", data="train.jsonl", lora_dropout=0.0,
+                        train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"})
+    apply_train_modes(agent, stage)
+    agent.eval()
+    params = [p for p in agent.parameters() if p.requires_grad]
+
+    def grads(batches: list[dict]) -> list[torch.Tensor]:
+        agent.zero_grad()
+        for b in batches:
+            out = agent(b["input_ids"], pixels=b["pixels"], attention_mask=b["attention_mask"], labels=b["labels"],
+                        labelled_only=True)
+            torch.nn.functional.cross_entropy(out.logits, out.targets, reduction="sum").backward()
+        return [p.grad.clone() for p in params]
+
+    together = grads([batch])  # the head once, its KV cache repeated over 4 rows
+    alone = grads([collator([r]) for r in rows])  # one row at a time: nothing shared
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6 * float(b.abs().max())) for a, b in zip(together, alone))
+    assert any(float(g.abs().max()) > 0 for g in together)
 
 
 def test_grounding_loss_alone_trains_only_the_projector_and_separates_concepts(agent, data_dir, tmp_path):
