@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -93,6 +94,13 @@ class Manifest:
                     raise ManifestError(f"{self.path}: {label} has no file and sha256")
                 if Path(entry["file"]).name != entry["file"]:  # files live in the folder, never elsewhere
                     raise ManifestError(f"{self.path}: {label} names a file outside the folder")
+
+        decoding = self.data.get("decoding", {})  # optional (older exports have none)
+        bias = decoding.get("reject_bias", {}) if isinstance(decoding, dict) else None
+        if not isinstance(bias, dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bias.values()):
+            raise ManifestError(f"{self.path}: decoding.reject_bias must be a table of numbers by language, "
+                                f"got {bias!r}")
 
     def _entries(self, section: str) -> dict:
         value = self.data.get(section)

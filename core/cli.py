@@ -186,6 +186,15 @@ def _backend(model: str, precision: str = "auto"):
         raise CliError(str(exc)) from None
 
 
+def _reject_bias(args: argparse.Namespace) -> dict[str, float]:
+    from octopus.generation import parse_reject_bias
+
+    try:
+        return parse_reject_bias(args.reject_bias)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -194,6 +203,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     data = Path(args.data)
     if not data.is_file():
         raise CliError(f"no data file at {data}")
+    reject_bias = _reject_bias(args)
     if args.probe:
         return _probe(args, data)
     try:
@@ -202,6 +212,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     rows = sample_rows(rows, args.limit)
     backend = _backend(args.model, args.precision)
+    backend.reject_bias = {**backend.reject_bias, **reject_bias}
     from octopus.preprocess import ImageError
 
     try:
@@ -213,6 +224,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             result["image_swap"] = swap_metrics(evaluate(backend, swapped, progress=not args.json)[1])
     except ImageError as exc:
         raise CliError(str(exc)) from None
+    if backend.reject_bias:
+        result["reject_bias"] = backend.reject_bias
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
             for p in predictions:
@@ -265,6 +278,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from octopus.prompt import QueryError, check_query_text
 
     config = _device_config(args.config)  # config, image, query and outbox checked before the (slow) model load
+    reject_bias = _reject_bias(args)
     try:
         image = load_image(Path(args.image))
     except ImageError as exc:
@@ -282,6 +296,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         step = AnswerStep.from_config(_backend(args.model, args.precision), outbox, config, execute=args.execute)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
+    step.agent.reject_bias = {**step.agent.reject_bias, **reject_bias}  # the command line over the config
     try:
         record = step(image, args.query, "cli:ask")
     except QueryError as exc:
@@ -385,13 +400,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     model = Path(args.model)
     if not (model / "config.json").is_file():
         raise CliError(f"{model} is not a trained agent folder (no config.json)")
+    reject_bias = _reject_bias(args)
     methods = {}
     for item in args.quant:
         graph, _, method = item.partition("=")
         methods[graph] = method
     try:
         manifest = export(model, Path(args.out), int8=args.int8 or bool(methods), methods=methods,
-                          decoder=args.decoder)
+                          decoder=args.decoder, reject_bias=reject_bias)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     greedy = manifest["greedy_parity_fp32"]
@@ -406,6 +422,9 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     """The model options `eval` and `ask` share: a torch agent folder or an exported one."""
     p.add_argument("--model", required=True, help="an agent folder or an exported ONNX folder")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"], help="exported graph set")
+    p.add_argument("--reject-bias", action="append", default=[], metavar="LANG=X",
+                   help="bias toward 'no function' for requests in LANG (en, zh), replacing the model's own "
+                   "(and the device config's); repeatable")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -501,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder", default="auto", choices=["auto", "genai", "torch"],
                    help="decoder exporter: onnxruntime-genai's builder (fused attention), torch.onnx, or auto "
                         "(genai where it supports the LM)")
+    p.add_argument("--reject-bias", action="append", default=[], metavar="LANG=X",
+                   help="record a bias toward 'no function' for requests in LANG (en, zh) in the manifest, "
+                   "replacing the agent's own; repeatable")
     p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("ask", help="answer one request about one image (the action is a dry run unless --execute)")

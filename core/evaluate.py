@@ -155,6 +155,7 @@ def format_metrics(m: dict[str, Any]) -> str:
              f"irrelevant rejection: {m['irrelevant_rejection']}",
              f"argument exact match: {m['argument_exact_match']}  by language: {m['argument_exact_match_by_language']}",
              f"latency ms: p50 {m['latency_ms']['p50']}  p95 {m['latency_ms']['p95']}",
+             *([f"reject bias: {m['reject_bias']}"] if m.get("reject_bias") else []),
              "by request kind (all / per language):"]
     lines += [f"  {kind:<20} {d.get('all')}  {_languages(d)}" for kind, d in m["function_accuracy_by_kind"].items()]
     if m["image_rows_by_object_split"]:

@@ -32,6 +32,8 @@ class AnswerStep:
                 actions = Actions(config.actions, getattr(agent, "registry", BUILTIN))
             except ConfigError as exc:
                 raise ConfigError(f"{config.source}: {exc}") from None
+        if config.model.reject_bias:  # the config's bias replaces the model's own, language by language
+            agent.reject_bias = {**getattr(agent, "reject_bias", {}), **config.model.reject_bias}
         return cls(agent, outbox, actions,
                    config.actions.execute if execute is None else execute, config.model.max_new_tokens)
 

@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from octopus.generation import MAX_NEW_TOKENS
+from octopus.generation import LANGUAGES, MAX_NEW_TOKENS, MAX_REJECT_BIAS
 
 DEFAULT_CONFIG_PATH = Path("/etc/octopus/config.toml")
 
@@ -32,6 +32,9 @@ class ModelSection:
     precision: str = "auto"  # auto | fp32 | int8
     threads: int = 0  # onnxruntime intra-op threads; 0: all cores
     max_new_tokens: int = MAX_NEW_TOKENS  # the answer budget, in tokens
+    # bias toward "no function" by request language, replacing the model's own for that language
+    # (e.g. reject_bias = { zh = 1.0 }: fewer calls for Chinese requests that fit no function)
+    reject_bias: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -154,6 +157,11 @@ def _check_value(where: str, value, tp):
             raise ConfigError(f"{where} must be a list of {_type_name(item)}, got {value!r}")
         return value
     if origin is dict:
+        _, item = typing.get_args(tp)
+        if item is float:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where} must be a table of numbers, got {value!r}")
+            return {k: _check_value(f"{where[:-1]}.{k}'", v, float) for k, v in value.items()}
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise ConfigError(f"{where} must be a table of strings, got {value!r}")
         return value
@@ -232,6 +240,12 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"'button.pin' must be a BCM GPIO number from 0 to 27, got {config.button.pin}")
     if config.button.bounce_ms < 0:
         raise ConfigError(f"'button.bounce_ms' must be 0 or more, got {config.button.bounce_ms}")
+    for language, bias in config.model.reject_bias.items():
+        if language not in LANGUAGES:
+            raise ConfigError(f"'model.reject_bias' takes the languages {', '.join(LANGUAGES)}, got {language!r}")
+        if abs(bias) > MAX_REJECT_BIAS:
+            raise ConfigError(f"'model.reject_bias.{language}' must be between -{MAX_REJECT_BIAS:g} and "
+                              f"{MAX_REJECT_BIAS:g}, got {bias}")
     if not 0 <= config.model.threads <= 256:
         raise ConfigError(f"'model.threads' must be between 0 and 256, got {config.model.threads}")
     return config

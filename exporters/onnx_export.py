@@ -240,11 +240,13 @@ def _decoder_exporter(choice: str, lm) -> str:
 
 
 def export(model_dir: str | Path, out: str | Path, int8: bool = False, methods: dict[str, str] | None = None,
-           decoder: str = "auto") -> dict:
+           decoder: str = "auto", reject_bias: dict[str, float] | None = None) -> dict:
     """`decoder`: "genai" (onnxruntime-genai's builder), "torch" (torch.onnx), or "auto" (genai where it can,
-    falling back to the traced decoder, with a warning, when the builder's graph fails a parity check)."""
+    falling back to the traced decoder, with a warning, when the builder's graph fails a parity check).
+    `reject_bias` replaces the agent's own, language by language, in the manifest (`decoding.reject_bias`)."""
     model_dir, out = Path(model_dir), Path(out)
     agent = OctopusAgent.load(model_dir).eval()
+    agent.reject_bias.update(reject_bias or {})
     agent.lm.config._attn_implementation = "eager"  # traceable attention; same numbers as sdpa
     out.mkdir(parents=True, exist_ok=True)
     chosen = _decoder_exporter(decoder, agent.lm)
@@ -301,6 +303,7 @@ def _export(agent: OctopusAgent, model_dir: Path, out: Path, int8: bool, methods
         "preprocess": {"image_size": v.image_size, "mean": list(v.mean), "std": list(v.std)},
         "decoder": {"layers": layers, "kv_heads": heads, "head_dim": head_dim,
                     "max_positions": agent.lm.config.max_position_embeddings, "max_new_tokens": MAX_NEW_TOKENS},
+        "decoding": {"reject_bias": dict(agent.reject_bias)},
     }
     if int8:
         methods = {**{name: spec.int8 for name, spec in graphs.items() if spec.int8}, **(methods or {})}

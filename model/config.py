@@ -66,6 +66,10 @@ class AgentConfig:
     tokens: TokenConfig = field(default_factory=TokenConfig)
     # user functions after the ten, as JSON (octopus.functions.Function.to_json): `octopus train extend` appends
     functions: list[dict[str, Any]] = field(default_factory=list)
+    # decoding: added to the no-function token's first-token logit, per request language ({"zh": 1.0}); travels
+    # into the export's manifest (decoding.reject_bias); `octopus eval/ask --reject-bias` and the device config
+    # change it without retraining (bench/reject_bias.py measures what it trades)
+    reject_bias: dict[str, float] = field(default_factory=dict)
 
     def registry(self):
         """The functions this agent calls: the ten, then its user functions (their tokens follow the ten's)."""

@@ -388,6 +388,10 @@ def test_daemon_process_notify_watchdog_and_sigterm(tiny_onnx, tmp_path):
     ("[model]\nmax_new_tokens = 5000\n", "'model.max_new_tokens' must be at most 1024"),
     ("[actions.smtp]\nport = 0\n", "'actions.smtp.port' must be a port from 1 to 65535"),
     ("[outbox]\nbackoff_s = 1e400\n", "'outbox.backoff_s' must be a finite number"),
+    ("[model]\nreject_bias = { fr = 1.0 }\n", "'model.reject_bias' takes the languages en, zh, got 'fr'"),
+    ("[model]\nreject_bias = { zh = \"high\" }\n", "'model.reject_bias.zh' must be float"),
+    ("[model]\nreject_bias = { zh = 100 }\n", "'model.reject_bias.zh' must be between -50 and 50"),
+    ("[model]\nreject_bias = 1.0\n", "'model.reject_bias' must be a table of numbers"),
 ])
 def test_bad_config_is_one_line_with_exit_2(tmp_path, text, message):
     (tmp_path / "config.toml").write_text(text)
@@ -601,3 +605,21 @@ def test_daemon_without_a_usable_button_or_camera_says_why_in_one_line(tiny_onnx
     out = subprocess.run([*OCTOPUS, "daemon", "--config", str(config)], capture_output=True, text=True, env=env,
                          timeout=60)
     assert out.returncode == 2 and "v4l2: no device at /dev/video77" in out.stderr, out.stderr
+
+
+def test_reject_bias_from_the_device_config_and_from_the_command_line(tiny_onnx, photo, tmp_path):
+    """The device config's bias replaces the model's; `ask --reject-bias` replaces the config's."""
+    photo.save(tmp_path / "p.jpg")
+    (tmp_path / "config.toml").write_text("[model]\nreject_bias = { zh = 50.0 }\n")
+
+    def ask(*extra):
+        return subprocess.run([*OCTOPUS, "ask", "--model", str(tiny_onnx), "--image", str(tmp_path / "p.jpg"),
+                               "--query", "帮我买这个", "--json", "--config", str(tmp_path / "config.toml"), *extra],
+                              capture_output=True, text=True, timeout=120)
+
+    out = ask()
+    assert out.returncode == 0 and json.loads(out.stdout)["raw"].startswith("<nexa_none>"), out.stderr
+    out = ask("--reject-bias", "zh=-50")
+    assert out.returncode == 0 and not json.loads(out.stdout)["raw"].startswith("<nexa_none>"), out.stderr
+    out = ask("--reject-bias", "zh=lots")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "not a number" in out.stderr, out.stderr

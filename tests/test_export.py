@@ -177,3 +177,32 @@ def test_control_tokens_typed_by_a_user_are_plain_text(exported):
     assert prompt.count(t.image_id) == agent.num_image_tokens  # only the placeholders the prompt puts there
     assert not (control - {t.image_id}) & set(prompt)
     assert runtime.encode(query) == agent.encode_text(query)  # both paths tokenize user text the same way
+
+
+def test_reject_bias_travels_into_the_manifest_and_both_backends_decline_alike(tmp_path, photo):
+    """A bias recorded at export makes torch and ONNX answer "no function" for requests in that language only;
+    eval's --reject-bias replaces it; a bad value in the manifest is a one-line refusal."""
+    torch.manual_seed(5)
+    agent = OctopusAgent.build(tiny())
+    agent.save(tmp_path / "agent")
+    manifest = export(tmp_path / "agent", tmp_path / "onnx", reject_bias={"zh": 50.0})
+    assert manifest["decoding"] == {"reject_bias": {"zh": 50.0}}
+    assert manifest["greedy_parity_fp32"]["same"] == manifest["greedy_parity_fp32"]["prompts"]
+    runtime = OnnxAgent(tmp_path / "onnx")
+    agent = OctopusAgent.load(tmp_path / "agent").eval()
+    assert agent.reject_bias == {} and runtime.reject_bias == {"zh": 50.0}
+    zh, en = "帮我买这个", "order this for me"
+    assert not agent.generate(photo, zh).raw.startswith("<nexa_none>")  # unbiased, this agent calls a function
+    assert runtime.generate(photo, zh).raw.startswith("<nexa_none>")
+    assert runtime.generate(photo, en).raw == agent.generate(photo, en).raw  # English is untouched
+    agent.reject_bias = {"zh": 50.0}
+    assert agent.generate(photo, zh).raw == runtime.generate(photo, zh).raw
+    runtime.reject_bias = {"en": 50.0}
+    assert runtime.generate(photo, en).raw.startswith("<nexa_none>")
+    photo.save(tmp_path / "p.jpg")
+    data = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
+    data["decoding"]["reject_bias"] = {"zh": "high"}
+    (tmp_path / "onnx" / "manifest.json").write_text(json.dumps(data))
+    out = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "ask", "--model", str(tmp_path / "onnx"), "--image",
+                          str(tmp_path / "p.jpg"), "--query", "hi"], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "decoding.reject_bias" in out.stderr, out.stderr

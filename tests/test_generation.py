@@ -57,3 +57,28 @@ def test_a_seeded_tiny_agent_gives_the_predictions_recorded_before_the_refactor(
     assert len(set(now["torch"])) > 10  # the answers depend on the input, so a change would show
     for backend, answers in recorded.items():
         assert now[backend] == answers, backend
+
+
+def test_reject_bias_moves_only_the_first_choice_toward_no_function():
+    first = np.array([0, 0, 4.0, 0, 3.0, 0, 0, 0, 0, 0], np.float32)  # allowed 2 (a function), 4 (no function, last)
+
+    def decode(bias):
+        step, fed = scripted([7, END])
+        return greedy_decode(first, step, [2, 4], END, 64, reject_bias=bias)
+
+    assert decode(0.0) == [2, 7, END] and decode(0.5)[0] == 2 and decode(-10)[0] == 2
+    assert decode(1.5) == [4, 7, END]  # past the first token, decoding is as before
+
+
+def test_reject_bias_is_chosen_by_the_request_language_and_parsed_in_one_line():
+    from octopus.generation import parse_reject_bias, reject_bias_for
+
+    biases = parse_reject_bias(["zh=1.5", "en=-0.25"])
+    assert biases == {"zh": 1.5, "en": -0.25}
+    assert reject_bias_for(biases, "现在几点了？") == 1.5 and reject_bias_for(biases, "what time is it") == -0.25
+    assert reject_bias_for({"zh": 2.0}, "order this") == 0.0 and reject_bias_for({}, "买这个") == 0.0
+    for bad, message in [("fr=1", "LANG one of en, zh"), ("zh", "LANG=NUMBER"), ("zh=lots", "not a number"),
+                         ("zh=nan", "between"), ("en=1e9", "between")]:
+        with pytest.raises(ValueError, match=message) as info:
+            parse_reject_bias([bad])
+        assert "\n" not in str(info.value)
