@@ -26,3 +26,53 @@ def test_the_readme_has_both_blocks():
     text = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     for name in ("accuracy", "latency"):
         assert f"<!-- bench:{name} -->" in text and f"<!-- /bench:{name} -->" in text
+
+
+def _row(template: str, kind: str) -> dict:
+    return {"language": "zh", "meta": {"template": template, "kind": kind}}
+
+
+def test_the_reject_bias_rule_declines_most_within_the_allowed_cost():
+    from reject_bias import choose, rates
+
+    # two functions and no-function (last); gold index 2 for irrelevant rows, 0 for fitting ones
+    rows = [_row("a", "irrelevant"), _row("b", "irrelevant"), _row("c", "text"), _row("d", "text")]
+    logprobs = [[-0.6, -3.0, -1.0],   # irrelevant, no-function 0.4 behind: +0.5 declines it
+                [-0.2, -3.0, -2.2],   # irrelevant, 2.0 behind
+                [-0.1, -3.0, -2.0],   # fits, no-function 1.9 behind: a bias past 1.9 loses it
+                [-0.1, -3.0, -5.0]]   # fits, safe
+    gold = [2, 2, 0, 0]
+    assert rates(rows, logprobs, gold, 0.0) == {"irrelevant": 0.0, "fits": 1.0,
+                                                "rows": {"irrelevant": 2, "fits": 2}}
+    assert choose(rows, logprobs, gold, max_fit_drop=0.0) == 0.5  # the first step that declines; 2.0+ costs a fit
+    assert choose(rows, logprobs, gold, max_fit_drop=0.5) == 2.25  # a fit may go: both declined, smallest such
+    assert choose(rows[2:], logprobs[2:], gold[2:], max_fit_drop=0.0) == 0.0  # nothing to decline: no bias
+
+
+def test_the_reject_bias_cross_validation_never_judges_a_wording_by_a_bias_chosen_on_it():
+    from reject_bias import cross_validate, fold_of
+
+    templates = [f"zh/irrelevant/{i}" for i in range(12)]
+    rows = [_row(t, "irrelevant") for t in templates] + [_row(f"zh/text/{i}", "text") for i in range(12)]
+    # each irrelevant wording is declined only by a bias of its own size: a choice made on other wordings can
+    # not be tuned to it
+    logprobs = [[-0.1, -5.0, -0.05 - 0.25 * (i + 1)] for i in range(12)] + [[-0.1, -5.0, -9.0]] * 12
+    gold = [2] * 12 + [0] * 12
+    cv = cross_validate(rows, logprobs, gold, folds=3, max_fit_drop=0.0)
+    assert {f["fold"] for f in cv["folds"]} == {fold_of(t, 3) for t in templates} | {fold_of(r["meta"]["template"], 3)
+                                                                                      for r in rows[12:]}
+    for fold in cv["folds"]:  # the bias chosen without a fold's wordings is the largest that declines all *others*
+        others = [i for i, t in enumerate(templates) if fold_of(t, 3) != fold["fold"]]
+        assert fold["bias"] == min(4.0, 0.25 * (max(others) + 1))
+    assert cv["at_0"]["irrelevant"] == 0.0 and cv["cross_validated"]["fits"] == 1.0
+    assert 0.0 < cv["cross_validated"]["irrelevant"] < 1.0  # honest: the largest wording's own bias is unseen
+
+
+def test_a_reject_bias_ships_only_where_it_paid_on_unseen_wordings():
+    from reject_bias import recommend
+
+    paid = {"at_0": {"irrelevant": 0.65, "fits": 0.897}, "cross_validated": {"irrelevant": 0.82, "fits": 0.886}}
+    unpaid = {"at_0": {"irrelevant": 0.987, "fits": 0.95}, "cross_validated": {"irrelevant": 0.987, "fits": 0.945}}
+    assert recommend(paid, 1.25, irrelevant_share=0.1) == 1.25  # +17 points on 10% beat -1.1 on 90%
+    assert recommend(paid, 1.25, irrelevant_share=0.05) == 0.0  # not when 19 of 20 requests fit a function
+    assert recommend(unpaid, 1.25, irrelevant_share=0.1) == 0.0
