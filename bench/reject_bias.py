@@ -14,6 +14,7 @@ skips the forward. The bias is set with `octopus export/eval/ask --reject-bias L
 `model.reject_bias`.
 
     .venv/bin/python bench/reject_bias.py --model runs/default/agent --data runs/data --split test
+    .venv/bin/python bench/reject_bias.py --pack-flags bench/results/reject_bias.json   # for `octopus model pack`
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import hashlib
 import json
 import random
+import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
@@ -142,7 +144,16 @@ def recommend(cv: dict, chosen: float, irrelevant_share: float) -> float:
     return chosen if irrelevant_share * gain > (1 - irrelevant_share) * cost else 0.0
 
 
+def pack_flags(result: dict) -> list[str]:
+    """`octopus model pack` arguments that record a result's recommended biases (none where none pays)."""
+    return [f"--reject-bias={language}={r['recommended']:g}" for language, r in sorted(result["languages"].items())
+            if r["recommended"]]
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--pack-flags"]:  # `make model`: the flags for `octopus model pack` from a result file
+        print(" ".join(pack_flags(json.loads(Path(sys.argv[2]).read_text()))))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="a torch agent folder")
     parser.add_argument("--data", default="runs/data")

@@ -72,9 +72,11 @@ def cmd_model(args: argparse.Namespace) -> int:
             from octopus.model.delta import base_agent, pack
 
             model = Path(args.model)
+            reject_bias = _reject_bias(args)
             if not (model / "config.json").is_file():
                 raise CliError(f"{model} is not a trained agent folder (no config.json)")
             trained = OctopusAgent.load(model)
+            trained.config.reject_bias.update(reject_bias)  # a decoding setting the delta records
             base = base_agent(trained.config)
             meta = pack(trained, base, Path(args.out))
             kinds = {}
@@ -451,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = model_sub.add_parser("pack", help="write a trained agent's delta over the packaged base weights")
     p.add_argument("--model", required=True, help="a trained agent folder")
     p.add_argument("--out", required=True, help="output folder (delta.safetensors + delta.json)")
+    p.add_argument("--reject-bias", action="append", default=[], metavar="LANG=X",
+                   help="record a bias toward 'no function' for requests in LANG (en, zh) in the delta's config, "
+                   "replacing the agent's own (bench/reject_bias.py recommends one); repeatable")
     p.set_defaults(handler=cmd_model)
     p = model_sub.add_parser("assemble", help="rebuild an agent folder from the packaged weights plus a delta")
     p.add_argument("--delta", required=True, help="a folder written by `octopus model pack`")

@@ -69,10 +69,12 @@ def test_the_reject_bias_cross_validation_never_judges_a_wording_by_a_bias_chose
 
 
 def test_a_reject_bias_ships_only_where_it_paid_on_unseen_wordings():
-    from reject_bias import recommend
+    from reject_bias import pack_flags, recommend
 
     paid = {"at_0": {"irrelevant": 0.65, "fits": 0.897}, "cross_validated": {"irrelevant": 0.82, "fits": 0.886}}
     unpaid = {"at_0": {"irrelevant": 0.987, "fits": 0.95}, "cross_validated": {"irrelevant": 0.987, "fits": 0.945}}
     assert recommend(paid, 1.25, irrelevant_share=0.1) == 1.25  # +17 points on 10% beat -1.1 on 90%
     assert recommend(paid, 1.25, irrelevant_share=0.05) == 0.0  # not when 19 of 20 requests fit a function
     assert recommend(unpaid, 1.25, irrelevant_share=0.1) == 0.0
+    result = {"languages": {"zh": {"recommended": 1.25}, "en": {"recommended": 0.0}}}
+    assert pack_flags(result) == ["--reject-bias=zh=1.25"]

@@ -83,6 +83,22 @@ def test_cli_model_commands_give_one_line_errors(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
+def test_pack_records_a_reject_bias_and_assemble_gives_it_back(tmp_path):
+    _trained().save(tmp_path / "agent")
+    packed = subprocess.run([OCTOPUS, "model", "pack", "--model", str(tmp_path / "agent"), "--out",
+                             str(tmp_path / "d"), "--reject-bias", "zh=1.25"], capture_output=True, text=True)
+    assert packed.returncode == 0, packed.stderr[-2000:]
+    assert json.loads((tmp_path / "d" / DELTA_META).read_text())["config"]["reject_bias"] == {"zh": 1.25}
+    built = subprocess.run([OCTOPUS, "model", "assemble", "--delta", str(tmp_path / "d"), "--out",
+                            str(tmp_path / "a")], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert OctopusAgent.load(tmp_path / "a").reject_bias == {"zh": 1.25}
+    bad = subprocess.run([OCTOPUS, "model", "pack", "--model", str(tmp_path / "agent"), "--out", str(tmp_path / "e"),
+                          "--reject-bias", "fr=1"], capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "fr" in bad.stderr
+    assert not (tmp_path / "e").exists()
+
+
 def test_the_shipped_default_delta_matches_its_card():
     from octopus.model.delta import read_meta
     from octopus.training.demo import DEFAULT_DELTA

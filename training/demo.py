@@ -14,6 +14,7 @@ export exists, the demo answers without them (the Pi's path, and a start in abou
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import time
@@ -28,10 +29,12 @@ DEFAULT_DIR = RUNS / "default"
 
 
 def ensure_default_export(root: Path = DEFAULT_DIR, delta_dir: Path = DEFAULT_DELTA) -> Path:
-    """`root/onnx`: the shipped default assembled and exported to int8 (once per delta)."""
-    from octopus.model.delta import read_meta
+    """`root/onnx`: the shipped default assembled and exported to int8 (once per delta: its weights' sha256 and
+    its config, decoding settings included)."""
+    from octopus.model.delta import DELTA_META, read_meta
 
-    sha = read_meta(delta_dir)["sha256"]
+    read_meta(delta_dir)  # a missing or broken delta is a clear error here
+    sha = hashlib.sha256((delta_dir / DELTA_META).read_bytes()).hexdigest()  # names the weights' sha256 too
     stamp = root / "delta.sha256"
     onnx_dir = root / "onnx"
     if (onnx_dir / "manifest.json").is_file() and stamp.is_file() and stamp.read_text().strip() == sha:
