@@ -6,11 +6,12 @@ The first token is constrained to the functional tokens and the no-function toke
 only changes which of those wins; the function accuracy at a bias is exact for greedy decoding (the rest of
 the call does not depend on the bias). Rows: every irrelevant row of the split plus a seeded sample of the
 others. The split's templates (its wordings) are dealt into `--folds` groups; for each group a bias is chosen
-on the other groups' rows (the largest that costs fitting requests at most `--max-fit-drop` of accuracy) and
+on the other groups' rows (the one declining the most while fitting requests lose at most `--max-fit-drop`) and
 judged on the group's rows: the cross-validated figures are what choosing by that rule buys on new wordings,
 and a language gets a bias to ship only where it answers more requests right, mixed as the data mixes them.
 Writes bench/results/reject_bias.json (and .md) and keeps the per-row scores (`--scores`) so a re-analysis
-skips the forward. The bias is set with `octopus export/eval/ask --reject-bias LANG=X` or the device config's
+skips the forward. The bias is recorded with `octopus model pack --reject-bias LANG=X` (`make model` does it
+with `--pack-flags`), changed with `octopus export/eval/ask --reject-bias` or the device config's
 `model.reject_bias`.
 
     .venv/bin/python bench/reject_bias.py --model runs/default/agent --data runs/data --split test
