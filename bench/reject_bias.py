@@ -27,6 +27,8 @@ import random
 import sys
 from pathlib import Path
 
+from octopus.generation import first_choice
+
 RESULTS = Path(__file__).parent / "results"
 BIASES = tuple(round(0.25 * i, 2) for i in range(-4, 17))  # -1.0 .. +4.0
 SHOWN = (-1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)  # the table's rows; the choice uses the whole grid
@@ -64,12 +66,8 @@ def fold_of(template: str, folds: int) -> int:
 
 
 def picks(logprobs: list[list[float]], bias: float) -> list[int]:
-    """Index of the winning first token per row (the no-function token is last)."""
-    out = []
-    for lp in logprobs:
-        scores = [*lp[:-1], lp[-1] + bias]
-        out.append(max(range(len(scores)), key=scores.__getitem__))
-    return out
+    """Index of the winning first token per row (the no-function token is last), by the decoder's own rule."""
+    return [first_choice(lp, bias) for lp in logprobs]
 
 
 def rates(rows: list[dict], logprobs: list[list[float]], gold: list[int], bias: float) -> dict:

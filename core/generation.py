@@ -46,12 +46,17 @@ def greedy_decode(first_logits, step: Callable[[int], Any], first_token_ids: Seq
     last-position logits and `step(token)` feeds one token and returns the next logits; both may be numpy arrays
     or torch tensors (anything with `.argmax()` and indexing)."""
     allowed = [int(t) for t in first_token_ids]
-    scores = [float(first_logits[t]) for t in allowed]
-    scores[-1] += reject_bias
-    generated = [allowed[max(range(len(scores)), key=scores.__getitem__)]]  # the first of equal best, as argmax
+    generated = [allowed[first_choice([float(first_logits[t]) for t in allowed], reject_bias)]]
     while generated[-1] != end_id and len(generated) < max_new_tokens:
         generated.append(int(step(generated[-1]).argmax()))
     return generated
+
+
+def first_choice(scores: Sequence[float], reject_bias: float = 0.0) -> int:
+    """Which allowed first token greedy decoding takes (an index into them; the no-function token is last):
+    the best score after the bias, the first of equal best as argmax. Logits or log-probs give the same."""
+    biased = [*scores[:-1], scores[-1] + reject_bias]
+    return max(range(len(biased)), key=biased.__getitem__)
 
 
 def reject_bias_for(biases: Mapping[str, float], query: str) -> float:
