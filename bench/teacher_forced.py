@@ -1,5 +1,6 @@
 """Fast grounding proxy: teacher-forced function accuracy and whole-call exact match, by request kind,
-language and object split, plus the image-swap follow rate, in one batched forward per 32 rows.
+language and object split (and for calls with an argument only the picture names), plus the image-swap
+follow rate, in one batched forward per 32 rows.
 
 Both numbers equal greedy decoding's (the first token is constrained to the functional tokens, as at
 inference; a call is exact when every target token is the argmax given the ones before it, which is when
@@ -57,6 +58,8 @@ def summarise(rows: list[dict], results: list[tuple[bool, bool, int]]) -> dict[s
         keys = [f"all/{row['language']}", f"{kind}/{row['language']}"]
         if meta.get("kind") in ("image", "ambiguous"):
             keys.append(f"{kind}/objects:{meta.get('object_split')}")
+        if "image" in (meta.get("provenance") or {}).values():  # an argument only the picture names
+            keys.append(f"argument named by the image/{row['language']}")
         for key in keys:
             groups[key].append((function_ok, exact))
     return {k: {"function": round(sum(f for f, _ in v) / len(v), 4), "exact": round(sum(e for _, e in v) / len(v), 4),

@@ -21,7 +21,7 @@ from octopus.calls import parse_and_validate
 from octopus.generation import MAX_NEW_TOKENS, Generation, greedy_decode, reject_bias_for
 from octopus.model.config import AgentConfig
 from octopus.model.lm import load_lm
-from octopus.model.projector import Projector
+from octopus.model.projector import NameSlots, Projector
 from octopus.model.tokens import TokenTable, add_agent_tokens
 from octopus.model.vision import VisionEncoder
 from octopus.preprocess import load_image, preprocess
@@ -48,6 +48,36 @@ def shared_prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, 
     return length if length >= MIN_SHARED_PREFIX else 0
 
 
+def name_slots(names: list[dict[str, str]], slots: dict[str, int], tokenizer,
+               embeddings: torch.Tensor) -> NameSlots | None:
+    """The name-slot tables for `projector.names` / `projector.name_slots`, from the LM's input embeddings (V, D).
+
+    Each name's key is the mean of its languages' unit mean token embeddings (the vectors stage 1 pulls the
+    mean image token to); its slots hold, language by language, the embeddings of that name's tokens,
+    left-padded with zeros (and cut) to the language's slot count. None when `slots` is empty."""
+    if not slots:
+        return None
+    if not names:
+        raise ValueError("projector.name_slots needs projector.names: the objects the agent can name")
+    if any(not isinstance(n, int) or n < 1 for n in slots.values()):
+        raise ValueError(f"projector.name_slots must map each language to a positive count, got {slots}")
+    table = embeddings.detach().float()
+    keys, rows = [], []
+    for entry in names:
+        missing = [lang for lang in slots if not entry.get(lang)]
+        if missing:
+            raise ValueError(f"projector.names entry {entry} has no {'/'.join(missing)} name")
+        parts, vectors = [], []
+        for lang, count in slots.items():
+            ids = tokenizer.encode(entry[lang], add_special_tokens=False)
+            vectors.append(torch.nn.functional.normalize(table[ids].mean(0), dim=0))
+            ids = ids[:count]
+            parts.append(torch.cat([table.new_zeros(count - len(ids), table.shape[1]), table[ids]]))
+        keys.append(torch.stack(vectors).mean(0))
+        rows.append(torch.cat(parts))
+    return NameSlots(torch.stack(keys), torch.stack(rows))
+
+
 class LabelledLogits(NamedTuple):
     logits: torch.Tensor  # (N, V) at the labelled positions
     targets: torch.Tensor  # (N,)
@@ -63,7 +93,8 @@ class OctopusAgent(nn.Module):
         text_embeddings = lm.get_input_embeddings().weight.detach()  # (V, D)
         d_model = text_embeddings.shape[1]
         text_rms = float(text_embeddings.float().pow(2).mean().sqrt())
-        self.projector = Projector(config.projector, grid_tokens, vision_width, d_model, text_rms)
+        names = name_slots(config.projector.names, config.projector.name_slots, tokenizer, text_embeddings)
+        self.projector = Projector(config.projector, grid_tokens, vision_width, d_model, text_rms, names)
         self.lm = lm
         self.tokenizer = tokenizer
         self.registry = config.registry()  # the ten, then any user functions
@@ -81,7 +112,8 @@ class OctopusAgent(nn.Module):
 
     @property
     def num_image_tokens(self) -> int:
-        return self.config.projector.num_image_tokens
+        """Placeholders a prompt holds for an image: the image tokens, then any name slots."""
+        return self.config.projector.num_image_tokens + sum(self.config.projector.name_slots.values())
 
     # --- tokenization -------------------------------------------------------------------------------
     def encode_prompt(self, query: str, with_image: bool = True) -> list[int]:

@@ -38,6 +38,12 @@ class ProjectorConfig:
     # "rms": RMS-normalise each image token, then a learned per-channel gain initialised at the RMS of the LM's
     # text embeddings, so image tokens start on the scale the LM reads (without it they drifted to ~10x text)
     output_norm: str = "rms"
+    # name slots: after the image tokens, per language this many tokens that spell the name of the object the
+    # image tokens read back as (nearest of `names` by cosine to the LM's embeddings of each name), written with
+    # the LM's own embeddings of that name's tokens: the LM copies a name it can see into an argument, as it
+    # copies words of the request. {} = none; e.g. {"en": 4, "zh": 10} with names [{"en": "cat", "zh": "猫"}, ...]
+    name_slots: dict[str, int] = field(default_factory=dict)
+    names: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass

@@ -3,7 +3,8 @@
 Down-sampling to N tokens is either an adaptive average pool of the grid or a pixel shuffle (space to depth),
 then `mlp2x_gelu` (Linear, GELU, Linear) as in LLaVA-1.5, then (by default) an RMS norm whose learned gain
 starts at the RMS of the LM's text embeddings: image tokens enter the LM on the scale of the words it reads.
-Knows only tensor shapes and that one scale.
+Optionally `NameSlots` append tokens that spell the name of the object the image tokens read back as.
+Knows only tensor shapes, that one scale and (for name slots) two tables it is given.
 """
 
 from __future__ import annotations
@@ -35,9 +36,38 @@ class ScaledRMSNorm(nn.Module):
         return (normed * self.weight.float()).to(x.dtype)
 
 
+class NameSlots(nn.Module):
+    """(B, N, D) image tokens -> (B, S, D): the row of `table` whose key is nearest (cosine) to the mean image token.
+
+    `keys` (K, D) are unit vectors, one per nameable object; `table` (K, S, D) is what each object's name
+    looks like to the LM (its own embeddings of the name's tokens). Both are derived from the LM's embeddings
+    whenever the agent is built (buffers, not saved): nothing here trains. Exports as ArgMax + Gather.
+    """
+
+    def __init__(self, keys: torch.Tensor, table: torch.Tensor):
+        super().__init__()
+        if keys.ndim != 2 or table.ndim != 3 or len(keys) != len(table) or keys.shape[1] != table.shape[2]:
+            raise ValueError(f"name slots need keys (K, D) and a table (K, S, D), got {tuple(keys.shape)} and "
+                             f"{tuple(table.shape)}")
+        self.register_buffer("keys", F.normalize(keys.float(), dim=-1), persistent=False)
+        self.register_buffer("table", table.float(), persistent=False)
+
+    @property
+    def slots(self) -> int:
+        return self.table.shape[1]
+
+    def index(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B,) the object each row's image tokens read back as."""
+        mean = F.normalize(tokens.float().mean(1), dim=-1)  # (B, D)
+        return (mean @ self.keys.T).argmax(-1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.table[self.index(tokens)].to(tokens.dtype)  # (B, S, D)
+
+
 class Projector(nn.Module):
     def __init__(self, config: ProjectorConfig, grid_tokens: int, vision_width: int, d_model: int,
-                 text_rms: float = 1.0):
+                 text_rms: float = 1.0, names: NameSlots | None = None):
         super().__init__()
         if config.output_norm not in OUTPUT_NORMS:
             raise ValueError(f"unknown projector output_norm {config.output_norm!r}; choose one of {OUTPUT_NORMS}")
@@ -62,6 +92,8 @@ class Projector(nn.Module):
             in_width = vision_width * (self.grid // self.side) ** 2
         self.mlp = nn.Sequential(nn.Linear(in_width, d_model), nn.GELU(), nn.Linear(d_model, d_model))
         self.norm = ScaledRMSNorm(d_model, text_rms) if config.output_norm == "rms" else nn.Identity()
+        self.grid_tokens = config.num_image_tokens  # the image tokens proper; name slots follow them
+        self.names = names
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         b, t, c = patches.shape  # (B, T, C)
@@ -72,4 +104,7 @@ class Projector(nn.Module):
             f = self.grid // self.side
             grid = F.pixel_unshuffle(grid, f)  # (B, C*f*f, S, S)
             tokens = grid.flatten(2).transpose(1, 2)  # (B, S*S, C*f*f)
-        return self.norm(self.mlp(tokens))  # (B, N, d_model)
+        tokens = self.norm(self.mlp(tokens))  # (B, N, d_model)
+        if self.names is None:
+            return tokens
+        return torch.cat([tokens, self.names(tokens)], 1)  # (B, N + S, d_model): the name slots follow

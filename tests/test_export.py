@@ -206,3 +206,22 @@ def test_reject_bias_travels_into_the_manifest_and_both_backends_decline_alike(t
     out = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "ask", "--model", str(tmp_path / "onnx"), "--image",
                           str(tmp_path / "p.jpg"), "--query", "hi"], capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "decoding.reject_bias" in out.stderr, out.stderr
+
+
+def test_name_slots_export_and_the_runtime_reads_the_same_name(tmp_path, photo):
+    """An agent with name slots exports them inside the vision graph (ArgMax + Gather on constant tables): the
+    manifest counts them as image placeholders, and onnxruntime returns the very name embeddings torch does."""
+    torch.manual_seed(5)
+    config = tiny().override('projector.name_slots={"en": 2, "zh": 3}')
+    config.projector.names = [{"en": "cat", "zh": "猫"}, {"en": "tin can", "zh": "罐头盒"}, {"en": "lamp", "zh": "灯"}]
+    agent = OctopusAgent.build(config).eval()
+    agent.save(tmp_path / "agent")
+    manifest = export(tmp_path / "agent", tmp_path / "onnx", int8=False, decoder="torch")
+    assert manifest["prompt"]["num_image_tokens"] == agent.num_image_tokens == 4 + 5
+    runtime = OnnxAgent(tmp_path / "onnx", precision="fp32")
+    onnx_embeds = runtime.image_embeds(photo)  # (1, 9, D)
+    with torch.no_grad():
+        torch_embeds = agent.image_embeds(agent.pixels(photo)).numpy()
+    assert onnx_embeds.shape == torch_embeds.shape
+    np.testing.assert_allclose(onnx_embeds[0, 4:], torch_embeds[0, 4:], atol=1e-6)  # the same name, exactly
+    assert runtime.generate(photo, "order this for me").raw == agent.generate(photo, "order this for me").raw

@@ -60,6 +60,46 @@ def test_image_tokens_start_on_the_text_embedding_scale(agent, photo):
         Projector(ProjectorConfig(output_norm="layer"), 16, 32, 8)
 
 
+def test_name_slots_spell_the_read_back_object_in_the_lms_own_embeddings(photo, tmp_path):
+    """Name slots follow the image tokens: the tokens of the name (EN, then ZH, each left-padded with zeros)
+    of the object whose key is nearest the mean image token, as the LM's input embeddings; derived, not saved;
+    the grounding loss reads the image tokens proper only."""
+    from octopus.model.agent import name_slots
+    from octopus.training.data.concepts import CONCEPTS
+
+    config = tiny().override('projector.name_slots={"en": 3, "zh": 4}')
+    config.projector.names = [{"en": c.en, "zh": c.zh} for c in CONCEPTS]
+    torch.manual_seed(0)
+    agent = OctopusAgent.build(config).eval()
+    grid = config.projector.num_image_tokens
+    assert agent.num_image_tokens == grid + 7
+    with torch.no_grad():
+        embeds = agent.image_embeds(agent.pixels(photo))[0]  # (N + S, D)
+    table = agent.lm.get_input_embeddings().weight.detach()
+    keys = GroundingHeads(agent).concepts  # stage 1 pulls the mean image token to these
+    k = int((torch.nn.functional.normalize(embeds[:grid].mean(0), dim=0) @ keys.T).argmax())
+    en = agent.tokenizer.encode(CONCEPTS[k].en, add_special_tokens=False)[:3]
+    zh = agent.tokenizer.encode(CONCEPTS[k].zh, add_special_tokens=False)[:4]
+    expected = torch.cat([torch.zeros(3 - len(en), table.shape[1]), table[en],
+                          torch.zeros(4 - len(zh), table.shape[1]), table[zh]])
+    torch.testing.assert_close(embeds[grid:], expected)
+    assert not any(k.startswith("names") for k in agent.projector.state_dict())
+    agent.save(tmp_path / "agent")
+    with torch.no_grad():
+        again = OctopusAgent.load(tmp_path / "agent").image_embeds(agent.pixels(photo))[0]
+    torch.testing.assert_close(again, embeds)
+    # the grounding loss ignores the slots: changing them changes nothing
+    heads = GroundingHeads(agent)
+    labels = torch.tensor([k]), torch.tensor([0])
+    changed = embeds.clone()
+    changed[grid:] = 7.0
+    assert float(heads(embeds[None], *labels)) == float(heads(changed[None], *labels))
+    with pytest.raises(ValueError, match="projector.names"):
+        name_slots([], {"en": 2}, agent.tokenizer, table)
+    with pytest.raises(ValueError, match="no zh name"):
+        name_slots([{"en": "cat"}], {"en": 2, "zh": 2}, agent.tokenizer, table)
+
+
 def test_naming_rows_and_the_trained_object_diagnostic_split(data_dir):
     naming = read_rows(data_dir / "naming.jsonl")
     assert {r["language"] for r in naming} == {"en", "zh"}
@@ -209,6 +249,32 @@ def test_lora_on_the_top_layers_changes_only_those_layers_and_the_new_token_rows
     with pytest.raises(ValueError, match="projector must be frozen"):
         StageConfig(name="x", kind="functional", data="train.jsonl", lora_layers=2,
                     train={"vision_encoder": "frozen", "projector": "full", "lm": "lora"})
+
+
+def test_a_stage_trains_with_name_slots_and_the_profile_names_every_concept(data_dir, tmp_path):
+    """`--set projector.name_slots=...` alone gives the agent the data's concept names; a functional stage
+    trains on prompts with the slots' placeholders and the saved agent answers with them."""
+    from octopus.training.data.concepts import CONCEPTS
+    from octopus.training.pipeline import apply_overrides, name_the_concepts
+    from octopus.training.stages import profile
+
+    prof = profile("tiny")
+    apply_overrides(prof, ('projector.name_slots={"en": 2, "zh": 3}',))
+    name_the_concepts(prof)
+    assert prof.agent.projector.names[0] == {"en": CONCEPTS[0].en, "zh": CONCEPTS[0].zh}
+    assert len(prof.agent.projector.names) == len(CONCEPTS)
+    torch.manual_seed(0)
+    agent = OctopusAgent.build(prof.agent)
+    stage = StageConfig(name="slots", kind="functional", data="train.jsonl", max_examples=16, batch_size=8,
+                        lr=5e-3, save_every=1000, precision="no",
+                        train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"})
+    batch = Collator(agent, "functional", 128)(load_examples(data_dir, "train.jsonl", 2, 0))
+    assert int((batch["input_ids"][0] == agent.tokens.image_id).sum()) == 4 + 5
+    run_stage(agent, stage, data_dir, tmp_path / "slots")
+    trained = OctopusAgent.load(tmp_path / "slots" / "agent")
+    assert trained.num_image_tokens == 9 and trained.projector.names.slots == 5
+    row = read_rows(data_dir / "test.jsonl")[0]
+    assert trained.generate(data_dir / row["image"], row["query"]).raw.startswith("<nexa_")
 
 
 def test_set_reaches_a_stage_by_name_and_the_agent_config():

@@ -150,10 +150,11 @@ class GroundingHeads(torch.nn.Module):
         self.register_buffer("concepts", torch.stack([word(c.en, c.zh) for c in CONCEPTS]))  # (K, D)
         self.register_buffer("categories", torch.stack([word(*CATEGORY_NAMES[c]) for c in CATEGORIES]))  # (C, D)
         self.concept_keys = [c.key for c in CONCEPTS]
+        self.grid = agent.config.projector.num_image_tokens  # the image tokens proper, not the name slots
         self.log_scale = torch.nn.Parameter(torch.tensor(math.log(20.0)))
 
     def forward(self, image_embeds: torch.Tensor, concept: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
-        mean = F.normalize(image_embeds.float().mean(1), dim=-1)  # (B, D)
+        mean = F.normalize(image_embeds[:, :self.grid].float().mean(1), dim=-1)  # (B, D)
         scale = self.log_scale.exp().clamp(max=100.0)
         loss = image_embeds.sum() * 0.0
         for table, labels in ((self.concepts, concept), (self.categories, category)):

@@ -28,6 +28,7 @@ from octopus.model.agent import OctopusAgent
 from octopus.model.delta import base_agent
 from octopus.training.clip import ClipStageConfig, accelerator_available, train_clip, zero_shot
 from octopus.training.data.build import BuildConfig, build
+from octopus.training.data.concepts import CONCEPTS
 from octopus.training.stages import STAGE_KINDS, Profile, profile
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,14 @@ def announce_processes(state) -> None:
     if state.num_processes == 1 and "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ:
         log.warning("a multi-process launch was asked for but this is the only process: on CPUs use "
                     "`torchrun --nproc_per_node N -m octopus.cli train ...` (accelerate launch --cpu needs mpirun)")
+
+
+def name_the_concepts(prof: Profile) -> None:
+    """Name slots asked for (`--set 'projector.name_slots={"en": 4, "zh": 10}'`) with no names given: the
+    agent can name every object of the data's concept table, in English and Chinese."""
+    projector = prof.agent.projector
+    if projector.name_slots and not projector.names:
+        projector.names = [{"en": c.en, "zh": c.zh} for c in CONCEPTS]
 
 
 def apply_overrides(prof: Profile, overrides: tuple[str, ...]) -> None:
@@ -226,6 +235,7 @@ def train(which: str, profile_name: str, data_dir: Path, out_dir: Path, max_step
     announce_processes(state)
     prof = profile(profile_name)
     apply_overrides(prof, overrides)
+    name_the_concepts(prof)
     out_dir.mkdir(parents=True, exist_ok=True)
     _record(out_dir, "commit", git_commit())  # the code that trained it, for the model card
     with state.main_process_first():
