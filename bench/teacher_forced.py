@@ -39,7 +39,8 @@ def teacher_forced(agent, rows: list[dict], cache_dir: Path, batch_size: int = 3
         chunk = rows[start:start + batch_size]
         batch = {k: v.to(device) for k, v in collate(chunk).items()}
         logits = agent(batch["input_ids"], vision_features=batch["vision_features"],
-                       attention_mask=batch["attention_mask"]).logits[:, :-1].float().cpu()
+                       attention_mask=batch["attention_mask"],  # name_index: another name in the slots
+                       name_index=batch.get("name_index")).logits[:, :-1].float().cpu()
         targets = batch["labels"][:, 1:].cpu()
         for j in range(len(chunk)):
             pos = (targets[j] != IGNORE).nonzero().flatten()

@@ -138,8 +138,8 @@ class OctopusAgent(nn.Module):
         return torch.from_numpy(preprocess(image, v.image_size, v.mean, v.std))[None]
 
     # --- forward ------------------------------------------------------------------------------------
-    def image_embeds(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.projector(self.vision_encoder(pixels))  # (B, N, D)
+    def image_embeds(self, pixels: torch.Tensor, name_index: torch.Tensor | None = None) -> torch.Tensor:
+        return self.projector(self.vision_encoder(pixels), name_index)  # (B, N, D)
 
     def embed(self, input_ids: torch.Tensor, pixels: torch.Tensor | None = None,
               image_embeds: torch.Tensor | None = None) -> torch.Tensor:
@@ -159,14 +159,15 @@ class OctopusAgent(nn.Module):
         return torch.where(mask[..., None], gathered, embeds)
 
     def forward(self, input_ids, pixels=None, attention_mask=None, labels=None, image_embeds=None,
-                vision_features=None, labelled_only: bool = False, image_only: bool = False):
+                vision_features=None, labelled_only: bool = False, image_only: bool = False, name_index=None):
         """The LM's output for a batch; image input as pixels, the vision encoder's output (`vision_features`,
         e.g. cached) or ready image embeddings. `labelled_only=True` (training) returns `LabelledLogits`;
-        `image_only=True` returns the image embeddings without running the LM."""
+        `image_only=True` returns the image embeddings without running the LM. `name_index` (B,): the name
+        slots to show per row where >= 0 instead of the read-back ones (training's name swap)."""
         if vision_features is not None:
-            image_embeds = self.projector(vision_features)  # (B, N, D)
+            image_embeds = self.projector(vision_features, name_index)  # (B, N, D)
         elif pixels is not None and image_embeds is None:
-            image_embeds = self.image_embeds(pixels)
+            image_embeds = self.image_embeds(pixels, name_index)
         if image_only:
             return image_embeds
         if labelled_only:

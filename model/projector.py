@@ -61,8 +61,13 @@ class NameSlots(nn.Module):
         mean = F.normalize(tokens.float().mean(1), dim=-1)  # (B, D)
         return (mean @ self.keys.T).argmax(-1)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.table[self.index(tokens)].to(tokens.dtype)  # (B, S, D)
+    def forward(self, tokens: torch.Tensor, override: torch.Tensor | None = None) -> torch.Tensor:
+        """`override` (B,): a row's name index to show instead of the read-back one where >= 0 (training's
+        name swap, `StageConfig.name_swap`); never set at inference."""
+        index = self.index(tokens)
+        if override is not None:
+            index = torch.where(override >= 0, override.to(index.device), index)
+        return self.table[index].to(tokens.dtype)  # (B, S, D)
 
 
 class Projector(nn.Module):
@@ -95,7 +100,7 @@ class Projector(nn.Module):
         self.grid_tokens = config.num_image_tokens  # the image tokens proper; name slots follow them
         self.names = names
 
-    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+    def forward(self, patches: torch.Tensor, name_index: torch.Tensor | None = None) -> torch.Tensor:
         b, t, c = patches.shape  # (B, T, C)
         if self.downsample == "pool":
             tokens = self.pool.to(patches.dtype) @ patches  # (S*S, G*G) @ (B, G*G, C) -> (B, S*S, C)
@@ -107,4 +112,4 @@ class Projector(nn.Module):
         tokens = self.norm(self.mlp(tokens))  # (B, N, d_model)
         if self.names is None:
             return tokens
-        return torch.cat([tokens, self.names(tokens)], 1)  # (B, N + S, d_model): the name slots follow
+        return torch.cat([tokens, self.names(tokens, name_index)], 1)  # (B, N + S, d_model): the name slots follow

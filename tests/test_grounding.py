@@ -21,6 +21,7 @@ from octopus.training.datasets import (  # noqa: E402
     Collator,
     FeatureCache,
     LengthGroupedBatches,
+    NameSwap,
     category_id,
     concept_id,
     load_examples,
@@ -98,6 +99,59 @@ def test_name_slots_spell_the_read_back_object_in_the_lms_own_embeddings(photo, 
         name_slots([], {"en": 2}, agent.tokenizer, table)
     with pytest.raises(ValueError, match="no zh name"):
         name_slots([{"en": "cat"}], {"en": 2, "zh": 2}, agent.tokenizer, table)
+
+
+def test_name_swap_shows_another_trained_objects_name_and_the_target_follows_it(data_dir):
+    """A seeded share of the rows whose argument only the picture names trains with another object's name in
+    the slots and in the target, the function unchanged; the other name is one the training rows name; rows
+    whose picture-named arguments are not one name (a recycling call's material) stay as they are."""
+    from octopus.training.data.concepts import CONCEPTS
+
+    names = [{"en": c.en, "zh": c.zh} for c in CONCEPTS]
+    rows = read_rows(data_dir / "train.jsonl")
+    swap = NameSwap(names, rows, 0.5, seed=0)
+    named = [r for r in rows if swap.named(r) is not None]
+    assert named and {names[i]["en"] for i in swap.candidates} <= {CONCEPTS[i].en for i in range(len(CONCEPTS))
+                                                                    if object_split_of(CONCEPTS[i].key) == "train"}
+    swapped = 0
+    for row in named:
+        out, index = swap(row)
+        assert swap(row) == (out, index)  # fixed per row: a resumed run sees the same batches
+        if index < 0:
+            assert out is row
+            continue
+        swapped += 1
+        old, args = swap.named(row)
+        new = names[index][row["language"]]
+        assert index != old and index in swap.candidates
+        assert out["target"].split("(")[0] == row["target"].split("(")[0]  # the same functional token
+        assert all(f'{a}="{new}"' in out["target"] and out["arguments"][a] == new for a in args)
+        assert swap.named(out) == (index, args)
+    assert 0.3 < swapped / len(named) < 0.7
+    material = {**named[0], "meta": {**named[0]["meta"], "provenance": {"item": "image", "material": "image"}},
+                "arguments": {"item": names[0]["en"], "material": "plastic"}}
+    assert swap.named(material) is None and swap(material) == (material, -1)
+    assert all(NameSwap(names, rows, 0.0, seed=0)(r)[1] == -1 for r in named)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        NameSwap(names, rows, 1.5, seed=0)
+    with pytest.raises(ValueError, match="functional stages only"):
+        StageConfig(name="s1", kind="alignment", data="captions.csv", name_swap=0.5,
+                    train={"vision_encoder": "frozen", "projector": "full", "lm": "frozen"})
+    # the batch carries each row's name index, and the slots show that name's embeddings
+    config = tiny().override('projector.name_slots={"en": 3, "zh": 4}')
+    config.projector.names = names
+    torch.manual_seed(0)
+    agent = OctopusAgent.build(config).eval()
+    chunk = [{**r, "image": str(data_dir / r["image"])} for r in named[:4]]
+    batch = Collator(agent, "functional", 128, name_swap=NameSwap(names, rows, 1.0, seed=0))(chunk)
+    assert batch["name_index"].tolist() == [NameSwap(names, rows, 1.0, seed=0)(r)[1] for r in chunk]
+    pixels = batch["pixels"]
+    grid = config.projector.num_image_tokens
+    with torch.no_grad():
+        shown = agent.image_embeds(pixels, batch["name_index"])[:, grid:]
+        read_back = agent.image_embeds(pixels)
+    torch.testing.assert_close(shown, agent.projector.names.table[batch["name_index"]])
+    torch.testing.assert_close(agent.image_embeds(pixels, torch.full((4,), -1))[:, grid:], read_back[:, grid:])
 
 
 def test_naming_rows_and_the_trained_object_diagnostic_split(data_dir):
@@ -266,7 +320,7 @@ def test_a_stage_trains_with_name_slots_and_the_profile_names_every_concept(data
     torch.manual_seed(0)
     agent = OctopusAgent.build(prof.agent)
     stage = StageConfig(name="slots", kind="functional", data="train.jsonl", max_examples=16, batch_size=8,
-                        lr=5e-3, save_every=1000, precision="no",
+                        lr=5e-3, save_every=1000, precision="no", name_swap=0.5,
                         train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"})
     batch = Collator(agent, "functional", 128)(load_examples(data_dir, "train.jsonl", 2, 0))
     assert int((batch["input_ids"][0] == agent.tokens.image_id).sum()) == 4 + 5

@@ -187,13 +187,68 @@ def _encoder_fingerprint(agent, images: list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
+class NameSwap:
+    """Training's name swap (`StageConfig.name_swap`) for an agent with name slots: a seeded share of the rows
+    whose arguments only the picture names shows another object's name in the slots, and the target names that
+    object too, while the function stays the picture's.
+
+    Without it the LM learns the function from the name it reads in the slots, which it has seen only for the
+    objects it trained on, and on held-out objects it then picks the function worse than without slots
+    (teacher-forced, 400 test rows: image-decided 85.5% -> 78.3%, image swap followed 81.5% -> 64.2%). With
+    it the name carries the argument and nothing about the function, which the image tokens must decide.
+    The other name is one the training rows name (never a held-out object's); each row's choice is fixed by
+    the seed, so a resumed run sees the same batches.
+    """
+
+    def __init__(self, names: list[dict[str, str]], rows: list[dict], share: float, seed: int):
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"name_swap is a share of rows between 0 and 1, got {share}")
+        self.names, self.share, self.seed = names, share, seed
+        self.index = {(lang, name): i for i, entry in enumerate(names) for lang, name in entry.items()}
+        seen = {self.named(r) for r in rows} - {None}
+        self.candidates = sorted({i for i, _ in seen})
+
+    def named(self, row: dict) -> tuple[int, tuple[str, ...]] | None:
+        """(name index, arguments) when every argument only the picture names is one object's name in the
+        row's language, else None (e.g. a recycling call whose material the picture decides)."""
+        provenance = (row.get("meta") or {}).get("provenance") or {}
+        image_args = tuple(a for a, p in provenance.items() if p == "image")
+        values = {row.get("arguments", {}).get(a) for a in image_args}
+        if not image_args or len(values) != 1:
+            return None
+        found = self.index.get((row.get("language"), values.pop()))
+        return None if found is None else (found, image_args)
+
+    def __call__(self, row: dict) -> tuple[dict, int]:
+        """The row as trained (swapped or not) and the name index its slots show (-1: the read-back one)."""
+        named = self.named(row) if self.share > 0 else None
+        if named is None:
+            return row, -1
+        rng = random.Random(f"{self.seed}|{row['image']}|{row['query']}")
+        index, image_args = named
+        others = [i for i in self.candidates if i != index]
+        if not others or rng.random() >= self.share:
+            return row, -1
+        other = rng.choice(others)
+        old, new = self.names[index][row["language"]], self.names[other].get(row["language"])
+        if not new:
+            return row, -1
+        target = row["target"]
+        for arg in image_args:
+            target = target.replace(f'{arg}="{old}"', f'{arg}="{new}"')
+        arguments = {**row["arguments"], **{a: new for a in image_args}}
+        return {**row, "target": target, "arguments": arguments}, other
+
+
 class Collator:
     """Turns a list of rows into a padded batch for the training loop."""
 
-    def __init__(self, agent, kind: str, max_length: int, features: FeatureCache | None = None):
+    def __init__(self, agent, kind: str, max_length: int, features: FeatureCache | None = None,
+                 name_swap: NameSwap | None = None):
         if kind not in ("alignment", "functional"):
             raise ValueError(f"unknown stage kind {kind!r}")
         self.agent, self.kind, self.max_length, self.features = agent, kind, max_length, features
+        self.name_swap = name_swap
         tok = agent.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.eos_id = tok.eos_token_id
@@ -221,6 +276,9 @@ class Collator:
         return min(self.max_length, len(self.encode(row)[0]))
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        name_index = None
+        if self.name_swap is not None:
+            rows, name_index = zip(*(self.name_swap(r) for r in rows))
         encoded = [self.encode(r) for r in rows]
         width = max(len(ids) for ids, _ in encoded)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
@@ -234,6 +292,8 @@ class Collator:
                  "category": torch.tensor([category_id(r) for r in rows]),
                  "concept": torch.tensor([concept_id(r) for r in rows]),
                  "replay": torch.tensor([bool(r.get("meta", {}).get("replay")) for r in rows])}
+        if name_index is not None:
+            batch["name_index"] = torch.tensor(name_index)
         if self.features is not None:
             batch["vision_features"] = self.features([r["image"] for r in rows])  # (B, T, C)
         else:

@@ -30,7 +30,7 @@ from octopus.model.agent import OctopusAgent
 from octopus.training.checkpoints import load_checkpoint, remove_checkpoints, save_checkpoint
 from octopus.training.clip import accelerator_available, bf16_is_fast
 from octopus.training.data.concepts import CATEGORIES, CATEGORY_NAMES, CONCEPTS
-from octopus.training.datasets import IGNORE, Collator, FeatureCache, LengthGroupedBatches, load_examples
+from octopus.training.datasets import IGNORE, Collator, FeatureCache, LengthGroupedBatches, NameSwap, load_examples
 from octopus.training.stages import COMPONENTS, StageConfig
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,8 @@ def training_loss(agent, batch: dict, function_ids: torch.Tensor, stage: StageCo
                              image_only=True)
         return stage.grounding_loss_weight * heads(image_embeds, batch["concept"], batch["category"])
     inputs = dict(pixels=batch.get("pixels"), vision_features=batch.get("vision_features"),
-                  attention_mask=batch["attention_mask"], labels=batch["labels"], labelled_only=True)
+                  attention_mask=batch["attention_mask"], labels=batch["labels"], labelled_only=True,
+                  name_index=batch.get("name_index"))
     out = agent(batch["input_ids"], **inputs)
     distilled = distillation(agent, batch, inputs, out.logits, stage.distill_weight) \
         if stage.distill_weight > 0 and bool(batch["replay"].any()) else None
@@ -267,7 +268,12 @@ def run_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_dir
     if stage.train["vision_encoder"] == "frozen":
         with accelerator.main_process_first():  # the main process fills the cache; the others then read it
             features = FeatureCache(stage_dir / "vision_cache", agent, [r["image"] for r in examples])
-    collator = Collator(agent, stage.kind, stage.max_length, features)
+    swap = None
+    if stage.name_swap and agent.config.projector.name_slots:
+        swap = NameSwap(agent.config.projector.names, examples, stage.name_swap, stage.seed)
+        log.info("stage %s: name swap on %.0f%% of the %d rows whose argument the picture names", stage.name,
+                 100 * stage.name_swap, sum(swap.named(r) is not None for r in examples))
+    collator = Collator(agent, stage.kind, stage.max_length, features, swap)
     sampler = LengthGroupedBatches([collator.length(r) for r in examples], stage.batch_size, stage.seed)
     loader = DataLoader(examples, batch_sampler=sampler, collate_fn=collator)
     steps_per_epoch = max(1, len(loader) // stage.grad_accum)

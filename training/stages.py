@@ -104,6 +104,8 @@ class StageConfig:
     distill_weight: float = 0.0  # >0 (lm=lora, `train extend`): on replay rows (meta.replay) the loss is the KL to
     # the model with the LoRA off instead of the cross-entropy to the gold call, so the ten keep their answers
     kind_shares: dict[str, float] | None = None  # share of each request kind in the subset (functional stages)
+    name_swap: float = 0.0  # functional stages with name slots: the share of rows whose picture-named argument
+    # shows another object's name in the slots and the target (datasets.NameSwap: the function stays the image's)
     lm_loss_weight: float = 1.0  # 0: no LM forward; the projector learns from the grounding loss alone
     grounding_loss_weight: float = 0.0  # which object / category the mean image token shows (loop.GroundingHeads)
     save_every: int = 50  # optimizer steps between checkpoints
@@ -125,6 +127,9 @@ class StageConfig:
             raise ValueError(f"stage {self.name}: unknown train modes {bad}; choose from {TRAIN_MODES}")
         if {self.train["vision_encoder"], self.train["projector"]} & {"lora", "tokens"}:
             raise ValueError(f"stage {self.name}: lora and tokens are modes of the lm only")
+        if not 0.0 <= self.name_swap <= 1.0 or (self.name_swap and self.kind != "functional"):
+            raise ValueError(f"stage {self.name}: name_swap is a share between 0 and 1, for functional stages only; "
+                             f"got {self.name_swap}")
         if self.lora_layers is not None and (self.train["lm"] != "lora" or self.lora_layers < 1):
             raise ValueError(f"stage {self.name}: lora_layers needs lm=lora and a count >= 1, got {self.lora_layers}")
         if self.distill_weight and self.train["lm"] != "lora":
@@ -211,7 +216,7 @@ def _alignment(**kw) -> StageConfig:
 
 
 def _functional(**kw) -> StageConfig:
-    base = dict(name="stage2_functional", kind="functional", data="train.jsonl", lr=5e-5,
+    base = dict(name="stage2_functional", kind="functional", data="train.jsonl", lr=5e-5, name_swap=0.5,
                 train={"vision_encoder": "frozen", "projector": "full", "lm": "lora"})
     return StageConfig(**{**base, **kw})
 
