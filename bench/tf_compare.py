@@ -57,7 +57,8 @@ def main() -> None:
         if not sep or not Path(path).is_file():
             raise SystemExit(f"error: expected label=path of an existing report, got {item!r}")
         reports[label] = json.loads(Path(path).read_text())
-    rows = [(label, [cell(r, split, groups, metric) for r in reports.values()]) for label, split, groups, metric in ROWS]
+    rows = [(label, [cell(r, split, groups, metric) for r in reports.values()])
+            for label, split, groups, metric in ROWS]
     lines = ["| teacher-forced (equal to greedy) | " + " | ".join(reports) + " |",
              "| --- |" + " --- |" * len(reports)]
     lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
