@@ -7,6 +7,10 @@ p50/p95 of image encode, prefill, decode per token and end to end; peak RSS; pro
 RAG-style baseline is the same LM with all ten function descriptions in a text prompt and no functional
 tokens. The decode bound is the decoder's weight bytes divided by the memory bandwidth measured here (one
 token reads every weight once). Writes bench/results/latency.json and latency.png.
+
+`--compare LABEL=ONNX_DIR` (repeatable) adds the int8 graphs of other exports as rows of the same run (e.g. an
+int4 decoder, an agent with name slots), each in its own process over the same rows; `--name` writes
+bench/results/<name>.* instead of latency.*.
 """
 
 from __future__ import annotations
@@ -115,19 +119,31 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README's latency block")
+    parser.add_argument("--compare", action="append", default=[], metavar="LABEL=ONNX_DIR",
+                        help="also the int8 graphs of another export, as a row labelled LABEL (repeatable)")
+    parser.add_argument("--name", default="latency",
+                        help="bench/results/<name>.json, .md, .txt and .png (the README's block only for latency)")
     parser.add_argument("--backend", choices=BACKENDS, help=argparse.SUPPRESS)  # child process mode
     args = parser.parse_args()
     if args.backend:
         print(json.dumps(run_backend(args.backend, args)))
         return 0
+    compare = []
+    for item in args.compare:
+        label, _, onnx = item.partition("=")
+        if not label or not onnx or not Path(onnx).is_dir():
+            parser.error(f"--compare takes LABEL=ONNX_DIR with an existing folder, got {item!r}")
+        compare.append((label, onnx))
+    common = ["--model", args.model, "--data", args.data, "--rows", str(args.rows), "--threads", str(args.threads)]
+    runs = [(name, name, args.onnx) for name in BACKENDS] + [(label, "onnx_int8", onnx) for label, onnx in compare]
     results = []
-    for name in BACKENDS:
-        child = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--backend", name], capture_output=True,
-                               text=True)
+    for label, backend, onnx in runs:
+        child = subprocess.run([sys.executable, __file__, *common, "--onnx", onnx, "--backend", backend],
+                               capture_output=True, text=True)
         if child.returncode != 0:
-            print(f"{name} failed: {child.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+            print(f"{label} failed: {child.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
             return 1
-        results.append(json.loads(child.stdout.strip().splitlines()[-1]))
+        results.append({**json.loads(child.stdout.strip().splitlines()[-1]), "backend": label})
     from octopus.bundle import Manifest
 
     manifest = Manifest.load(args.onnx).data
@@ -137,36 +153,38 @@ def main() -> int:
         size = (Path(args.onnx) / manifest[key]["decoder_model_merged"]["file"]).stat().st_size
         bounds[precision] = round(size / (bandwidth * 1e9) * 1e3, 2)
     torch_total = results[0]["total"]["p50"]
-    lines = [f"{'backend':<14}{'encode p50':>11}{'prefill p50':>12}{'tok p50':>9}{'e2e p50':>9}{'e2e p95':>9}"
+    width = max(14, *(len(r["backend"]) + 1 for r in results))
+    lines = [f"{'backend':<{width}}{'encode p50':>11}{'prefill p50':>12}{'tok p50':>9}{'e2e p50':>9}{'e2e p95':>9}"
              f"{'RSS MB':>8}{'prompt':>8}{'speed-up':>9}"]
     for r in results:
-        lines.append(f"{r['backend']:<14}{r['image_encode']['p50']:>11}{r['prefill']['p50']:>12}"
+        lines.append(f"{r['backend']:<{width}}{r['image_encode']['p50']:>11}{r['prefill']['p50']:>12}"
                      f"{r['decode_per_token']['p50']:>9}{r['total']['p50']:>9}{r['total']['p95']:>9}"
                      f"{r['peak_rss_mb']:>8}{r['prompt_tokens_mean']:>8}{torch_total / r['total']['p50']:>9.2f}")
     lines.append(f"memory bandwidth {bandwidth} GB/s; decode bound per token: fp32 {bounds['fp32']} ms, int8 "
                  f"{bounds['int8']} ms; decoder: {manifest['graphs']['decoder_model_merged'].get('exporter', '?')}")
     print("\n".join(lines))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latency.txt").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.name}.txt").write_text("\n".join(lines) + "\n")
     out = {"results": results, "memory_bandwidth_gbs": bandwidth, "decode_bound_ms": bounds,
-           "threads": args.threads, "rows": args.rows}
-    (RESULTS / "latency.json").write_text(json.dumps(out, indent=2))
-    _chart(results, RESULTS / "latency.png")
+           "threads": args.threads, "rows": args.rows, "compare": dict(compare)}
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(out, indent=2))
+    _chart(results, RESULTS / f"{args.name}.png")
     names = {"torch_fp32": "torch fp32 eager", "onnx_fp32": "ONNX fp32", "onnx_int8": "**ONNX int8**",
              "rag_baseline": "RAG-style prompt (same LM, ten descriptions, torch)"}
     table = ["| back-end | image encode p50 | prefill p50 | per token p50 | end-to-end p50 / p95 | peak RSS | "
              "prompt tokens | speed-up |", "| --- " * 8 + "|"]
     for r in results:
-        table.append(f"| {names[r['backend']]} | {r['image_encode']['p50']} ms | {r['prefill']['p50']} ms | "
+        table.append(f"| {names.get(r['backend'], r['backend'])} | {r['image_encode']['p50']} ms | "
+                     f"{r['prefill']['p50']} ms | "
                      f"{r['decode_per_token']['p50']} ms | {r['total']['p50']:.0f} / {r['total']['p95']:.0f} ms | "
                      f"{r['peak_rss_mb']:.0f} MB | {r['prompt_tokens_mean']:.0f} | "
                      f"{torch_total / r['total']['p50']:.2f}× |")
     table.append("")
     table.append(f"{args.rows} rows, {args.threads} threads, one run, same inputs; memory bandwidth {bandwidth} GB/s, "
                  f"so reading the int8 decoder's weights once bounds a token at {bounds['int8']} ms. "
-                 "![latency](bench/results/latency.png)")
-    (RESULTS / "latency.md").write_text("\n".join(table) + "\n")
-    if not args.no_readme:
+                 f"![latency](bench/results/{args.name}.png)")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(table) + "\n")
+    if not args.no_readme and args.name == "latency":
         from accuracy import replace_readme_block  # bench/accuracy.py, beside this script
 
         replace_readme_block("latency", "\n".join(table))

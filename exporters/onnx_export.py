@@ -192,6 +192,13 @@ QUANT_METHODS = ("dynamic", "nbits8", "nbits4")
 #   vision nbits8 + onnxruntime-genai decoder int8 (the default where the builder fits): 71.50%, p50 182 ms
 #   against 296 ms with the traced decoder (same rows). nbits4 decoder: ~20% less time a token, not measured
 #   for accuracy on the held-out split, so not the default (GraphSpec.int8 holds each graph's default).
+# 2026-11-24, AVX2 EPYC, the shipped default: dynamic int8 (MatMulInteger, per-tensor activation scales) on the
+#   builder's fp32 graph prefills 63 tokens 2.6x faster than MatMulNBits int8 (255 vs 653 ms) but writes garbage
+#   (function accuracy 9.5%, every call "none" or babble; keeping down_proj and lm_head fp32 does not help):
+#   SmolLM2's activations have outliers a per-tensor scale cannot hold, so weight-only stays.
+#   nbits4 (the builder's int4, blocks of 32): end to end 0.70x of int8 (prefill 209 vs 370 ms, a token 13.9
+#   vs 17.7 ms, RSS 298 vs 394 MB; bench/results/latency_variants.md) but 76.75% on 400 test rows against
+#   int8's 90.0% (EN 84.0 vs 92.2, ZH 69.1 vs 87.6; bench/results/int4_vs_int8_eval.json): int8 stays.
 
 
 def quantize_graph(source: Path, target: Path, method: str) -> str:
