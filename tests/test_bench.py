@@ -78,3 +78,24 @@ def test_a_reject_bias_ships_only_where_it_paid_on_unseen_wordings():
     assert recommend(unpaid, 1.25, irrelevant_share=0.1) == 0.0
     result = {"languages": {"zh": {"recommended": 1.25}, "en": {"recommended": 0.0}}}
     assert pack_flags(result) == ["--reject-bias=zh=1.25"]
+
+
+def test_the_latency_bench_puts_another_export_beside_the_default_in_one_run(tiny_onnx, tmp_path, photo):
+    import json
+    import subprocess
+
+    photo.save(tmp_path / "p.jpg")
+    data = tmp_path / "test.jsonl"
+    data.write_text(json.dumps({"image": "p.jpg", "query": "order this for me", "language": "en"}) + "\n")
+    bench = Path(__file__).parent.parent / "bench" / "latency.py"
+    base = [sys.executable, str(bench), "--model", str(tiny_onnx.parent / "agent"), "--onnx", str(tiny_onnx),
+            "--data", str(data), "--rows", "1", "--name", str(tmp_path / "lat")]
+    bad = subprocess.run([*base, "--compare", "nolabel"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--compare takes LABEL=ONNX_DIR" in bad.stderr and "Traceback" not in bad.stderr
+    done = subprocess.run([*base, "--compare", f"same graphs={tiny_onnx}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "lat.json").read_text())["results"]
+    assert [r["backend"] for r in results] == ["torch_fp32", "onnx_fp32", "onnx_int8", "rag_baseline", "same graphs"]
+    assert results[-1]["prompt_tokens_mean"] == results[2]["prompt_tokens_mean"]
+    assert "| same graphs |" in (tmp_path / "lat.md").read_text()
+    assert (tmp_path / "lat.png").stat().st_size > 0
