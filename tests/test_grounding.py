@@ -127,6 +127,8 @@ def test_name_swap_shows_another_trained_objects_name_and_the_target_follows_it(
         assert out["target"].split("(")[0] == row["target"].split("(")[0]  # the same functional token
         assert all(f'{a}="{new}"' in out["target"] and out["arguments"][a] == new for a in args)
         assert swap.named(out) == (index, args)
+        unspelled = {**row, "target": row["target"].replace('="', "='")}  # chosen, but no `arg="name"` to swap
+        assert swap(unspelled) == (unspelled, -1)
     assert 0.3 < swapped / len(named) < 0.7
     material = {**named[0], "meta": {**named[0]["meta"], "provenance": {"item": "image", "material": "image"}},
                 "arguments": {"item": names[0]["en"], "material": "plastic"}}

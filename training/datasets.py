@@ -238,6 +238,8 @@ class NameSwap:
         target = row["target"]
         for arg in image_args:
             target = target.replace(f'{arg}="{old}"', f'{arg}="{new}"')
+        if target == row["target"]:  # the target does not spell the argument as `arg="name"`: keep the row whole
+            return row, -1
         arguments = {**row["arguments"], **{a: new for a in image_args}}
         return {**row, "target": target, "arguments": arguments}, other
 
