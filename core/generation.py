@@ -7,6 +7,7 @@ both decode with the same loop (`greedy_decode`).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,17 +40,84 @@ class Generation:
 
 
 def greedy_decode(first_logits, step: Callable[[int], Any], first_token_ids: Sequence[int], end_id: int,
-                  max_new_tokens: int, reject_bias: float = 0.0) -> list[int]:
+                  max_new_tokens: int, reject_bias: float = 0.0, enums: EnumConstraint | None = None) -> list[int]:
     """The one decode loop of every back-end: the first token constrained to `first_token_ids` (the functional
     tokens, then the no-function token last), then greedy until `end_id` or `max_new_tokens`. `reject_bias` is
-    added to the no-function token's logit for that first choice only. `first_logits` are the prefill's
+    added to the no-function token's logit for that first choice only. With `enums`, a value of an argument
+    whose schema lists its values is one of them (`EnumConstraint`). `first_logits` are the prefill's
     last-position logits and `step(token)` feeds one token and returns the next logits; both may be numpy arrays
-    or torch tensors (anything with `.argmax()` and indexing)."""
+    or torch tensors (anything with `.argmax()`, `.argsort()`, negation and indexing)."""
     allowed = [int(t) for t in first_token_ids]
     generated = [allowed[first_choice([float(first_logits[t]) for t in allowed], reject_bias)]]
     while generated[-1] != end_id and len(generated) < max_new_tokens:
-        generated.append(int(step(generated[-1]).argmax()))
+        logits = step(generated[-1])
+        generated.append(enums.choose(generated, logits) if enums is not None else int(logits.argmax()))
     return generated
+
+
+_ARGUMENT_OPENS = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"')
+
+
+def open_string(text: str) -> tuple[str, str] | None:
+    """(argument name, value so far) when `text`, a call after its functional token, ends inside the quoted
+    value of an argument; None otherwise. Complete strings are skipped whatever they contain."""
+    position = 0
+    while (opened := _ARGUMENT_OPENS.search(text, position)) is not None:
+        value, i = [], opened.end()
+        while i < len(text) and text[i] != '"':
+            if text[i] == "\\":
+                value.append(text[i + 1:i + 2])
+                i += 2
+                continue
+            value.append(text[i])
+            i += 1
+        if i >= len(text):
+            return opened.group(1), "".join(value)
+        position = i + 1
+    return None
+
+
+class EnumConstraint:
+    """Constrained decoding of enumerated arguments: inside the quoted value of an argument whose schema lists
+    its values (a pet service, a recycling material, a design style), the next token is the best-scoring one
+    that keeps the value a prefix of one of them or closes it as one of them; every other token is plain
+    greedy. Without it the model now and then writes a value the schema does not have (`service="pet sitter"`,
+    `material="fruit"`): the call fails validation and the device runs nothing (12 of 400 test rows of the
+    shipped default, 8 of them with an enumerated value). The constraint reads the text decoded so far, so it
+    is the same for every back-end and every tokenizer."""
+
+    def __init__(self, enums: Mapping[int, Mapping[str, Sequence[str]]], decode: Callable[[list[int]], str]):
+        """`enums`: functional token id -> {argument: allowed values}; `decode(ids)`: the tokenizer's text."""
+        self.enums = {int(t): {a: tuple(v) for a, v in args.items()} for t, args in enums.items() if args}
+        self.decode = decode
+        self._texts: dict[int, str] = {}
+
+    @classmethod
+    def for_registry(cls, registry, function_ids: Sequence[int], decode: Callable[[list[int]], str]):
+        """The constraint for a model's function table (`functions[k]` is called with `function_ids[k]`)."""
+        return cls({int(t): {a.name: a.enum for a in f.arguments if a.enum}
+                    for t, f in zip(function_ids, registry)}, decode)
+
+    def text(self, token: int) -> str:
+        if token not in self._texts:
+            self._texts[token] = self.decode([token])
+        return self._texts[token]
+
+    def choose(self, generated: list[int], logits) -> int:
+        """The next token after `generated` (functional token first) given the step's logits."""
+        enums = self.enums.get(int(generated[0]))
+        state = open_string(self.decode(generated[1:])) if enums else None
+        if state is None or state[0] not in enums:
+            return int(logits.argmax())
+        name, partial = state
+        closed = [value + '"' for value in enums[name]]
+        if not any(value.startswith(partial) for value in closed):
+            return int(logits.argmax())  # the value began outside the constraint (one token opened and wrote it)
+        for token in (-logits).argsort().tolist():
+            piece = self.text(token)
+            if piece and any(v.startswith(partial + piece) or (partial + piece).startswith(v) for v in closed):
+                return int(token)
+        return int(logits.argmax())
 
 
 def first_choice(scores: Sequence[float], reject_bias: float = 0.0) -> int:

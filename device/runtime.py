@@ -19,7 +19,7 @@ import numpy as np
 
 from octopus.bundle import Manifest, ManifestError
 from octopus.calls import parse_and_validate
-from octopus.generation import MAX_NEW_TOKENS, Generation, greedy_decode, reject_bias_for
+from octopus.generation import MAX_NEW_TOKENS, EnumConstraint, Generation, greedy_decode, reject_bias_for
 from octopus.preprocess import load_image, preprocess
 from octopus.prompt import check_query_ids, check_query_text, query_limit, split_prompt
 
@@ -73,6 +73,9 @@ class OnnxAgent:
         tokens = self.manifest["tokens"]
         self.first_token_ids = np.array([*tokens["function_ids"], tokens["no_function_id"]])
         self.end_id = tokens["end_id"]
+        # enumerated argument values are decoded from their schema's list (None: plain greedy, for comparison)
+        self.enums: EnumConstraint | None = EnumConstraint.for_registry(
+            self.registry, tokens["function_ids"], lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True))
         # the bias toward "no function" the model was exported with (older exports have none); callers may change it
         self.reject_bias = {k: float(v) for k, v in self.manifest.get("decoding", {}).get("reject_bias", {}).items()}
         decoder = self.manifest["decoder"]
@@ -142,7 +145,7 @@ class OnnxAgent:
 
         t0 = time.perf_counter()
         generated = greedy_decode(logits, step, self.first_token_ids, self.end_id, max_new_tokens,
-                                  reject_bias_for(self.reject_bias, query))
+                                  reject_bias_for(self.reject_bias, query), self.enums)
         timings["decode"] = (time.perf_counter() - t0) * 1e3
         timings["decode_per_token"] = timings["decode"] / max(1, len(generated) - 1)
         timings["total"] = (time.perf_counter() - start) * 1e3

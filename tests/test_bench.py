@@ -80,18 +80,33 @@ def test_a_reject_bias_ships_only_where_it_paid_on_unseen_wordings():
     assert pack_flags(result) == ["--reject-bias=zh=1.25"]
 
 
-def test_the_latency_bench_puts_another_export_beside_the_default_in_one_run(tiny_onnx, tmp_path, photo):
+def _latency_bench(tmp_path, onnx: Path, photo) -> list[str]:
     import json
-    import subprocess
 
     photo.save(tmp_path / "p.jpg")
     data = tmp_path / "test.jsonl"
     data.write_text(json.dumps({"image": "p.jpg", "query": "order this for me", "language": "en"}) + "\n")
     bench = Path(__file__).parent.parent / "bench" / "latency.py"
-    base = [sys.executable, str(bench), "--model", str(tiny_onnx.parent / "agent"), "--onnx", str(tiny_onnx),
+    return [sys.executable, str(bench), "--model", str(onnx.parent / "agent"), "--onnx", str(onnx),
             "--data", str(data), "--rows", "1", "--name", str(tmp_path / "lat")]
-    bad = subprocess.run([*base, "--compare", "nolabel"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "--compare takes LABEL=ONNX_DIR" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_latency_bench_refuses_a_bad_compare_in_one_line(tmp_path, photo):
+    import subprocess
+
+    for bad in ("nolabel", f"label={tmp_path / 'missing'}"):
+        done = subprocess.run([*_latency_bench(tmp_path, tmp_path, photo), "--compare", bad], capture_output=True,
+                              text=True)
+        assert done.returncode == 2 and "--compare takes LABEL=ONNX_DIR" in done.stderr
+        assert "Traceback" not in done.stderr and not (tmp_path / "lat.json").exists()
+
+
+@pytest.mark.slow  # five processes (torch, ONNX fp32 and int8, the RAG prompt, the compared export): ~50 s
+def test_the_latency_bench_puts_another_export_beside_the_default_in_one_run(tiny_onnx, tmp_path, photo):
+    import json
+    import subprocess
+
+    base = _latency_bench(tmp_path, tiny_onnx, photo)
     done = subprocess.run([*base, "--compare", f"same graphs={tiny_onnx}"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     results = json.loads((tmp_path / "lat.json").read_text())["results"]

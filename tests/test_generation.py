@@ -82,3 +82,80 @@ def test_reject_bias_is_chosen_by_the_request_language_and_parsed_in_one_line():
         with pytest.raises(ValueError, match=message) as info:
             parse_reject_bias([bad])
         assert "\n" not in str(info.value)
+
+
+def test_open_string_finds_the_argument_whose_quoted_value_is_being_written():
+    from octopus.generation import open_string
+
+    assert open_string('(pet="poodle", service="wal') == ("service", "wal")
+    assert open_string('(pet="poodle", service="') == ("service", "")
+    assert open_string('(pet="poodle", service="walking")') is None
+    assert open_string('(pet="poodle",') is None and open_string("") is None
+    # complete strings are skipped whatever they hold, escapes included
+    assert open_string('(message="a=\\"b\\" style=\\"x", style="mo') == ("style", "mo")
+    assert open_string('(message="say \\"hi') == ("message", 'say "hi')
+
+
+# a toy tokenizer: every piece is a token; 0 is the functional token of pet_care's slot, END closes
+PIECES = ["<pet_care>", "(", "pet", '="', "po", "odle", '",', " service", "walk", "ing", " sitter", '")', "w",
+          "<end>"]
+PET, END_PIECE = 0, PIECES.index("<end>")
+
+
+def _decode(ids: list[int]) -> str:
+    return "".join(PIECES[i] for i in ids if not PIECES[i].startswith("<"))
+
+
+def _toy_model(generated: list[int]):
+    """Logits a model might give after `generated` (functional token first): the call's frame as scripted, then
+    inside service's value it prefers "pet", " sitter" and only then the schema's "walk"+"ing"; after the value
+    it closes the call."""
+    frame = ["(", "pet", '="', "po", "odle", '",', " service", '="']
+    logits = np.zeros(len(PIECES), np.float32)
+    if len(generated) - 1 < len(frame):
+        logits[PIECES.index(frame[len(generated) - 1])] = 9
+    elif _decode(generated).endswith('")'):
+        logits[END_PIECE] = 9
+    else:
+        for piece, score in (("pet", 6), (" sitter", 5), ("walk", 4), ("ing", 3), ('")', 2), ("w", 1)):
+            logits[PIECES.index(piece)] = score
+    return logits
+
+
+def test_enumerated_argument_values_come_from_the_schema_and_other_values_stay_greedy():
+    from octopus.calls import parse_and_validate
+    from octopus.functions import BUILTIN
+    from octopus.generation import EnumConstraint
+
+    function_ids = [100 + k for k in range(len(BUILTIN))]  # the toy's token 0 stands for pet_care's token
+    pet_care = BUILTIN.names().index("pet_care")
+    constraint = EnumConstraint.for_registry(BUILTIN, [PET if k == pet_care else f for k, f in
+                                                       enumerate(function_ids)], _decode)
+    assert constraint.enums[PET] == {"service": ("food", "grooming", "vet", "walking", "toys", "boarding")}
+
+    def run(enums):
+        generated = []
+
+        def step(token):
+            generated.append(token)
+            return _toy_model(generated)
+        first = np.zeros(len(PIECES), np.float32)
+        first[PET] = 1
+        return greedy_decode(first, step, [PET, END_PIECE - 1], END_PIECE, 40, enums=enums)
+
+    plain = _decode(run(None))
+    assert plain.startswith('(pet="poodle", service="petpet')  # greedy: a value no schema has, never closed
+    constrained = run(constraint)
+    text = _decode(constrained)
+    assert text == '(pet="poodle", service="walking")' and constrained[-1] == END_PIECE
+    # the free-text argument before it was left to greedy; the call now validates (with the real token)
+    call = parse_and_validate(BUILTIN.token_for("pet_care") + text + "<nexa_end>", BUILTIN)
+    assert call.function == "pet_care" and call.arguments == {"pet": "poodle", "service": "walking"}
+    # other functions' calls and numpy vs torch logits: the same choice
+    torch = pytest.importorskip("torch")
+    inside = [PET, 1, 2, 3, 4, 5, 6, 7, 3]  # (pet="poodle", service="
+    assert _decode(inside).endswith('service="')
+    logits = _toy_model(inside)
+    walk = PIECES.index("walk")
+    assert constraint.choose(inside, logits) == constraint.choose(inside, torch.from_numpy(logits)) == walk
+    assert constraint.choose([function_ids[0], *inside[1:]], logits) == int(logits.argmax())  # send_email: greedy

@@ -1,0 +1,93 @@
+"""Enumerated argument values decoded from the schema (`octopus.generation.EnumConstraint`) against plain greedy:
+the same export, the same rows, each row decoded both ways back to back (one run).
+
+    .venv/bin/python bench/enum_constraint.py --onnx runs/default/onnx --data runs/data/test.jsonl --rows 400
+
+Reports function accuracy (a call that fails validation counts as no function, as on the device), the share of
+functional-token answers that validate, argument exact match, irrelevant rejection, how many answers changed,
+and decode time per token. Writes bench/results/enum_constraint.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from tqdm import tqdm
+
+from octopus.evaluate import metrics, read_eval_rows, sample_rows
+
+RESULTS = Path(__file__).parent / "results"
+MODES = ("greedy", "schema enums")
+
+
+def predict(agent, row: dict) -> dict:
+    g = agent.generate(row["image_path"], row["query"])
+    out = {k: v for k, v in row.items() if k != "image_path"}
+    out.update(predicted_function=g.function, predicted_arguments=g.arguments, raw=g.raw,
+               timings_ms={k: round(v, 2) for k, v in g.timings_ms.items()})
+    return out
+
+
+def summary(predictions: list[dict]) -> dict:
+    m = metrics(predictions)
+    called = [p for p in predictions if not p["raw"].startswith("<nexa_none>")]
+    valid = [p["predicted_function"] is not None for p in called]
+    return {"function_accuracy": m["function_accuracy"], "by_language": m["function_accuracy_by_language"],
+            "by_kind": {k: v.get("all") for k, v in m["function_accuracy_by_kind"].items()},
+            "calls_that_validate": round(sum(valid) / len(valid), 4) if valid else None,
+            "argument_exact_match": m["argument_exact_match_by_language"],
+            "irrelevant_rejection": m["irrelevant_rejection_by_language"],
+            "decode_ms_per_token_p50": round(statistics.median(p["timings_ms"]["decode_per_token"]
+                                                               for p in predictions), 2)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--onnx", required=True, help="an exported folder")
+    parser.add_argument("--data", required=True, help="a JSONL file of rows (image, query, function, arguments)")
+    parser.add_argument("--rows", type=int, default=400)
+    parser.add_argument("--precision", default="int8", choices=["fp32", "int8"])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    from octopus.device.runtime import OnnxAgent
+
+    agent = OnnxAgent(args.onnx, precision=args.precision, threads=args.threads)
+    constraint = agent.enums
+    rows = sample_rows(read_eval_rows(Path(args.data)), args.rows)
+    predictions: dict[str, list[dict]] = {mode: [] for mode in MODES}
+    for row in tqdm(rows, desc="rows, both ways", unit="row", mininterval=2):
+        for mode in MODES:
+            agent.enums = constraint if mode == "schema enums" else None
+            predictions[mode].append(predict(agent, row))
+    results = {mode: summary(p) for mode, p in predictions.items()}
+    changed = [(a, b) for a, b in zip(*predictions.values()) if a["raw"] != b["raw"]]
+    results["changed"] = [{"query": a["query"], "function": a["function"], "greedy": a["raw"],
+                           "schema enums": b["raw"]} for a, b in changed]
+    results["rows"] = len(rows)
+
+    def pct(v) -> str:
+        return "–" if v is None else f"{100 * v:.1f}%"
+    lines = [f"| {len(rows)} rows of {Path(args.data).name}, {args.precision} | " + " | ".join(MODES) + " |",
+             "| --- |" + " --- |" * len(MODES)]
+    for label, get in (("function accuracy", lambda r: pct(r["function_accuracy"])),
+                       ("EN / ZH", lambda r: " / ".join(pct(v) for v in r["by_language"].values())),
+                       ("function calls that validate", lambda r: pct(r["calls_that_validate"])),
+                       ("argument exact EN / ZH", lambda r: " / ".join(pct(v) for v in
+                                                                       r["argument_exact_match"].values())),
+                       ("irrelevant rejected EN / ZH", lambda r: " / ".join(pct(v) for v in
+                                                                            r["irrelevant_rejection"].values())),
+                       ("decode per token p50", lambda r: f"{r['decode_ms_per_token_p50']} ms")):
+        lines.append(f"| {label} | " + " | ".join(get(results[m]) for m in MODES) + " |")
+    lines.append(f"\n{len(changed)} of {len(rows)} answers changed.")
+    print("\n".join(lines))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "enum_constraint.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / "enum_constraint.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
