@@ -17,18 +17,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from octopus.evaluate import metrics, read_eval_rows, sample_rows
+from octopus.evaluate import evaluate, metrics, read_eval_rows, sample_rows
 
 RESULTS = Path(__file__).parent / "results"
 MODES = ("greedy", "schema enums")
-
-
-def predict(agent, row: dict) -> dict:
-    g = agent.generate(row["image_path"], row["query"])
-    out = {k: v for k, v in row.items() if k != "image_path"}
-    out.update(predicted_function=g.function, predicted_arguments=g.arguments, raw=g.raw,
-               timings_ms={k: round(v, 2) for k, v in g.timings_ms.items()})
-    return out
 
 
 def summary(predictions: list[dict]) -> dict:
@@ -61,7 +53,7 @@ def main() -> int:
     for row in tqdm(rows, desc="rows, both ways", unit="row", mininterval=2):
         for mode in MODES:
             agent.enums = constraint if mode == "schema enums" else None
-            predictions[mode].append(predict(agent, row))
+            predictions[mode].append(evaluate(agent, [row], progress=False)[1][0])  # eval's own record
     results = {mode: summary(p) for mode, p in predictions.items()}
     changed = [(a, b) for a, b in zip(*predictions.values()) if a["raw"] != b["raw"]]
     results["changed"] = [{"query": a["query"], "function": a["function"], "greedy": a["raw"],
