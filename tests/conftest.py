@@ -26,6 +26,21 @@ def state_home(tmp_path_factory):
             os.environ[key] = value
 
 
+# The small generated dataset the data, grounding, training and distributed tests read: one build serves the
+# whole session (tests only read it; `data stats` adds its contact sheet).
+SMALL_DATA = dict(n_per_function=10, test_fraction=0.3, captions_per_concept=1, clip_val_per_concept=1,
+                  diagnostic_per_function=2)
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory) -> Path:
+    from octopus.training.data.build import BuildConfig, build
+
+    out = tmp_path_factory.mktemp("small-data")
+    build(out, BuildConfig(**SMALL_DATA))
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_agent():
     torch = pytest.importorskip("torch")

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import ChatServer
+from conftest import SMALL_DATA, ChatServer
 
 from octopus.calls import Call, format_call, parse_and_validate
 from octopus.functions import get_function
@@ -24,21 +24,26 @@ from octopus.training.data.build import (
     build,
     category_of,
     object_split_of,
+    plan_split,
     read_rows,
+    row_json,
     split_templates,
     verify,
 )
 from octopus.training.data.concepts import CONCEPTS, by_category, image_decided_functions
 from octopus.training.data.queries import RECYCLE_MATERIAL, SLOTS, TEMPLATES
 
-SMALL = dict(n_per_function=10, test_fraction=0.3, captions_per_concept=1, clip_val_per_concept=1)
+SMALL = SMALL_DATA
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "a"
-    build(out, BuildConfig(**SMALL))
-    return out
+def dataset(small_data) -> Path:
+    return small_data
+
+
+def _train_rows(config: BuildConfig) -> list[dict]:
+    """The train split's rows as `build` writes them, without rendering their images (the planner decides them)."""
+    return [row_json(p, config) for p in plan_split("train", config, Counter())]
 
 
 def test_same_seed_gives_byte_identical_files(dataset, tmp_path):
@@ -50,9 +55,11 @@ def test_same_seed_gives_byte_identical_files(dataset, tmp_path):
         assert (dataset / row["image"]).read_bytes() == (tmp_path / "b" / row["image"]).read_bytes()
 
 
-def test_another_seed_gives_other_rows(dataset, tmp_path):
-    build(tmp_path / "c", BuildConfig(**SMALL, seed=1))
-    assert (dataset / "train.jsonl").read_bytes() != (tmp_path / "c" / "train.jsonl").read_bytes()
+def test_another_seed_gives_other_rows(dataset):
+    assert _train_rows(BuildConfig(**SMALL)) == read_rows(dataset / "train.jsonl")  # what build wrote
+    other = _train_rows(BuildConfig(**SMALL, seed=1))
+    assert len(other) == len(read_rows(dataset / "train.jsonl"))
+    assert other != read_rows(dataset / "train.jsonl")
 
 
 def test_every_row_validates_and_has_its_image(dataset):
@@ -157,12 +164,9 @@ def test_languages_are_balanced_and_every_function_is_covered(dataset):
         assert len({r["function"] for r in rows}) == 11  # ten functions and no function
 
 
-def test_irrelevant_share_is_configurable(tmp_path):
+def test_irrelevant_share_is_configurable():
     for share in (0.0, 0.3):
-        out = tmp_path / str(share)
-        build(out, BuildConfig(n_per_function=10, captions_per_concept=0, clip_val_per_concept=0,
-                               irrelevant_share=share))
-        rows = read_rows(out / "train.jsonl")
+        rows = _train_rows(BuildConfig(n_per_function=10, irrelevant_share=share))
         actual = sum(r["function"] is None for r in rows) / len(rows)
         assert actual == pytest.approx(share, abs=0.01)
 
@@ -254,8 +258,8 @@ def _refuse_polite_rows(body: dict) -> str:
 
 def test_optional_llm_verification_rejects_what_the_judge_refuses(tmp_path):
     with ChatServer(_refuse_polite_rows) as judge:
-        build(tmp_path, BuildConfig(n_per_function=10, captions_per_concept=0, clip_val_per_concept=0,
-                                    llm_verify_url=judge.url, llm_verify_model="judge"))
+        build(tmp_path, BuildConfig(n_per_function=4, captions_per_concept=0, clip_val_per_concept=0,
+                                    diagnostic_per_function=0, llm_verify_url=judge.url, llm_verify_model="judge"))
     rows = read_rows(tmp_path / "train.jsonl")
     assert len(judge.requests) >= len(rows)
     assert {path for path, _, _ in judge.requests} == {"/v1/chat/completions"}

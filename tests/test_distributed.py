@@ -22,7 +22,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from octopus.model.agent import OctopusAgent  # noqa: E402
-from octopus.training.data.build import BuildConfig, build  # noqa: E402
 
 BIN = Path(sys.executable).parent
 LOSS_TOLERANCE = 0.01  # relative, per step; measured <= 1e-4 on the tiny profile
@@ -37,9 +36,8 @@ def _env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def two_process_run(tmp_path_factory):
-    data = tmp_path_factory.mktemp("distdata")
-    build(data, BuildConfig(n_per_function=10, test_fraction=0.3, captions_per_concept=1, clip_val_per_concept=1))
+def two_process_run(small_data, tmp_path_factory):
+    data = small_data
     out = tmp_path_factory.mktemp("dist2")
     command = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m",
                "octopus.cli", "-v", "train", "all", "--profile", "tiny", "--data", str(data), "--out", str(out),

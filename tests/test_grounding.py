@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 from octopus.evaluate import metrics, swap_metrics, swap_rows  # noqa: E402
 from octopus.model.agent import OctopusAgent, shared_prefix  # noqa: E402
 from octopus.model.presets import tiny  # noqa: E402
-from octopus.training.data.build import BuildConfig, build, object_split_of, read_rows  # noqa: E402
+from octopus.training.data.build import object_split_of, read_rows  # noqa: E402
 from octopus.training.datasets import (  # noqa: E402
     IGNORE,
     Collator,
@@ -33,11 +33,8 @@ OCTOPUS = str(Path(sys.executable).parent / "octopus")
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("groundingdata")
-    build(out, BuildConfig(n_per_function=8, test_fraction=0.5, captions_per_concept=1, clip_val_per_concept=1,
-                           diagnostic_per_function=2))
-    return out
+def data_dir(small_data) -> Path:
+    return small_data
 
 
 @pytest.fixture

@@ -14,17 +14,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from octopus.model.agent import OctopusAgent  # noqa: E402
-from octopus.training.data.build import BuildConfig, build  # noqa: E402
 from octopus.training.pipeline import train  # noqa: E402
 
 OCTOPUS = str(Path(sys.executable).parent / "octopus")
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("tinydata")
-    build(out, BuildConfig(n_per_function=10, test_fraction=0.3, captions_per_concept=1, clip_val_per_concept=1))
-    return out
+def data_dir(small_data) -> Path:
+    return small_data
 
 
 @pytest.fixture(scope="module")
