@@ -162,6 +162,14 @@ def test_preference_pairs_cover_every_kind_and_never_prefer_a_call_to_itself():
     assert gold_text(ROWS[0]) == 'doordash_delivery(dish="pizza")' and gold_text(ROWS[3]) == "none"
 
 
+def test_the_reward_models_prompt_names_each_object_in_both_languages():
+    # a Chinese call names the object in Chinese: the prompt must carry that name for the reward model to match
+    prompt = R.describe_request("帮我买这个", ["eggs", "fried_chicken", "something_new"])
+    assert prompt.splitlines() == ["Request: 帮我买这个",
+                                   "Objects in the photo: eggs (鸡蛋), fried chicken (炸鸡), something_new", "Call: "]
+    assert R.describe_request("buy this", None).splitlines()[1] == "Objects in the photo: unknown"
+
+
 def test_judge_scores_calls_through_a_real_endpoint_with_retries(monkeypatch):
     monkeypatch.setenv("OCTOPUS_LLM_API_KEY", "sekrit")
     answers = ["0.9", None, "score: 0.2", "not a number", "nope", "nope"]  # None: an HTTP 500

@@ -5,7 +5,7 @@ It reads text only: the request, the objects in the scene (the data generator re
 call written with the function's *name* (its tokenizer has no `<nexa_k>`), e.g.
 
     Request: can you order this for me?
-    Objects in the photo: pizza, cup
+    Objects in the photo: pizza (披萨), plastic cup (塑料杯)
     Call: doordash_delivery(dish="pizza")
 
 Each pair puts the correct call over one plausible wrong one, of a named kind (`WRONG_KINDS`), plus on-policy

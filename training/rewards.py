@@ -176,8 +176,10 @@ def call_as_text(completion: str) -> str:
 
 
 def describe_request(query: str, objects: list[str] | None) -> str:
-    """The request and the objects in the scene as text (names, not keys), for the reward model and judge."""
-    names = {c.key: c.en for c in CONCEPTS}
+    """The request and the objects in the scene as text, each by its English and Chinese name ("fried chicken
+    (炸鸡)"): a call's argument names the object in the request's language, so the reward model and the judge
+    can tell whether it names something in the photo by matching words in either language."""
+    names = {c.key: f"{c.en} ({c.zh})" for c in CONCEPTS}
     seen = ", ".join(names.get(o, o) for o in (objects or [])) or "unknown"
     return f"Request: {query}\nObjects in the photo: {seen}\nCall: "
 
