@@ -107,6 +107,7 @@ def test_stage3_logs_rewards_probe_and_reward_model_accuracy(run_dir):
     assert not (run_dir / "stage3_rl" / "checkpoints").exists()
     report = json.loads((run_dir / "reward_model" / "reward_model.json").read_text())
     assert report["pairs"] > 0 and 0 <= report["accuracy"] <= 1 and report["by_kind"]
+    assert set(report["by_language"]) == {"en", "zh"}
     pipeline = json.loads((run_dir / "pipeline.json").read_text())
     assert {"stage3_rl_seconds_last_run", "reward_model_seconds"} <= set(pipeline)
 

@@ -134,13 +134,15 @@ def build_pairs(rows: list[dict], n: int, seed: int = 0, on_policy: list[dict] |
             rejected = _wrong(row, kind, pools, rng)
             if rejected is not None and rejected != gold_text(row):
                 pairs.append({"prompt": describe_request(row["query"], (row.get("meta") or {}).get("objects")),
-                              "chosen": gold_text(row), "rejected": rejected, "kind": kind})
+                              "chosen": gold_text(row), "rejected": rejected, "kind": kind,
+                              "language": row.get("language")})
                 break
     for item in on_policy or []:
         row, rejected = item["row"], call_as_text(item["completion"])
         if rejected != gold_text(row):
             pairs.append({"prompt": describe_request(row["query"], (row.get("meta") or {}).get("objects")),
-                          "chosen": gold_text(row), "rejected": rejected, "kind": "on_policy"})
+                          "chosen": gold_text(row), "rejected": rejected, "kind": "on_policy",
+                          "language": row.get("language")})
     rng.shuffle(pairs)
     return pairs
 
@@ -202,11 +204,14 @@ class RewardModel:
         chosen = self.scores([p["prompt"] + p["chosen"] for p in pairs])
         rejected = self.scores([p["prompt"] + p["rejected"] for p in pairs])
         by_kind: dict[str, list[bool]] = defaultdict(list)
+        by_language: dict[str, list[bool]] = defaultdict(list)
         for p, c, r in zip(pairs, chosen, rejected):
             by_kind[p["kind"]].append(c > r)
+            by_language[p.get("language") or "unknown"].append(c > r)
         hits = [h for v in by_kind.values() for h in v]
+        share = lambda groups: {k: round(sum(v) / len(v), 4) for k, v in sorted(groups.items())}  # noqa: E731
         return {"pairs": len(pairs), "accuracy": round(sum(hits) / max(1, len(hits)), 4),
-                "by_kind": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_kind.items())}}
+                "by_kind": share(by_kind), "by_language": share(by_language)}
 
 
 def _tokenized(pairs: list[dict], tokenizer, max_length: int = 256) -> list[dict]:
