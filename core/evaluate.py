@@ -128,6 +128,13 @@ def metrics(predictions: list[dict]) -> dict[str, Any]:
             objects = "trained_objects" if meta["object_split"] == "train" else "held_out_objects"
             by_object[f"{kind}/{objects}"][language].append(hit)
             by_object[f"{kind}/{objects}"]["all"].append(hit)
+    # argument exact match by request kind: a held-out object's name (image rows of `test`) is a word the agent
+    # never wrote in training, unlike a value copied from the request, so the overall figure mixes two problems
+    args_by_kind: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    for p, m in zip(with_args, arg_match):
+        kind = KIND_NAMES.get((p.get("meta") or {}).get("kind"), "unknown")
+        args_by_kind[kind][p.get("language") or "unknown"].append(m)
+        args_by_kind[kind]["all"].append(m)
     totals = [p["timings_ms"].get("total", 0.0) for p in predictions]
     return {
         "rows": len(predictions),
@@ -144,6 +151,8 @@ def metrics(predictions: list[dict]) -> dict[str, Any]:
         "argument_exact_match_by_language": {
             lang: _rate(m for p, m in zip(with_args, arg_match) if (p.get("language") or "unknown") == lang)
             for lang in sorted({p.get("language") or "unknown" for p in with_args})},
+        "argument_exact_match_by_kind": {k: {lang: _rate(v) for lang, v in sorted(d.items())}
+                                         for k, d in sorted(args_by_kind.items())},
         "latency_ms": {"p50": _percentile(totals, 0.5), "p95": _percentile(totals, 0.95),
                        "mean": round(statistics.fmean(totals), 1) if totals else None},
     }
@@ -158,6 +167,10 @@ def format_metrics(m: dict[str, Any]) -> str:
              *([f"reject bias: {m['reject_bias']}"] if m.get("reject_bias") else []),
              "by request kind (all / per language):"]
     lines += [f"  {kind:<20} {d.get('all')}  {_languages(d)}" for kind, d in m["function_accuracy_by_kind"].items()]
+    if m.get("argument_exact_match_by_kind"):
+        lines.append("argument exact match by request kind:")
+        lines += [f"  {kind:<20} {d.get('all')}  {_languages(d)}"
+                  for kind, d in m["argument_exact_match_by_kind"].items()]
     if m["image_rows_by_object_split"]:
         lines.append("image rows by object (trained on / held out):")
         lines += [f"  {k:<40} {d.get('all')}  {_languages(d)}" for k, d in m["image_rows_by_object_split"].items()]

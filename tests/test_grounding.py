@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from octopus.evaluate import metrics, swap_metrics, swap_rows  # noqa: E402
+from octopus.evaluate import format_metrics, metrics, swap_metrics, swap_rows  # noqa: E402
 from octopus.model.agent import OctopusAgent, shared_prefix  # noqa: E402
 from octopus.model.presets import tiny  # noqa: E402
 from octopus.training.data.build import object_split_of, read_rows  # noqa: E402
@@ -390,8 +390,14 @@ def test_metrics_split_by_kind_language_and_object():
         _prediction("ambiguous", "zh", "pet_care", "pet_care", "test"),
         _prediction("text", "en", "send_email", "send_email"),
         _prediction("irrelevant", "zh", None, "send_email"),
+        {**_prediction("image", "zh", "pet_care", "pet_care", "test"), "arguments": {"pet": "仓鼠"},
+         "predicted_arguments": {"pet": "猫"}},
     ]
     m = metrics(predictions)
+    assert m["argument_exact_match_by_kind"] == {"image_decides": {"all": 0.6667, "en": 0.5, "zh": 1.0},
+                                                 "image_names_object": {"all": 0.0, "zh": 0.0},
+                                                 "text_decides": {"all": 1.0, "en": 1.0}}
+    assert "argument exact match by request kind:" in format_metrics(m)
     assert m["function_accuracy_by_kind"]["image_decides"] == {"all": 0.6667, "en": 0.5, "zh": 1.0}
     assert m["image_rows_by_object_split"]["image_decides/held_out_objects"]["all"] == 0.5
     assert m["image_rows_by_object_split"]["image_decides/trained_objects"]["all"] == 1.0
