@@ -18,26 +18,20 @@ import argparse
 import json
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from unittest import mock
 
 from octopus.training.data.build import SPLITS, BuildConfig, plan_split, row_json
-from octopus.training.data.concepts import CONCEPTS
 from octopus.training.reward_model import train_reward_model
 from octopus.training.rewards import describe_request
 from octopus.training.stages import profile
 
 RESULTS = Path(__file__).parent / "results"
 
-
-def english_only(query: str, objects: list[str] | None) -> str:
-    """The earlier prompt: objects by English name only."""
-    names = {c.key: c.en for c in CONCEPTS}
-    seen = ", ".join(names.get(o, o) for o in (objects or [])) or "unknown"
-    return f"Request: {query}\nObjects in the photo: {seen}\nCall: "
-
-
-ARMS = {"english_names": english_only, "english_and_chinese_names": describe_request}
+# the earlier prompt named objects in English only
+ARMS = {"english_names": partial(describe_request, name=lambda concept: concept.en),
+        "english_and_chinese_names": describe_request}
 
 
 def write_rows(out: Path, n_per_function: int, seed: int) -> None:

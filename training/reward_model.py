@@ -113,6 +113,11 @@ def _wrong(row: dict, kind: str, pools: dict, rng: random.Random) -> str | None:
     raise ValueError(f"unknown wrong-call kind {kind!r}")
 
 
+def _pair(row: dict, rejected: str, kind: str) -> dict:
+    return {"prompt": describe_request(row["query"], (row.get("meta") or {}).get("objects")),
+            "chosen": gold_text(row), "rejected": rejected, "kind": kind, "language": row.get("language")}
+
+
 def build_pairs(rows: list[dict], n: int, seed: int = 0, on_policy: list[dict] | None = None) -> list[dict]:
     """About `n` pairs {prompt, chosen, rejected, kind}, the kinds in equal shares (a kind that cannot be made
     for a row is drawn again on another row), plus every on-policy negative given ({row, completion})."""
@@ -133,16 +138,12 @@ def build_pairs(rows: list[dict], n: int, seed: int = 0, on_policy: list[dict] |
             row = rng.choice(rows)
             rejected = _wrong(row, kind, pools, rng)
             if rejected is not None and rejected != gold_text(row):
-                pairs.append({"prompt": describe_request(row["query"], (row.get("meta") or {}).get("objects")),
-                              "chosen": gold_text(row), "rejected": rejected, "kind": kind,
-                              "language": row.get("language")})
+                pairs.append(_pair(row, rejected, kind))
                 break
     for item in on_policy or []:
         row, rejected = item["row"], call_as_text(item["completion"])
         if rejected != gold_text(row):
-            pairs.append({"prompt": describe_request(row["query"], (row.get("meta") or {}).get("objects")),
-                          "chosen": gold_text(row), "rejected": rejected, "kind": "on_policy",
-                          "language": row.get("language")})
+            pairs.append(_pair(row, rejected, "on_policy"))
     rng.shuffle(pairs)
     return pairs
 

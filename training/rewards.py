@@ -175,11 +175,16 @@ def call_as_text(completion: str) -> str:
     return call.function + text[text.index("("):].replace(END_TOKEN, "")
 
 
-def describe_request(query: str, objects: list[str] | None) -> str:
+def bilingual_name(concept) -> str:
+    return f"{concept.en} ({concept.zh})"
+
+
+def describe_request(query: str, objects: list[str] | None, name=bilingual_name) -> str:
     """The request and the objects in the scene as text, each by its English and Chinese name ("fried chicken
     (炸鸡)"): a call's argument names the object in the request's language, so the reward model and the judge
-    can tell whether it names something in the photo by matching words in either language."""
-    names = {c.key: f"{c.en} ({c.zh})" for c in CONCEPTS}
+    can tell whether it names something in the photo by matching words in either language. `name`: a concept's
+    text (bench/reward_prompt.py compares English names only)."""
+    names = {c.key: name(c) for c in CONCEPTS}
     seen = ", ".join(names.get(o, o) for o in (objects or [])) or "unknown"
     return f"Request: {query}\nObjects in the photo: {seen}\nCall: "
 
