@@ -260,8 +260,9 @@ def _quick() -> Profile:
               _functional(max_examples=3000, batch_size=8, max_length=128, lr=8e-4, epochs=1.0,
                           function_token_weight=2.0, save_every=25, kind_shares=GROUNDING_MIX,
                           train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"}),
-              # rules + environment by default: on 2 cores the reward model costs 12-17 s a step of 16 pairs
-              # (add it with --set 'stage3_rl.rl.rewards={..., "reward_model": 1}'); ~34 s a GRPO step
+              # rules + environment by default: on 2 cores the reward model costs 4-17 s a step of 16 pairs
+              # (7-14 min for its 75 steps; add it with --set 'stage3_rl.rl.rewards={..., "reward_model": 1}');
+              # 24-56 s a GRPO step by CPU
               _rl(rl=dict(steps=40, rewards=dict(RULE_REWARDS)))]
     return Profile("quick", preset("quick"), ClipStageConfig(), stages, data_n_per_function=1000)
 
