@@ -6,8 +6,9 @@ translate to tell the photo's object from another one.
 
 Rows come from the data planner (the same rows `octopus data build` writes for the profile, without rendering
 images: the reward model reads text only). No on-policy negatives (they need a stage-2 agent); the held-out
-pairs are built from the test split (held-out templates and objects). Writes bench/results/reward_prompt_<steps>.json
-and prints held-out pairwise accuracy overall, per language and per kind. ~13 min an arm at 50 steps on 2 cores.
+pairs are built from the test split (held-out templates and objects). Writes
+bench/results/reward_prompt_<steps>.json and prints held-out pairwise accuracy overall, per language and per
+kind. 5–13 min an arm at 50 steps on 2 cores, by CPU.
 
     .venv/bin/python bench/reward_prompt.py --steps 50
 """

@@ -33,8 +33,6 @@ from octopus.training.data.build import (
 from octopus.training.data.concepts import CONCEPTS, by_category, image_decided_functions
 from octopus.training.data.queries import RECYCLE_MATERIAL, SLOTS, TEMPLATES
 
-SMALL = SMALL_DATA
-
 
 @pytest.fixture(scope="module")
 def dataset(small_data) -> Path:
@@ -47,7 +45,7 @@ def _train_rows(config: BuildConfig) -> list[dict]:
 
 
 def test_same_seed_gives_byte_identical_files(dataset, tmp_path):
-    build(tmp_path / "b", BuildConfig(**SMALL))
+    build(tmp_path / "b", BuildConfig(**SMALL_DATA))
     for name in ("train.jsonl", "test.jsonl", "test_unseen_style.jsonl", "captions.csv", "clip_val.jsonl"):
         assert (dataset / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     rows = read_rows(dataset / "train.jsonl")
@@ -56,8 +54,8 @@ def test_same_seed_gives_byte_identical_files(dataset, tmp_path):
 
 
 def test_another_seed_gives_other_rows(dataset):
-    assert _train_rows(BuildConfig(**SMALL)) == read_rows(dataset / "train.jsonl")  # what build wrote
-    other = _train_rows(BuildConfig(**SMALL, seed=1))
+    assert _train_rows(BuildConfig(**SMALL_DATA)) == read_rows(dataset / "train.jsonl")  # what build wrote
+    other = _train_rows(BuildConfig(**SMALL_DATA, seed=1))
     assert len(other) == len(read_rows(dataset / "train.jsonl"))
     assert other != read_rows(dataset / "train.jsonl")
 
