@@ -18,20 +18,17 @@ Prints a markdown table and writes bench/results/<name>.{md,json}.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
 import torch
+from tables import save_table
 
 from octopus.evaluate import KIND_NAMES, swap_rows
 from octopus.functions import FUNCTIONS
 from octopus.model.agent import OctopusAgent
 from octopus.training.datasets import FeatureCache, read_data_file
 from octopus.training.rl import teacher_forced
-
-RESULTS = Path(__file__).parent / "results"
-LANGUAGES = ("en", "zh")
 
 
 def row_groups(row: dict, split: str) -> list[tuple[str, str]]:
@@ -117,10 +114,7 @@ def main() -> None:
         report["metrics"][metric] = entry
         lines.append(f"| {metric} | {len(base)} | {100 * rate(base):.1f}% | " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n\n(+gained/−lost rows against before; * McNemar p < 0.05)"
-    print(table)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.md").write_text(table + "\n")
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    save_table(args.name, table, report)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from tables import save_table
 
 
 def figures(result: dict) -> dict[str, float | None]:
@@ -53,10 +53,7 @@ def main() -> int:
             cells.append("—" if after is None or value is None else f"{after:.3f} ({after - value:+.3f})")
         lines.append(f"| {key} | {'—' if value is None else f'{value:.3f}'} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
-    print(table)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.md").write_text(table + "\n")
-    (RESULTS / f"{args.name}.json").write_text(json.dumps({"before": before, "after": runs}, indent=1))
+    save_table(args.name, table, {"before": before, "after": runs})
     return 0
 
 

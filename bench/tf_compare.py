@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from tables import save_table
 
 # (label, split, group, metric)
 ROWS = [
@@ -63,10 +63,7 @@ def main() -> None:
              "| --- |" + " --- |" * len(reports)]
     lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
     table = "\n".join(lines)
-    print(table)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.md").write_text(table + "\n")
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(reports, indent=1, ensure_ascii=False))
+    save_table(args.name, table, reports)
 
 
 if __name__ == "__main__":

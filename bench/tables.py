@@ -1,0 +1,16 @@
+"""What the side-by-side bench scripts share: a markdown table printed and saved with its figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def save_table(name: str, table: str, report: dict) -> None:
+    """Print `table` and write it to bench/results/<name>.md, `report` to <name>.json."""
+    print(table)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.md").write_text(table + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
