@@ -17,8 +17,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from tables import RESULTS, labelled_files  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 PANELS = [("probe exact (greedy = teacher-forced)", "probe", "exact"), ("probe function", "probe", "function"),
           ("KL to the reference", None, "kl"), ("entropy", None, "entropy"),
           ("zero-spread groups (dropped)", None, "zero_spread_groups")]
@@ -45,12 +45,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="label=path of a stage-3 losses.json")
     parser.add_argument("--name", default="stage3_rl_curves", help="bench/results/<name>.png and .json")
     args = parser.parse_args()
-    runs = {}
-    for item in args.runs:
-        label, sep, path = item.partition("=")
-        if not sep or not Path(path).is_file():
-            raise SystemExit(f"error: expected label=path of an existing losses.json, got {item!r}")
-        runs[label] = history(Path(path))
+    runs = {label: history(path) for label, path in labelled_files(args.runs, "losses.json").items()}
     figure, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.4))
     report: dict[str, dict] = {}
     for axis, (title, group, key) in zip(axes, PANELS):

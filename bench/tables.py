@@ -14,3 +14,14 @@ def save_table(name: str, table: str, report: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.md").write_text(table + "\n")
     (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+
+
+def labelled_files(items: list[str], what: str) -> dict[str, Path]:
+    """`label=path` arguments as {label: path}; a clear error when one is malformed or its file is missing."""
+    out = {}
+    for item in items:
+        label, sep, path = item.partition("=")
+        if not sep or not Path(path).is_file():
+            raise SystemExit(f"error: expected label=path of an existing {what}, got {item!r}")
+        out[label] = Path(path)
+    return out

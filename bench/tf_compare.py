@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from tables import save_table
+from tables import labelled_files, save_table
 
 # (label, split, group, metric)
 ROWS = [
@@ -51,12 +50,7 @@ def main() -> None:
     parser.add_argument("reports", nargs="+", help="label=path of a teacher_forced.py report")
     parser.add_argument("--name", default="tf_compare", help="bench/results/<name>.json and .md")
     args = parser.parse_args()
-    reports = {}
-    for item in args.reports:
-        label, sep, path = item.partition("=")
-        if not sep or not Path(path).is_file():
-            raise SystemExit(f"error: expected label=path of an existing report, got {item!r}")
-        reports[label] = json.loads(Path(path).read_text())
+    reports = {label: json.loads(path.read_text()) for label, path in labelled_files(args.reports, "report").items()}
     rows = [(label, [cell(r, split, groups, metric) for r in reports.values()])
             for label, split, groups, metric in ROWS]
     lines = ["| teacher-forced (equal to greedy) | " + " | ".join(reports) + " |",
