@@ -23,11 +23,12 @@ from pathlib import Path
 
 import torch
 from tables import save_table
+from teacher_forced import sample_rows
 
 from octopus.evaluate import KIND_NAMES, swap_rows
 from octopus.functions import FUNCTIONS
 from octopus.model.agent import OctopusAgent
-from octopus.training.datasets import FeatureCache, read_data_file
+from octopus.training.datasets import FeatureCache
 from octopus.training.rl import teacher_forced
 
 
@@ -79,14 +80,7 @@ def main() -> None:
         if not sep or not (Path(path) / "config.json").is_file():
             raise SystemExit(f"error: expected NAME=AGENT_DIR of a saved agent, got {item!r}")
         models[name] = path
-    splits = {}
-    for split in ("test", "test_trained_objects"):
-        rows = read_data_file(Path(args.data), f"{split}.jsonl")
-        if args.rows:
-            import random
-            random.Random(0).shuffle(rows)
-            rows = rows[:args.rows]
-        splits[split] = [{**r, "image_path": r["image"]} for r in rows]
+    splits = {split: sample_rows(Path(args.data), split, args.rows) for split in ("test", "test_trained_objects")}
     names = [f.name for f in FUNCTIONS]
     swapped = swap_rows(splits["test"])
     for row in swapped:  # the first token alone is read: right when it follows the new image's function

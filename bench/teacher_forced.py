@@ -54,6 +54,14 @@ def teacher_forced(agent, rows: list[dict], cache_dir: Path, batch_size: int = 3
     return out
 
 
+def sample_rows(data: Path, split: str, n: int | None) -> list[dict]:
+    """A seeded sample of N rows of a split (all of them when N is None), with `image_path` set as
+    `octopus.evaluate.swap_rows` reads it."""
+    rows = read_data_file(data, f"{split}.jsonl")
+    random.Random(0).shuffle(rows)
+    return [{**r, "image_path": r["image"]} for r in rows[:n]]
+
+
 def summarise(rows: list[dict], results: list[tuple[bool, bool, int]]) -> dict[str, dict]:
     groups: dict[str, list] = defaultdict(list)
     for row, (function_ok, exact, _) in zip(rows, results):
@@ -87,9 +95,7 @@ def main() -> None:
     names = [f.name for f in FUNCTIONS]
     function_of = {token: names[i] for i, token in enumerate(agent.tokens.function_ids)}
     for split in args.splits:
-        rows = read_data_file(data, f"{split}.jsonl")
-        random.Random(0).shuffle(rows)
-        rows = [{**r, "image_path": r["image"]} for r in rows[:args.rows]]
+        rows = sample_rows(data, split, args.rows)
         result = summarise(rows, teacher_forced(agent, rows, Path(args.cache) / f"cache_{split}"))
         swapped = swap_rows([r for r in rows if r.get("meta", {}).get("kind") == "ambiguous"])
         if swapped:
