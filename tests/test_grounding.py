@@ -25,6 +25,7 @@ from octopus.training.datasets import (  # noqa: E402
     category_id,
     concept_id,
     load_examples,
+    minimal_pairs,
 )
 from octopus.training.loop import GroundingHeads, apply_train_modes, resolve_precision, run_stage  # noqa: E402
 from octopus.training.stages import StageConfig  # noqa: E402
@@ -220,6 +221,39 @@ def test_length_grouped_batches_cover_every_row_once_and_group_lengths():
     assert list(sampler) != batches
     spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
     assert spread < 5  # random batches of these lengths spread over ~40
+
+
+def test_minimal_pairs_share_the_words_and_a_batch_and_differ_in_picture_and_call(data_dir):
+    rows = load_examples(data_dir, "train.jsonl", None, 0)
+    paired, partner = minimal_pairs(rows, 1.0, seed=0)
+    assert len(paired) == len(rows) and [r["image"] for r in paired] == [r["image"] for r in rows]
+    pairs = [(i, j) for i, j in enumerate(partner) if j > i]
+    assert pairs and all(partner[j] == i for i, j in pairs)
+    for i, j in pairs:
+        a, b = paired[i], paired[j]
+        assert a["query"] == b["query"] and a["meta"]["template"] == b["meta"]["template"]
+        assert a["meta"]["kind"] == b["meta"]["kind"] == "ambiguous" and not a["meta"]["slots"]
+        assert a["function"] != b["function"] and a["image"] != b["image"]
+        assert b["target"] == rows[j]["target"]  # each keeps the call its own picture decides
+    unpaired = [i for i, j in enumerate(partner) if j < 0]
+    assert all(paired[i] == rows[i] for i in unpaired)  # only a pair's second row changes (its words)
+    assert minimal_pairs(rows, 1.0, seed=0) == (paired, partner)
+    assert sum(p >= 0 for p in minimal_pairs(rows, 0.5, seed=0)[1]) < len(pairs) * 2
+    assert minimal_pairs(rows, 0.0, seed=0) == (rows, [-1] * len(rows))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        minimal_pairs(rows, 1.5, seed=0)
+    with pytest.raises(ValueError, match="minimal_pairs"):
+        StageConfig(name="s", kind="alignment", data="naming.jsonl", minimal_pairs=0.5,
+                    train={"vision_encoder": "frozen", "projector": "full", "lm": "frozen"})
+
+    lengths = [len(r["query"]) + len(r["target"]) for r in paired]
+    sampler = LengthGroupedBatches(lengths, 8, seed=1, partners=partner)
+    batches = list(sampler)
+    batch_of = {i: k for k, b in enumerate(batches) for i in b}
+    assert sorted(batch_of) == list(range(len(rows))) and len(batches) == len(sampler)
+    assert all(len(b) == 8 for b in batches[:-1])  # only the last batch is short
+    assert all(batch_of[i] == batch_of[j] for i, j in pairs)
+    assert batches == list(sampler)
 
 
 def test_labelled_logits_equal_the_full_logits_at_labelled_positions(agent, data_dir):

@@ -244,6 +244,36 @@ class NameSwap:
         return {**row, "target": target, "arguments": arguments}, other
 
 
+def minimal_pairs(rows: list[dict], share: float, seed: int) -> tuple[list[dict], list[int]]:
+    """Training's minimal pairs (`StageConfig.minimal_pairs`): (rows, partner), `partner[i]` the index of row
+    i's partner or -1. A seeded share of the image-decided rows (`meta.kind` ambiguous) whose request has no
+    slot is paired with another such row of the same template whose function differs, and the second row
+    takes the first's request word for word: the same words over two pictures of different categories, each
+    with its own call. `LengthGroupedBatches` puts a pair in one batch, so a step cannot lower the loss of
+    both rows from the words alone. The rows, their kinds and their count stay as they were."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"minimal_pairs is a share of image-decided rows between 0 and 1, got {share}")
+    rng = random.Random(seed)
+    rows, partner = list(rows), [-1] * len(rows)
+    by_template: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        meta = row.get("meta") or {}
+        if meta.get("kind") == "ambiguous" and not meta.get("slots") and rng.random() < share:
+            by_template[meta["template"]].append(i)
+    for _, free in sorted(by_template.items()):
+        rng.shuffle(free)
+        while free:
+            a = free.pop()
+            b = next((j for j, k in enumerate(free) if rows[k]["function"] != rows[a]["function"]), None)
+            if b is None:
+                continue
+            b = free.pop(b)
+            rows[b] = {**rows[b], "query": rows[a]["query"],
+                       "meta": {**rows[b]["meta"], "register": rows[a]["meta"].get("register")}}
+            partner[a], partner[b] = b, a
+    return rows, partner
+
+
 class Collator:
     """Turns a list of rows into a padded batch for the training loop."""
 
@@ -308,24 +338,44 @@ class Collator:
 class LengthGroupedBatches(torch.utils.data.Sampler):
     """Seeded batches of similar length: a permutation per epoch, cut into windows of 32 batches, each window
     sorted by length and cut into batches, the batches shuffled (a short last batch stays last). Less padding,
-    the same data per epoch, and the same order after a resume."""
+    the same data per epoch, and the same order after a resume. With `partners` (`minimal_pairs`) a pair is
+    one unit, placed side by side in one batch (a pair that would straddle two waits for the next single row),
+    and a window's rows that do not fill a batch open the next window's first batch."""
 
     WINDOW = 32
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, partners: list[int] | None = None):
         self.lengths, self.batch_size, self.seed, self.epoch = lengths, batch_size, seed, 0
+        self.units: list[tuple[int, ...]] = []
+        for i in range(len(lengths)):
+            other = partners[i] if partners else -1
+            if other < 0:
+                self.units.append((i,))
+            elif other > i:
+                self.units.append((i, other))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
-        order = torch.randperm(len(self.lengths), generator=g).tolist()
-        window = self.WINDOW * self.batch_size
-        batches = []
+        order = [self.units[u] for u in torch.randperm(len(self.units), generator=g).tolist()]
+        window, size = self.WINDOW * self.batch_size, self.batch_size
+        batches, carry = [], []
         for start in range(0, len(order), window):
-            chunk = sorted(order[start:start + window], key=lambda i: self.lengths[i])
-            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+            chunk = sorted(order[start:start + window], key=lambda unit: max(self.lengths[i] for i in unit))
+            flat, waiting = list(carry), []
+            for unit in chunk:  # a pair that would straddle a batch's edge waits for the next single row
+                if len(unit) == 2 and len(flat) % size == size - 1:
+                    waiting.append(unit)
+                    continue
+                flat += unit
+                while waiting and len(flat) % size != size - 1:
+                    flat += waiting.pop(0)
+            flat += [i for unit in waiting for i in unit]
+            cut = len(flat) if start + window >= len(order) else len(flat) - len(flat) % size
+            batches += [flat[i:i + size] for i in range(0, cut, size)]
+            carry = flat[cut:]
         shuffled = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
         # the one short batch goes last: split across N processes, accelerate yields only full batches and
         # completes the last one, so 1 and N processes then take the same batches in the same order

@@ -30,7 +30,8 @@ from octopus.model.agent import OctopusAgent
 from octopus.training.checkpoints import load_checkpoint, remove_checkpoints, save_checkpoint
 from octopus.training.clip import accelerator_available, bf16_is_fast
 from octopus.training.data.concepts import CATEGORIES, CATEGORY_NAMES, CONCEPTS
-from octopus.training.datasets import IGNORE, Collator, FeatureCache, LengthGroupedBatches, NameSwap, load_examples
+from octopus.training.datasets import (IGNORE, Collator, FeatureCache, LengthGroupedBatches, NameSwap, load_examples,
+                                       minimal_pairs)
 from octopus.training.stages import COMPONENTS, StageConfig
 
 log = logging.getLogger(__name__)
@@ -264,6 +265,10 @@ def run_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_dir
     apply_train_modes(agent, stage)
     counts = check_trainable(agent, stage)
     examples = load_examples(data_dir, stage.data, stage.max_examples, stage.seed, stage.kind_shares)
+    partners = None
+    if stage.minimal_pairs:
+        examples, partners = minimal_pairs(examples, stage.minimal_pairs, stage.seed)
+        log.info("stage %s: %d image-decided rows in minimal pairs", stage.name, sum(p >= 0 for p in partners))
     features = None
     if stage.train["vision_encoder"] == "frozen":
         with accelerator.main_process_first():  # the main process fills the cache; the others then read it
@@ -274,7 +279,7 @@ def run_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_dir
         log.info("stage %s: name swap on %.0f%% of the %d rows whose argument the picture names", stage.name,
                  100 * stage.name_swap, sum(swap.named(r) is not None for r in examples))
     collator = Collator(agent, stage.kind, stage.max_length, features, swap)
-    sampler = LengthGroupedBatches([collator.length(r) for r in examples], stage.batch_size, stage.seed)
+    sampler = LengthGroupedBatches([collator.length(r) for r in examples], stage.batch_size, stage.seed, partners)
     loader = DataLoader(examples, batch_sampler=sampler, collate_fn=collator)
     steps_per_epoch = max(1, len(loader) // stage.grad_accum)
     total_steps = max(1, math.ceil(steps_per_epoch * stage.epochs))

@@ -106,6 +106,8 @@ class StageConfig:
     kind_shares: dict[str, float] | None = None  # share of each request kind in the subset (functional stages)
     name_swap: float = 0.0  # functional stages with name slots: the share of rows whose picture-named argument
     # shows another object's name in the slots and the target (datasets.NameSwap: the function stays the image's)
+    minimal_pairs: float = 0.0  # functional stages: the share of image-decided rows trained beside a partner, the
+    # same request over a picture of another category, in one batch (datasets.minimal_pairs)
     lm_loss_weight: float = 1.0  # 0: no LM forward; the projector learns from the grounding loss alone
     grounding_loss_weight: float = 0.0  # which object / category the mean image token shows (loop.GroundingHeads)
     save_every: int = 50  # optimizer steps between checkpoints
@@ -130,6 +132,9 @@ class StageConfig:
         if not 0.0 <= self.name_swap <= 1.0 or (self.name_swap and self.kind != "functional"):
             raise ValueError(f"stage {self.name}: name_swap is a share between 0 and 1, for functional stages only; "
                              f"got {self.name_swap}")
+        if not 0.0 <= self.minimal_pairs <= 1.0 or (self.minimal_pairs and self.kind != "functional"):
+            raise ValueError(f"stage {self.name}: minimal_pairs is a share between 0 and 1, for functional stages "
+                             f"only; got {self.minimal_pairs}")
         if self.lora_layers is not None and (self.train["lm"] != "lora" or self.lora_layers < 1):
             raise ValueError(f"stage {self.name}: lora_layers needs lm=lora and a count >= 1, got {self.lora_layers}")
         if self.distill_weight and self.train["lm"] != "lora":
