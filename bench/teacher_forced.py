@@ -26,32 +26,18 @@ import torch
 from octopus.evaluate import KIND_NAMES, swap_rows
 from octopus.functions import FUNCTIONS
 from octopus.model.agent import OctopusAgent
-from octopus.training.datasets import IGNORE, Collator, FeatureCache, read_data_file
+from octopus.training.datasets import FeatureCache, read_data_file
+from octopus.training.rl import teacher_forced as rl_teacher_forced
 
 RESULTS = Path(__file__).parent / "results"
 
 
-@torch.no_grad()
 def teacher_forced(agent, rows: list[dict], cache_dir: Path, batch_size: int = 32) -> list[tuple[bool, bool, int]]:
-    """(function right, whole call right, predicted first token) per row."""
-    device = next(agent.lm.parameters()).device  # the vision tower stays on the CPU (it fills the cache)
-    collate = Collator(agent, "functional", 160, FeatureCache(cache_dir, agent, [r["image"] for r in rows]))
-    allowed = torch.tensor(agent.tokens.first_token_ids)
-    out = []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        batch = {k: v.to(device) for k, v in collate(chunk).items()}
-        logits = agent(batch["input_ids"], vision_features=batch["vision_features"],
-                       attention_mask=batch["attention_mask"],  # name_index: another name in the slots
-                       name_index=batch.get("name_index")).logits[:, :-1].float().cpu()
-        targets = batch["labels"][:, 1:].cpu()
-        for j in range(len(chunk)):
-            pos = (targets[j] != IGNORE).nonzero().flatten()
-            first = int(allowed[logits[j, pos[0], allowed].argmax()])
-            function_ok = first == int(targets[j, pos[0]])
-            rest_ok = bool((logits[j, pos[1:]].argmax(-1) == targets[j, pos[1:]]).all())
-            out.append((function_ok, function_ok and rest_ok, first))
-    return out
+    """(function right, whole call right, predicted first token) per row: training's scorer
+    (`octopus.training.rl.teacher_forced`, logits only where there are labels) over the rows' cached features."""
+    features = FeatureCache(cache_dir, agent, [r["image"] for r in rows])
+    scored = rl_teacher_forced(agent, rows, features, batch_size)
+    return [(s["function"], s["exact"], s["first"]) for s in scored]
 
 
 def sample_rows(data: Path, split: str, n: int | None) -> list[dict]:

@@ -30,8 +30,15 @@ from octopus.model.agent import OctopusAgent
 from octopus.training.checkpoints import load_checkpoint, remove_checkpoints, save_checkpoint
 from octopus.training.clip import accelerator_available, bf16_is_fast
 from octopus.training.data.concepts import CATEGORIES, CATEGORY_NAMES, CONCEPTS
-from octopus.training.datasets import (IGNORE, Collator, FeatureCache, LengthGroupedBatches, NameSwap, load_examples,
-                                       minimal_pairs)
+from octopus.training.datasets import (
+    IGNORE,
+    Collator,
+    FeatureCache,
+    LengthGroupedBatches,
+    NameSwap,
+    load_examples,
+    minimal_pairs,
+)
 from octopus.training.stages import COMPONENTS, StageConfig
 
 log = logging.getLogger(__name__)

@@ -95,25 +95,30 @@ def weighted_rewards(per_function: dict[str, list], weights: dict[str, float]) -
 def teacher_forced(agent: OctopusAgent, rows: list[dict], features: FeatureCache, batch_size: int = 16,
                    progress: bool = False) -> list[dict]:
     """Per row: `exact` (greedy decoding writes the gold call: every gold token is the argmax, the first among
-    the functional tokens as at inference), `function` (its first token is right) and `gold_prob`."""
+    the functional tokens as at inference), `function` (its first token is right), `first` (the functional
+    token greedy writes first) and `gold_prob`. Logits only at labelled positions; the LM runs where its
+    weights are (the features stay on the CPU)."""
+    device = next(agent.lm.parameters()).device
     collator = Collator(agent, "functional", 256, features)
-    allowed = torch.tensor(agent.tokens.first_token_ids)
+    allowed = torch.tensor(agent.tokens.first_token_ids, device=device)
     out = []
     for start in tqdm(range(0, len(rows), batch_size), desc="scoring rows", disable=not progress, mininterval=2):
         chunk = rows[start:start + batch_size]
-        batch = collator(chunk)
+        batch = {k: v.to(device) for k, v in collator(chunk).items()}
         result = agent(batch["input_ids"], vision_features=batch["vision_features"],
-                       attention_mask=batch["attention_mask"], labels=batch["labels"], labelled_only=True)
+                       attention_mask=batch["attention_mask"], labels=batch["labels"], labelled_only=True,
+                       name_index=batch.get("name_index"))  # name_index: another name in the slots
         logits, targets = result.logits.float(), result.targets
         counts = (batch["labels"][:, 1:] != IGNORE).sum(1).tolist()
-        first = torch.zeros(len(targets), dtype=torch.bool)
-        first[torch.tensor([0, *counts[:-1]]).cumsum(0)] = True
+        first = torch.zeros(len(targets), dtype=torch.bool, device=device)
+        first[torch.tensor([0, *counts[:-1]], device=device).cumsum(0)] = True
         masked = logits.clone()
         masked[first] = torch.full_like(masked[first], -1e9).index_copy(1, allowed, logits[first][:, allowed])
         logp = F.log_softmax(masked, -1).gather(1, targets[:, None])[:, 0]
         hit = masked.argmax(-1) == targets
-        for logp_row, hit_row in zip(logp.split(counts), hit.split(counts)):
-            out.append({"exact": bool(hit_row.all()), "function": bool(hit_row[0]),
+        firsts = masked[first].argmax(-1).tolist()
+        for logp_row, hit_row, first_token in zip(logp.split(counts), hit.split(counts), firsts):
+            out.append({"exact": bool(hit_row.all()), "function": bool(hit_row[0]), "first": first_token,
                         "gold_prob": round(float(logp_row.sum().exp()), 4)})
     return out
 
