@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections import Counter
 from functools import partial
 from pathlib import Path
 from unittest import mock
 
-from octopus.training.data.build import SPLITS, BuildConfig, plan_split, row_json
+from octopus.training.data.build import SPLITS, BuildConfig, planned_rows
 from octopus.training.reward_model import train_reward_model
 from octopus.training.rewards import describe_request
 from octopus.training.stages import profile
@@ -41,9 +40,8 @@ def write_rows(out: Path, n_per_function: int, seed: int) -> None:
         return
     out.mkdir(parents=True, exist_ok=True)
     config = BuildConfig(n_per_function=n_per_function, seed=seed)
-    rejects: Counter = Counter()
     for split in SPLITS:
-        rows = [row_json(p, config) for p in plan_split(split, config, rejects)]
+        rows = planned_rows(split, config)
         (out / f"{split}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 

@@ -24,9 +24,8 @@ from octopus.training.data.build import (
     build,
     category_of,
     object_split_of,
-    plan_split,
+    planned_rows,
     read_rows,
-    row_json,
     split_templates,
     verify,
 )
@@ -39,11 +38,6 @@ def dataset(small_data) -> Path:
     return small_data
 
 
-def _train_rows(config: BuildConfig) -> list[dict]:
-    """The train split's rows as `build` writes them, without rendering their images (the planner decides them)."""
-    return [row_json(p, config) for p in plan_split("train", config, Counter())]
-
-
 def test_same_seed_gives_byte_identical_files(dataset, tmp_path):
     build(tmp_path / "b", BuildConfig(**SMALL_DATA))
     for name in ("train.jsonl", "test.jsonl", "test_unseen_style.jsonl", "captions.csv", "clip_val.jsonl"):
@@ -54,8 +48,8 @@ def test_same_seed_gives_byte_identical_files(dataset, tmp_path):
 
 
 def test_another_seed_gives_other_rows(dataset):
-    assert _train_rows(BuildConfig(**SMALL_DATA)) == read_rows(dataset / "train.jsonl")  # what build wrote
-    other = _train_rows(BuildConfig(**SMALL_DATA, seed=1))
+    assert planned_rows("train", BuildConfig(**SMALL_DATA)) == read_rows(dataset / "train.jsonl")  # what build wrote
+    other = planned_rows("train", BuildConfig(**SMALL_DATA, seed=1))
     assert len(other) == len(read_rows(dataset / "train.jsonl"))
     assert other != read_rows(dataset / "train.jsonl")
 
@@ -164,7 +158,7 @@ def test_languages_are_balanced_and_every_function_is_covered(dataset):
 
 def test_irrelevant_share_is_configurable():
     for share in (0.0, 0.3):
-        rows = _train_rows(BuildConfig(n_per_function=10, irrelevant_share=share))
+        rows = planned_rows("train", BuildConfig(n_per_function=10, irrelevant_share=share))
         actual = sum(r["function"] is None for r in rows) / len(rows)
         assert actual == pytest.approx(share, abs=0.01)
 

@@ -308,6 +308,11 @@ def row_json(plan: Plan, config: BuildConfig, image: str | None = None, style: s
     }
 
 
+def planned_rows(split: str, config: BuildConfig) -> list[dict]:
+    """A split's rows as `build` writes them, without rendering their images (the planner decides them)."""
+    return [row_json(plan, config) for plan in plan_split(split, config, Counter())]
+
+
 def _render_job(job: tuple) -> tuple[bytes, str, str]:
     """Worker: render one scene; its JPEG bytes and (EN, ZH) captions, deterministic from the job."""
     style, main, distractors, count, seed = job
