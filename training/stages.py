@@ -107,7 +107,8 @@ class StageConfig:
     name_swap: float = 0.0  # functional stages with name slots: the share of rows whose picture-named argument
     # shows another object's name in the slots and the target (datasets.NameSwap: the function stays the image's)
     minimal_pairs: float = 0.0  # functional stages: the share of image-decided rows trained beside a partner, the
-    # same request over a picture of another category, in one batch (datasets.minimal_pairs)
+    # same request over a picture of another category, in one batch (datasets.minimal_pairs). Measured on the
+    # quick profile at 1.0 (README, "Minimal pairs"): held-out image-decided EN 88.1 -> 83.9%, swaps 85.8 -> 84.0%
     lm_loss_weight: float = 1.0  # 0: no LM forward; the projector learns from the grounding loss alone
     grounding_loss_weight: float = 0.0  # which object / category the mean image token shows (loop.GroundingHeads)
     save_every: int = 50  # optimizer steps between checkpoints
