@@ -96,8 +96,8 @@ def teacher_forced(agent: OctopusAgent, rows: list[dict], features: FeatureCache
                    progress: bool = False) -> list[dict]:
     """Per row: `exact` (greedy decoding writes the gold call: every gold token is the argmax, the first among
     the functional tokens as at inference), `function` (its first token is right), `first` (the functional
-    token greedy writes first) and `gold_prob`. Logits only at labelled positions; the LM runs where its
-    weights are (the features stay on the CPU)."""
+    token greedy writes first) and `gold_prob`. Logits only at labelled positions; each batch moves to the LM's
+    device (the vision tower that fills the feature cache may stay on the CPU)."""
     device = next(agent.lm.parameters()).device
     collator = Collator(agent, "functional", 256, features)
     allowed = torch.tensor(agent.tokens.first_token_ids, device=device)
