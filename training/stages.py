@@ -109,6 +109,7 @@ class StageConfig:
     minimal_pairs: float = 0.0  # functional stages: the share of image-decided rows trained beside a partner, the
     # same request over a picture of another category, in one batch (datasets.minimal_pairs). Measured on the
     # quick profile at 1.0 (README, "Minimal pairs"): held-out image-decided EN 88.1 -> 83.9%, swaps 85.8 -> 84.0%
+    # (another seed alone: -1.5 and -0.6 points); no gain, so off
     lm_loss_weight: float = 1.0  # 0: no LM forward; the projector learns from the grounding loss alone
     grounding_loss_weight: float = 0.0  # which object / category the mean image token shows (loop.GroundingHeads)
     save_every: int = 50  # optimizer steps between checkpoints
