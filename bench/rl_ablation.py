@@ -21,15 +21,12 @@ import argparse
 import math
 from pathlib import Path
 
-import torch
 from tables import save_table
-from teacher_forced import sample_rows
+from teacher_forced import sample_rows, score
 
 from octopus.evaluate import KIND_NAMES, swap_rows
 from octopus.functions import FUNCTIONS
 from octopus.model.agent import OctopusAgent
-from octopus.training.datasets import FeatureCache
-from octopus.training.rl import teacher_forced
 
 
 def row_groups(row: dict, split: str) -> list[tuple[str, str]]:
@@ -43,21 +40,17 @@ def row_groups(row: dict, split: str) -> list[tuple[str, str]]:
     return out
 
 
-def score(agent: OctopusAgent, rows: list[dict], cache: Path) -> list[dict]:
-    with torch.no_grad():
-        return teacher_forced(agent, rows, FeatureCache(cache, agent, [r["image"] for r in rows]), progress=True)
-
-
 def evaluate(model: str, splits: dict[str, list[dict]], swapped: list[dict], cache: Path) -> dict[str, list[bool]]:
     """Per metric, one hit per row (rows in a fixed order, so two agents' lists pair up)."""
     agent = OctopusAgent.load(model).eval()
     hits: dict[str, list[bool]] = {}
     for split, rows in splits.items():
-        for row, scored in zip(rows, score(agent, rows, cache / f"cache_{split}")):
+        for row, scored in zip(rows, score(agent, rows, cache / f"cache_{split}", progress=True)):
             for metric, field in row_groups(row, split):
                 hits.setdefault(metric, []).append(scored[field])
     if swapped:
-        hits["image swap follows"] = [s["function"] for s in score(agent, swapped, cache / "cache_test_swap")]
+        scored = score(agent, swapped, cache / "cache_test_swap", progress=True)
+        hits["image swap follows"] = [s["function"] for s in scored]
     return hits
 
 

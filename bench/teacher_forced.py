@@ -32,12 +32,16 @@ from octopus.training.rl import teacher_forced as rl_teacher_forced
 RESULTS = Path(__file__).parent / "results"
 
 
-def teacher_forced(agent, rows: list[dict], cache_dir: Path, batch_size: int = 32) -> list[tuple[bool, bool, int]]:
-    """(function right, whole call right, predicted first token) per row: training's scorer
-    (`octopus.training.rl.teacher_forced`, logits only where there are labels) over the rows' cached features."""
+def score(agent, rows: list[dict], cache_dir: Path, batch_size: int = 32, progress: bool = False) -> list[dict]:
+    """Training's scorer (`octopus.training.rl.teacher_forced`, logits only where there are labels) over the
+    rows' vision features, cached under `cache_dir`: per row `function`, `exact`, `first` and `gold_prob`."""
     features = FeatureCache(cache_dir, agent, [r["image"] for r in rows])
-    scored = rl_teacher_forced(agent, rows, features, batch_size)
-    return [(s["function"], s["exact"], s["first"]) for s in scored]
+    return rl_teacher_forced(agent, rows, features, batch_size, progress)
+
+
+def teacher_forced(agent, rows: list[dict], cache_dir: Path, batch_size: int = 32) -> list[tuple[bool, bool, int]]:
+    """(function right, whole call right, predicted first token) per row."""
+    return [(s["function"], s["exact"], s["first"]) for s in score(agent, rows, cache_dir, batch_size)]
 
 
 def sample_rows(data: Path, split: str, n: int | None) -> list[dict]:
