@@ -5,10 +5,10 @@ follow rate, in one batched forward per 32 rows.
 Both numbers equal greedy decoding's (the first token is constrained to the functional tokens, as at
 inference; a call is exact when every target token is the argmax given the ones before it, which is when
 greedy reproduces it), at a fraction of the cost: vision features are cached under runs/proxy/. Greedy
-decoding also keeps enumerated values inside their schema (`octopus.generation.EnumConstraint`), so there an
-exact call only needs the gold value to be the best allowed one: this exact match is a lower bound of
-greedy's, and greedy counts a call whose function token is right but whose arguments fail validation as
-wrong. Iterate on this; confirm with `octopus eval`. Writes bench/results/teacher_forced.json.
+decoding also keeps enumerated and copied values inside the schema and the request
+(`octopus.generation.ArgumentConstraint`), so there an exact call only needs the gold value to be the best
+allowed one: this exact match is a lower bound of greedy's, and greedy counts a call whose function token is
+right but whose arguments fail validation as wrong. Iterate on this; confirm with `octopus eval`. Writes bench/results/teacher_forced.json.
 
     .venv/bin/python bench/teacher_forced.py --model runs/quick/agent --data runs/data --rows 1000
 """

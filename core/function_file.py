@@ -13,6 +13,7 @@
     description_zh = "灯所在的房间。"
     values_en = ["hallway", "garage"]     # optional: more values for generated requests
     values_zh = ["走廊", "车库"]
+    # copied = true                       # optional: the value is always words of the request (a name, a note)
 
     [[functions.examples]]
     request = "turn on the lamp in the kitchen"
@@ -48,7 +49,7 @@ CJK_RE = re.compile(r"[\u3400-\u9fff]")
 FUNCTION_KEYS = ("name", "description_en", "description_zh", "arguments", "examples", "action", "concepts",
                  "image_argument")
 ARGUMENT_KEYS = ("name", "type", "description_en", "description_zh", "required", "enum", "pattern", "minimum",
-                 "values_en", "values_zh")
+                 "values_en", "values_zh", "copied")
 ACTION_KINDS = ("link", "webhook", "handler")
 MAX_REQUEST = 200
 
@@ -210,8 +211,11 @@ def _argument(table: Any, earlier: list[str]) -> Argument:
     values_en, values_zh = _strings(table, "values_en"), _strings(table, "values_zh")
     if (values_en or values_zh) and (kind != "string" or enum is not None):
         raise FunctionFileError("'values_en'/'values_zh' are for free-text string arguments (not enums)")
+    copied = table.get("copied", False)
+    if not isinstance(copied, bool) or (copied and (kind != "string" or enum is not None)):
+        raise FunctionFileError("'copied' must be true or false, and true only for free-text string arguments")
     return Argument(name, kind, _text(table, "description_en"), _text(table, "description_zh"), required,
-                    enum, pattern, minimum, values_en, values_zh)
+                    enum, pattern, minimum, values_en, values_zh, copied)
 
 
 def _examples(raw: Any, function: Function) -> tuple[Example, ...]:
@@ -233,6 +237,8 @@ def _examples(raw: Any, function: Function) -> tuple[Example, ...]:
         if not isinstance(arguments, dict):
             raise FunctionFileError(f"{where}: 'arguments' must be a table")
         errors = argument_errors(function, arguments)
+        errors += [f"'{a.name}' is copied, but {arguments[a.name]!r} is not in the request" for a in function.arguments
+                   if a.copied and isinstance(arguments.get(a.name), str) and arguments[a.name] not in request]
         if errors:
             raise FunctionFileError(f"{where} ({request!r}): {errors[0]}")
         out.append(Example(request.strip(), dict(arguments), language_of(request)))

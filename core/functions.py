@@ -31,6 +31,8 @@ class Argument:
     minimum: int | None = None  # integers only
     values_en: tuple[str, ...] = ()  # user functions: more values the data generator may put in requests
     values_zh: tuple[str, ...] = ()
+    copied: bool = False  # strings only: the value is always words of the request, copied as they stand (an
+    # address, a message); decoding keeps it a span of the request (`octopus.generation.ArgumentConstraint`)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -48,6 +50,8 @@ class Argument:
             out["minimum"] = self.minimum
         if self.values_en or self.values_zh:
             out["values_en"], out["values_zh"] = list(self.values_en), list(self.values_zh)
+        if self.copied:
+            out["copied"] = True
         return out
 
     @classmethod
@@ -55,7 +59,7 @@ class Argument:
         return cls(data["name"], data["type"], data["description_en"], data["description_zh"],
                    data.get("required", True), tuple(data["enum"]) if data.get("enum") is not None else None,
                    data.get("pattern"), data.get("minimum"), tuple(data.get("values_en", ())),
-                   tuple(data.get("values_zh", ())))
+                   tuple(data.get("values_zh", ())), bool(data.get("copied", False)))
 
 
 @dataclass(frozen=True)
@@ -125,9 +129,9 @@ FUNCTIONS: tuple[Function, ...] = (
         "给收件人发送一封带主题和正文的电子邮件。",
         (
             Argument("recipient", "string", "The recipient's email address.", "收件人的电子邮箱地址。",
-                     pattern=EMAIL_PATTERN),
-            Argument("subject", "string", "The subject line.", "邮件主题。"),
-            Argument("body", "string", "The message body.", "邮件正文。", required=False),
+                     pattern=EMAIL_PATTERN, copied=True),
+            Argument("subject", "string", "The subject line.", "邮件主题。", copied=True),
+            Argument("body", "string", "The message body.", "邮件正文。", required=False, copied=True),
         ),
     ),
     Function(
@@ -136,8 +140,8 @@ FUNCTIONS: tuple[Function, ...] = (
         "给联系人或电话号码发送短信。",
         (
             Argument("recipient", "string", "Contact name or phone number.", "联系人姓名或电话号码。",
-                     pattern=PHONE_OR_NAME_PATTERN),
-            Argument("message", "string", "The text to send.", "短信内容。"),
+                     pattern=PHONE_OR_NAME_PATTERN, copied=True),
+            Argument("message", "string", "The text to send.", "短信内容。", copied=True),
         ),
     ),
     Function(
@@ -168,7 +172,8 @@ FUNCTIONS: tuple[Function, ...] = (
         "登记丢失或捡到的个人物品。",
         (
             Argument("item", "string", "The lost or found item.", "丢失或捡到的物品。"),
-            Argument("location", "string", "Where it was lost or found.", "丢失或捡到的地点。", required=False),
+            Argument("location", "string", "Where it was lost or found.", "丢失或捡到的地点。", required=False,
+                     copied=True),
         ),
     ),
     Function(

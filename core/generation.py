@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,18 +41,21 @@ class Generation:
 
 
 def greedy_decode(first_logits, step: Callable[[int], Any], first_token_ids: Sequence[int], end_id: int,
-                  max_new_tokens: int, reject_bias: float = 0.0, enums: EnumConstraint | None = None) -> list[int]:
+                  max_new_tokens: int, reject_bias: float = 0.0, constraint: ArgumentConstraint | None = None,
+                  request: str = "") -> list[int]:
     """The one decode loop of every back-end: the first token constrained to `first_token_ids` (the functional
     tokens, then the no-function token last), then greedy until `end_id` or `max_new_tokens`. `reject_bias` is
-    added to the no-function token's logit for that first choice only. With `enums`, a value of an argument
-    whose schema lists its values is one of them (`EnumConstraint`). `first_logits` are the prefill's
-    last-position logits and `step(token)` feeds one token and returns the next logits; both may be numpy arrays
-    or torch tensors (anything with `.argmax()`, `.argsort()`, negation and indexing)."""
+    added to the no-function token's logit for that first choice only. With `constraint`, the values of
+    arguments the schema pins down (enumerated ones; ones copied from `request`) keep to it
+    (`ArgumentConstraint`). `first_logits` are the prefill's last-position logits and `step(token)` feeds one
+    token and returns the next logits; both may be numpy arrays or torch tensors (anything with `.argmax()`,
+    `.argsort()`, negation and indexing)."""
     allowed = [int(t) for t in first_token_ids]
     generated = [allowed[first_choice([float(first_logits[t]) for t in allowed], reject_bias)]]
     while generated[-1] != end_id and len(generated) < max_new_tokens:
         logits = step(generated[-1])
-        generated.append(enums.choose(generated, logits) if enums is not None else int(logits.argmax()))
+        generated.append(constraint.choose(generated, logits, request) if constraint is not None
+                         else int(logits.argmax()))
     return generated
 
 
@@ -77,47 +81,188 @@ def open_string(text: str) -> tuple[str, str] | None:
     return None
 
 
-class EnumConstraint:
-    """Constrained decoding of enumerated arguments: inside the quoted value of an argument whose schema lists
-    its values (a pet service, a recycling material, a design style), the next token is the best-scoring one
-    that keeps the value a prefix of one of them or closes it as one of them; every other token is plain
-    greedy. Without it the model now and then writes a value the schema does not have (`service="pet sitter"`,
-    `material="fruit"`): the call fails validation and the device runs nothing (12 of 400 test rows of the
-    shipped default, 8 of them with an enumerated value). The constraint reads the text decoded so far, so it
-    is the same for every back-end and every tokenizer."""
+def _byte_decoder() -> dict[str, int]:
+    """Byte-level BPE's printable stand-ins for the 256 bytes (GPT-2's table), inverted."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    codes, extra = list(printable), 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            codes.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(printable, codes)}
 
-    def __init__(self, enums: Mapping[int, Mapping[str, Sequence[str]]], decode: Callable[[list[int]], str]):
-        """`enums`: functional token id -> {argument: allowed values}; `decode(ids)`: the tokenizer's text."""
-        self.enums = {int(t): {a: tuple(v) for a, v in args.items()} for t, args in enums.items() if args}
+
+_BYTE_DECODER = _byte_decoder()
+_BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")  # SentencePiece's byte fallback
+MANY_SPANS = 64  # a copied value with a pattern is chosen among the request's matching spans up to this many
+
+class ArgumentConstraint:
+    """Constrained decoding of the argument values a schema pins down; every other token is plain greedy.
+
+    - **Enumerated** values (a pet service, a recycling material, a design style, a user function's `enum`):
+      inside the quoted value the next token is the best-scoring one that keeps the value a prefix of an allowed
+      value or closes it as one. Without it the model now and then writes a value the schema does not have
+      (`service="pet sitter"`): the call fails validation and the device runs nothing.
+    - **Copied** values (`Argument.copied`: an email address, a text message, a place): the next token is the
+      best-scoring one that keeps the value a span of the request that begins at a word's start, or closes a
+      non-empty one at a word's end (in Chinese, any character is a word's edge); with a `pattern` too, one of
+      the request's spans that match it (an address in the request, not "a quick email"). Without
+      it the model now and then misspells what it copies: `recipient="maru.f@company.co"` for "email
+      umar.f@company.co", a well-formed address of somebody else that validation cannot catch. A request with
+      a quote or backslash (its values would be escaped) is left to greedy.
+
+    Values are compared as UTF-8 bytes, so a Chinese character split over two tokens is checked whole. A value
+    the constraint cannot reach (it began outside it, or no token fits) stays greedy.
+    It reads the tokens' bytes, not the model, so it is the same for every back-end."""
+
+    def __init__(self, enums: Mapping[int, Mapping[str, Sequence[str]]], decode: Callable[[list[int]], str],
+                 copied: Mapping[int, Mapping[str, str | None]] | None = None,
+                 token_string: Callable[[int], str | None] | None = None):
+        """`enums`: functional token id -> {argument: allowed values}; `copied`: functional token id -> {argument
+        copied from the request: the pattern its value must match, or None}; `decode(ids)`: the tokenizer's text; `token_string(id)`: the
+        vocabulary's string for a token (for one that is part of a UTF-8 character, which `decode` cannot show)."""
+        self.enums = {int(t): {a: tuple(v.encode() + b'"' for v in values) for a, values in args.items()}
+                      for t, args in enums.items() if args}
+        self.copied = {int(t): dict(args) for t, args in (copied or {}).items() if args}
         self.decode = decode
-        self._texts: dict[int, str] = {}
+        self.token_string = token_string
+        self._bytes: dict[int, bytes] = {}
+        self._request: tuple[str, _Spans | None] = ("", None)
 
     @classmethod
-    def for_registry(cls, registry, function_ids: Sequence[int], decode: Callable[[list[int]], str]):
+    def for_registry(cls, registry, function_ids: Sequence[int], decode: Callable[[list[int]], str],
+                     token_string: Callable[[int], str | None] | None = None) -> ArgumentConstraint:
         """The constraint for a model's function table (`functions[k]` is called with `function_ids[k]`)."""
-        return cls({int(t): {a.name: a.enum for a in f.arguments if a.enum}
-                    for t, f in zip(function_ids, registry)}, decode)
+        pairs = list(zip(function_ids, registry))
+        return cls({int(t): {a.name: a.enum for a in f.arguments if a.enum} for t, f in pairs}, decode,
+                   {int(t): {a.name: a.pattern for a in f.arguments if getattr(a, "copied", False)} for t, f in pairs},
+                   token_string)
 
-    def text(self, token: int) -> str:
-        if token not in self._texts:
-            self._texts[token] = self.decode([token])
-        return self._texts[token]
+    def piece(self, token: int) -> bytes:
+        """The bytes a token adds to the text (special tokens add none)."""
+        if token not in self._bytes:
+            text = self.decode([token])
+            raw = text.encode()
+            if "\ufffd" in text and self.token_string is not None:  # a part of a character: the vocabulary's bytes
+                string = self.token_string(token) or ""
+                if (match := _BYTE_TOKEN.fullmatch(string)) is not None:
+                    raw = bytes([int(match.group(1), 16)])
+                elif string and all(c in _BYTE_DECODER for c in string):
+                    raw = bytes(_BYTE_DECODER[c] for c in string)
+            self._bytes[token] = raw
+        return self._bytes[token]
 
-    def choose(self, generated: list[int], logits) -> int:
-        """The next token after `generated` (functional token first) given the step's logits."""
-        enums = self.enums.get(int(generated[0]))
-        state = open_string(self.decode(generated[1:])) if enums else None
-        if state is None or state[0] not in enums:
+    def _spans(self, request: str) -> _Spans | None:
+        if self._request[0] != request:
+            self._request = (request, _Spans.of(request))
+        return self._request[1]
+
+    def state(self, generated: list[int]) -> tuple[str, bytes] | None:
+        """(argument, its value's bytes so far) when the call after the functional token ends inside a quoted
+        value, as `open_string`; the value may end part-way through a character."""
+        text = b"".join(self.piece(t) for t in generated[1:])
+        for cut in range(4):  # a UTF-8 character is at most 4 bytes: up to 3 may be pending
+            try:
+                whole = text[:len(text) - cut].decode()
+            except UnicodeDecodeError:
+                continue
+            opened = open_string(whole)
+            return None if opened is None else (opened[0], opened[1].encode() + text[len(text) - cut:])
+        return None
+
+    def choose(self, generated: list[int], logits, request: str = "") -> int:
+        """The next token after `generated` (functional token first) given the step's logits and the request."""
+        function = int(generated[0])
+        enums, copied = self.enums.get(function, {}), self.copied.get(function, {})
+        state = self.state(generated) if enums or copied else None
+        if state is None:
             return int(logits.argmax())
         name, partial = state
-        closed = [value + '"' for value in enums[name]]
-        if not any(value.startswith(partial) for value in closed):
-            return int(logits.argmax())  # the value began outside the constraint (one token opened and wrote it)
+        spans = self._spans(request) if name in copied else None
+        pattern = copied.get(name)
+        closed = enums.get(name) or (spans.matching(pattern) if spans is not None and pattern else None)
+        if closed:  # a list of values: the schema's, or the request's few spans that match the pattern
+            if not any(v.startswith(partial) for v in closed):
+                return int(logits.argmax())  # the value began outside the constraint
+            fits = lambda p: any(v.startswith(partial + p) or (partial + p).startswith(v) for v in closed)  # noqa: E731
+        elif spans is not None:
+            if not spans.continues(partial):
+                return int(logits.argmax())
+
+            def fits(p: bytes) -> bool:
+                value = partial + p
+                end = value.find(b'"')
+                return spans.continues(value) if end < 0 else spans.closes(value[:end], pattern)
+        else:
+            return int(logits.argmax())
+        best = int(logits.argmax())
+        if fits(self.piece(best)):  # the usual case, without ranking the vocabulary
+            return best
         for token in (-logits).argsort().tolist():
-            piece = self.text(token)
-            if piece and any(v.startswith(partial + piece) or (partial + piece).startswith(v) for v in closed):
+            piece = self.piece(token)
+            if piece and fits(piece):
                 return int(token)
         return int(logits.argmax())
+
+
+def _is_cjk(char: str) -> bool:
+    return "\u2e80" <= char <= "\u9fff" or "\uf900" <= char <= "\ufaff" or "\uff00" <= char <= "\uffef"
+
+
+class _Spans:
+    """Where a copied value may begin and end in a request, in UTF-8 byte offsets: at word boundaries (a copy
+    of "umar.f@company.co" cannot begin inside it, as "mar.f@company.co"), and at any character in Chinese,
+    which has no spaces between words."""
+
+    def __init__(self, source: bytes, starts: set[int], ends: set[int]):
+        self.source, self.starts, self.ends = source, starts, ends
+        self._matching: dict[str, tuple[bytes, ...]] = {}
+
+    @classmethod
+    def of(cls, request: str) -> _Spans | None:
+        if '"' in request or "\\" in request:  # its values would be written with escapes: left to greedy
+            return None
+        offsets = [0]
+        for char in request:
+            offsets.append(offsets[-1] + len(char.encode()))
+
+        def boundary(i: int) -> bool:
+            before, after = request[i - 1:i], request[i:i + 1]
+            return (not before or not after or not (before.isalnum() and after.isalnum())
+                    or _is_cjk(before) or _is_cjk(after))
+        starts = {offsets[i] for i in range(len(request))  # not at a space or a mark: ".f@company.co" is no copy
+                  if boundary(i) and not request[i].isspace() and not unicodedata.category(request[i]).startswith("P")}
+        ends = {offsets[i] for i in range(1, len(request) + 1) if boundary(i) and not request[i - 1].isspace()}
+        return cls(request.encode(), starts, ends)
+
+    def _at(self, value: bytes):
+        at = self.source.find(value)
+        while at >= 0:
+            if at in self.starts:
+                yield at
+            at = self.source.find(value, at + 1)
+
+    def continues(self, value: bytes) -> bool:
+        """`value` (which may end inside a character) begins a span: the start of a word, then what follows."""
+        return not value or any(True for _ in self._at(value))
+
+    def matching(self, pattern: str) -> tuple[bytes, ...]:
+        """The spans that match `pattern` whole, closed by their quote (as `ArgumentConstraint.enums` holds),
+        when there are at most MANY_SPANS of them (an address or two); () when there are more (a contact name
+        is any span), which `closes` then checks one by one."""
+        if pattern not in self._matching:
+            regex = re.compile(pattern)
+            found = {self.source[a:b] for a in self.starts for b in self.ends if b > a}
+            matching = sorted(v + b'"' for v in found if regex.fullmatch(v.decode()))
+            self._matching[pattern] = tuple(matching) if len(matching) <= MANY_SPANS else ()
+        return self._matching[pattern]
+
+    def closes(self, value: bytes, pattern: str | None = None) -> bool:
+        """`value` is a whole span, non-empty, from a word's start to a word's end (and matches `pattern`)."""
+        if not value or not any(at + len(value) in self.ends for at in self._at(value)):
+            return False
+        return pattern is None or re.fullmatch(pattern, value.decode()) is not None
 
 
 def first_choice(scores: Sequence[float], reject_bias: float = 0.0) -> int:

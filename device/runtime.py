@@ -3,8 +3,9 @@
 At load it checks the graphs against the manifest's sha256s, opens one session per graph (intra-op threads
 set, no spinning: the Pi's cores stay free between requests) and computes the KV cache of the fixed prompt
 prefix once, as Octopus v2 does on phones. A request then runs the image encoder, prefills the image
-embeddings and the query after that cached prefix, and decodes greedily with the first token constrained to
-the functional tokens and the no-function token, stopping at `<nexa_end>`. Same parser and validator as
+embeddings and the query after that cached prefix, and decodes greedily (the first token a functional token
+or the no-function token; enumerated and copied argument values kept to the schema and the request,
+`octopus.generation.ArgumentConstraint`), stopping at `<nexa_end>`. Same parser and validator as
 training, reading the function table the manifest carries (user functions included). Torch must never be
 imported here.
 """
@@ -19,7 +20,7 @@ import numpy as np
 
 from octopus.bundle import Manifest, ManifestError
 from octopus.calls import parse_and_validate
-from octopus.generation import MAX_NEW_TOKENS, EnumConstraint, Generation, greedy_decode, reject_bias_for
+from octopus.generation import MAX_NEW_TOKENS, ArgumentConstraint, Generation, greedy_decode, reject_bias_for
 from octopus.preprocess import load_image, preprocess
 from octopus.prompt import check_query_ids, check_query_text, query_limit, split_prompt
 
@@ -73,9 +74,11 @@ class OnnxAgent:
         tokens = self.manifest["tokens"]
         self.first_token_ids = np.array([*tokens["function_ids"], tokens["no_function_id"]])
         self.end_id = tokens["end_id"]
-        # enumerated argument values are decoded from their schema's list (None: plain greedy, for comparison)
-        self.enums: EnumConstraint | None = EnumConstraint.for_registry(
-            self.registry, tokens["function_ids"], lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True))
+        # enumerated argument values are decoded from their schema's list and copied ones from the request
+        # (None: plain greedy, for comparison)
+        self.constraint: ArgumentConstraint | None = ArgumentConstraint.for_registry(
+            self.registry, tokens["function_ids"], lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True),
+            self.tokenizer.id_to_token)
         # the bias toward "no function" the model was exported with (older exports have none); callers may change it
         self.reject_bias = {k: float(v) for k, v in self.manifest.get("decoding", {}).get("reject_bias", {}).items()}
         decoder = self.manifest["decoder"]
@@ -145,7 +148,7 @@ class OnnxAgent:
 
         t0 = time.perf_counter()
         generated = greedy_decode(logits, step, self.first_token_ids, self.end_id, max_new_tokens,
-                                  reject_bias_for(self.reject_bias, query), self.enums)
+                                  reject_bias_for(self.reject_bias, query), self.constraint, query)
         timings["decode"] = (time.perf_counter() - t0) * 1e3
         timings["decode_per_token"] = timings["decode"] / max(1, len(generated) - 1)
         timings["total"] = (time.perf_counter() - start) * 1e3

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from octopus.calls import parse_and_validate
-from octopus.generation import MAX_NEW_TOKENS, EnumConstraint, Generation, greedy_decode, reject_bias_for
+from octopus.generation import MAX_NEW_TOKENS, ArgumentConstraint, Generation, greedy_decode, reject_bias_for
 from octopus.model.config import AgentConfig
 from octopus.model.lm import load_lm
 from octopus.model.projector import NameSlots, Projector
@@ -101,9 +101,11 @@ class OctopusAgent(nn.Module):
         self.tokens = TokenTable.from_tokenizer(tokenizer, self.registry)
         self.input_grad = True  # False: training adapts only upper LM layers, so inputs need no grad
         self.reject_bias = dict(config.reject_bias)  # decoding only: eval and ask may change it
-        # enumerated argument values are decoded from their schema's list, as on the device (None: plain greedy)
-        self.enums: EnumConstraint | None = EnumConstraint.for_registry(
-            self.registry, self.tokens.function_ids, lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
+        # enumerated argument values are decoded from their schema's list and copied ones from the request, as on
+        # the device (None: plain greedy)
+        self.constraint: ArgumentConstraint | None = ArgumentConstraint.for_registry(
+            self.registry, self.tokens.function_ids, lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+            tokenizer.convert_ids_to_tokens)
 
     @classmethod
     def build(cls, config: AgentConfig, load_pretrained: bool = True) -> OctopusAgent:
@@ -236,7 +238,7 @@ class OctopusAgent(nn.Module):
 
         t0 = time.perf_counter()
         generated = greedy_decode(out.logits[0, -1], step, self.tokens.first_token_ids, self.tokens.end_id,
-                                  max_new_tokens, reject_bias_for(self.reject_bias, query), self.enums)
+                                  max_new_tokens, reject_bias_for(self.reject_bias, query), self.constraint, query)
         timings["decode"] = (time.perf_counter() - t0) * 1e3
         timings["decode_per_token"] = timings["decode"] / max(1, len(generated) - 1)
         timings["total"] = (time.perf_counter() - start) * 1e3

@@ -34,7 +34,7 @@ def _lamp_file(tmp_path: Path, **replace: str) -> Path:
     return path
 
 
-def test_the_worked_example_reads_as_the_eleventh_function():
+def test_the_worked_example_reads_as_the_eleventh_function(tmp_path):
     [lamp] = load_function_file(LAMP)
     registry = BUILTIN.extended([lamp])
     assert registry.token_for("lamp_control") == "<nexa_10>"
@@ -48,6 +48,10 @@ def test_the_worked_example_reads_as_the_eleventh_function():
     bad = parse_and_validate('<nexa_10>(room="kitchen", state="dim")<nexa_end>', registry)
     assert isinstance(bad, CallError) and "state" in bad.message
     assert Registry.from_json(json.loads(json.dumps(registry.to_json()))) == registry  # as the manifest carries it
+    [copied] = load_function_file(_lamp_file(tmp_path, **{"values_en = [": "copied = true\nvalues_en = ["}))
+    assert copied.argument("room").copied and not lamp.argument("room").copied  # every example's room is in it
+    registry = BUILTIN.extended([copied])
+    assert Registry.from_json(json.loads(json.dumps(registry.to_json()))).get("lamp_control").argument("room").copied
 
 
 @pytest.mark.parametrize("replace, message", [
@@ -66,6 +70,10 @@ def test_the_worked_example_reads_as_the_eleventh_function():
         ["打开厨房的灯", "把卧室的台灯关掉", "客厅开一下灯", "关闭卫生间的灯", "儿童房太黑了，把灯打开"])},
      "has 3 Chinese request(s); at least 4"),
     ({'[[functions]]': '[[functions]\n'}, "not valid TOML"),
+    ({'enum = ["on", "off"]': 'enum = ["on", "off"]\ncopied = true'}, "true only for free-text string arguments"),
+    ({'values_en = [': 'copied = true\nvalues_en = [',
+      'request = "switch off the bedroom lamp"': 'request = "switch off the lamp where I sleep"'},
+     "'room' is copied, but 'bedroom' is not in the request"),
 ])
 def test_a_bad_function_file_is_one_line_naming_the_problem(tmp_path, replace, message):
     path = _lamp_file(tmp_path, **replace)

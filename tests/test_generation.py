@@ -125,13 +125,14 @@ def _toy_model(generated: list[int]):
 def test_enumerated_argument_values_come_from_the_schema_and_other_values_stay_greedy():
     from octopus.calls import parse_and_validate
     from octopus.functions import BUILTIN
-    from octopus.generation import EnumConstraint
+    from octopus.generation import ArgumentConstraint
 
     function_ids = [100 + k for k in range(len(BUILTIN))]  # the toy's token 0 stands for pet_care's token
     pet_care = BUILTIN.names().index("pet_care")
-    constraint = EnumConstraint.for_registry(BUILTIN, [PET if k == pet_care else f for k, f in
-                                                       enumerate(function_ids)], _decode)
-    assert constraint.enums[PET] == {"service": ("food", "grooming", "vet", "walking", "toys", "boarding")}
+    constraint = ArgumentConstraint.for_registry(BUILTIN, [PET if k == pet_care else f for k, f in
+                                                           enumerate(function_ids)], _decode)
+    assert constraint.enums[PET] == {"service": tuple(f'{v}"'.encode() for v in
+                                                      ("food", "grooming", "vet", "walking", "toys", "boarding"))}
 
     def run(enums):
         generated = []
@@ -141,7 +142,7 @@ def test_enumerated_argument_values_come_from_the_schema_and_other_values_stay_g
             return _toy_model(generated)
         first = np.zeros(len(PIECES), np.float32)
         first[PET] = 1
-        return greedy_decode(first, step, [PET, END_PIECE - 1], END_PIECE, 40, enums=enums)
+        return greedy_decode(first, step, [PET, END_PIECE - 1], END_PIECE, 40, constraint=enums)
 
     plain = _decode(run(None))
     assert plain.startswith('(pet="poodle", service="petpet')  # greedy: a value no schema has, never closed
@@ -159,3 +160,98 @@ def test_enumerated_argument_values_come_from_the_schema_and_other_values_stay_g
     walk = PIECES.index("walk")
     assert constraint.choose(inside, logits) == constraint.choose(inside, torch.from_numpy(logits)) == walk
     assert constraint.choose([function_ids[0], *inside[1:]], logits) == int(logits.argmax())  # send_email: greedy
+
+
+@pytest.mark.parametrize("request_text, right, wrong", [
+    ("please email umar.f@company.co about the car repair",
+     '(recipient="umar.f@company.co", subject="the car repair")',
+     '(recipient="maru.f@company.co", subject="car repair")'),
+    ("发信息告诉孙阿姨晚安", '(recipient="孙阿姨", message="晚安")', '(recipient="孙阿妈", message="说晚安")'),
+    # words of the request, but not an address: the pattern narrows the spans to the request's addresses
+    ("drop quinn@startup.io a quick email about the car repair",
+     '(recipient="quinn@startup.io", subject="the car repair")',
+     '(recipient="a quick email", subject="the car repair")'),
+])
+def test_copied_argument_values_stay_words_of_the_request(request_text, right, wrong):
+    """A model that would rather write a misspelled copy (an address of somebody else; 妈 for 姨, which share
+    their first UTF-8 byte, so the choice falls inside a character split over byte tokens; other words of the
+    request where an address belongs) writes the right span under the constraint, through a real byte-level
+    tokenizer; plain greedy keeps the mistake."""
+    pytest.importorskip("transformers")
+    from octopus.calls import parse_and_validate
+    from octopus.functions import BUILTIN
+    from octopus.generation import ArgumentConstraint
+    from octopus.model.lm import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer(512)
+    vocab, end = len(tokenizer), len(tokenizer) + 20
+    function_ids = [len(tokenizer) + k for k in range(len(BUILTIN))]
+    constraint = ArgumentConstraint.for_registry(
+        BUILTIN, function_ids, lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+        tokenizer.convert_ids_to_tokens)
+    name = "send_email" if "@" in request_text else "send_text_message"
+    token = function_ids[BUILTIN.names().index(name)]
+    assert set(constraint.copied[token]) == ({"recipient", "subject", "body"} if name == "send_email"
+                                             else {"recipient", "message"})
+    pieces = [constraint.piece(t) for t in range(vocab)]
+    assert any(len(p) == 1 and p[0] >= 0x80 for p in pieces)  # byte tokens: part of a character
+    right_bytes, wrong_bytes = right.encode(), wrong.encode()
+
+    def model(generated: list[int]) -> np.ndarray:
+        """Likes the wrong call best (10) and the right one next (5), token by token; closes after either."""
+        so_far = b"".join(pieces[t] for t in generated[1:])
+        logits = np.zeros(end + 1, np.float32)
+        if so_far in (right_bytes, wrong_bytes):
+            logits[end] = 10
+            return logits
+        for t, piece in enumerate(pieces):
+            if piece and wrong_bytes.startswith(so_far + piece):
+                logits[t] = max(logits[t], 10 + len(piece) / 100)
+            if piece and right_bytes.startswith(so_far + piece):
+                logits[t] = max(logits[t], 5 + len(piece) / 100)
+        return logits
+
+    def run(with_constraint: bool) -> str:
+        generated = []
+
+        def step(t):
+            generated.append(t)
+            return model(generated)
+        first = np.zeros(end + 1, np.float32)
+        first[token] = 1
+        ids = greedy_decode(first, step, [token, end - 1], end, 64,
+                            constraint=constraint if with_constraint else None, request=request_text)
+        assert ids[-1] == end
+        return tokenizer.decode(ids[1:-1])
+
+    assert run(False) == wrong
+    assert run(True) == right
+    call = parse_and_validate(BUILTIN.token_for(name) + right + "<nexa_end>", BUILTIN)
+    assert call.function == name
+    # a request with a quote in it would need escapes: its values are left to greedy
+    assert run(True) == right and constraint.choose([token], model([token]), 'say "hi"') == int(model([token]).argmax())
+
+
+def test_a_copied_value_cannot_close_empty_or_begin_outside_the_request():
+    pytest.importorskip("transformers")
+    from octopus.functions import BUILTIN
+    from octopus.generation import ArgumentConstraint
+    from octopus.model.lm import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer(512)
+    function_ids = [len(tokenizer) + k for k in range(len(BUILTIN))]
+    constraint = ArgumentConstraint.for_registry(
+        BUILTIN, function_ids, lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+        tokenizer.convert_ids_to_tokens)
+    sms = function_ids[BUILTIN.names().index("send_text_message")]
+    opened = [sms, *tokenizer.encode('(recipient="', add_special_tokens=False)]
+    assert constraint.state(opened) == ("recipient", b"")
+    quote = tokenizer.encode('"', add_special_tokens=False)
+    letter = tokenizer.encode("E", add_special_tokens=False)
+    logits = np.zeros(len(tokenizer), np.float32)
+    logits[quote[0]], logits[letter[0]] = 9, 5
+    assert len(quote) == len(letter) == 1
+    assert constraint.choose(opened, logits, "text Ethan good luck") == letter[0]  # not recipient=""
+    assert constraint.choose(opened, logits, "text ethan good luck") != quote[0]
+    began = [*opened, *tokenizer.encode("Zed", add_special_tokens=False)]  # not in the request: left to greedy
+    assert constraint.choose(began, logits, "text Ethan good luck") == quote[0]
