@@ -8,7 +8,8 @@ greedy reproduces it), at a fraction of the cost: vision features are cached und
 decoding also keeps enumerated and copied values inside the schema and the request
 (`octopus.generation.ArgumentConstraint`), so there an exact call only needs the gold value to be the best
 allowed one: this exact match is a lower bound of greedy's, and greedy counts a call whose function token is
-right but whose arguments fail validation as wrong. Iterate on this; confirm with `octopus eval`. Writes bench/results/teacher_forced.json.
+right but whose arguments fail validation as wrong. Iterate on this; confirm with `octopus eval`. Writes
+bench/results/teacher_forced.json.
 
     .venv/bin/python bench/teacher_forced.py --model runs/quick/agent --data runs/data --rows 1000
 """

@@ -120,8 +120,9 @@ class ArgumentConstraint:
                  copied: Mapping[int, Mapping[str, str | None]] | None = None,
                  token_string: Callable[[int], str | None] | None = None):
         """`enums`: functional token id -> {argument: allowed values}; `copied`: functional token id -> {argument
-        copied from the request: the pattern its value must match, or None}; `decode(ids)`: the tokenizer's text; `token_string(id)`: the
-        vocabulary's string for a token (for one that is part of a UTF-8 character, which `decode` cannot show)."""
+        copied from the request: the pattern its value must match, or None}; `decode(ids)`: the tokenizer's text;
+        `token_string(id)`: the vocabulary's string for a token (for one that is part of a UTF-8 character, which
+        `decode` cannot show)."""
         self.enums = {int(t): {a: tuple(v.encode() + b'"' for v in values) for a, values in args.items()}
                       for t, args in enums.items() if args}
         self.copied = {int(t): dict(args) for t, args in (copied or {}).items() if args}
