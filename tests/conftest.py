@@ -176,7 +176,7 @@ def smtp_server(tmp_path):
 
 
 EMAIL_CALL = '<nexa_0>(recipient="ann@example.com", subject="the bottle")<nexa_end>'
-EMAIL_QUERY = "email this to ann"
+EMAIL_QUERY = "email ann@example.com about the bottle"  # an email's arguments are copied from the request
 
 
 @pytest.fixture(scope="session")
