@@ -97,6 +97,7 @@ _BYTE_DECODER = _byte_decoder()
 _BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")  # SentencePiece's byte fallback
 MANY_SPANS = 64  # a copied value with a pattern is chosen among the request's matching spans up to this many
 
+
 class ArgumentConstraint:
     """Constrained decoding of the argument values a schema pins down; every other token is plain greedy.
 
@@ -107,14 +108,14 @@ class ArgumentConstraint:
     - **Copied** values (`Argument.copied`: an email address, a text message, a place): the next token is the
       best-scoring one that keeps the value a span of the request that begins at a word's start, or closes a
       non-empty one at a word's end (in Chinese, any character is a word's edge); with a `pattern` too, one of
-      the request's spans that match it (an address in the request, not "a quick email"). Without
-      it the model now and then misspells what it copies: `recipient="maru.f@company.co"` for "email
-      umar.f@company.co", a well-formed address of somebody else that validation cannot catch. A request with
-      a quote or backslash (its values would be escaped) is left to greedy.
+      the request's spans that match it (an address in the request, not "a quick email"). Without it the model
+      now and then misspells what it copies: `recipient="maru.f@company.co"` for "email umar.f@company.co", a
+      well-formed address of somebody else that validation cannot catch. A request with a quote or backslash
+      (its values would be escaped) is left to greedy.
 
     Values are compared as UTF-8 bytes, so a Chinese character split over two tokens is checked whole. A value
-    the constraint cannot reach (it began outside it, or no token fits) stays greedy.
-    It reads the tokens' bytes, not the model, so it is the same for every back-end."""
+    the constraint cannot reach (it began outside it, or no token fits) stays greedy. It reads the tokens'
+    bytes, not the model, so it is the same for every back-end."""
 
     def __init__(self, enums: Mapping[int, Mapping[str, Sequence[str]]], decode: Callable[[list[int]], str],
                  copied: Mapping[int, Mapping[str, str | None]] | None = None,
@@ -137,7 +138,7 @@ class ArgumentConstraint:
         """The constraint for a model's function table (`functions[k]` is called with `function_ids[k]`)."""
         pairs = list(zip(function_ids, registry))
         return cls({int(t): {a.name: a.enum for a in f.arguments if a.enum} for t, f in pairs}, decode,
-                   {int(t): {a.name: a.pattern for a in f.arguments if getattr(a, "copied", False)} for t, f in pairs},
+                   {int(t): {a.name: a.pattern for a in f.arguments if a.copied} for t, f in pairs},
                    token_string)
 
     def piece(self, token: int) -> bytes:
