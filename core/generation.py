@@ -156,9 +156,10 @@ class ArgumentConstraint:
         return self._bytes[token]
 
     def _spans(self, request: str) -> _Spans | None:
-        if self._request[0] != request:
-            self._request = (request, _Spans.of(request))
-        return self._request[1]
+        cached = self._request  # one tuple, read and replaced whole: safe if two threads decode at once
+        if cached[0] != request:
+            cached = self._request = (request, _Spans.of(request))
+        return cached[1]
 
     def state(self, generated: list[int]) -> tuple[str, bytes] | None:
         """(argument, its value's bytes so far) when the call after the functional token ends inside a quoted
