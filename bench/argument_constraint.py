@@ -5,9 +5,9 @@ export, the same rows, each row decoded three ways back to back (one run): plain
     .venv/bin/python bench/argument_constraint.py --onnx runs/model/onnx --data runs/data/test.jsonl --rows 400
 
 Reports function accuracy (a call that fails validation counts as no function, as on the device), the share of
-functional-token answers that validate, argument exact match, irrelevant rejection, how many answers changed,
-argument exact match for arguments the schema copies from the request, and decode time per token. Writes
-bench/results/argument_constraint.{json,md}.
+functional-token answers that validate, argument exact match (all arguments, and those the schema copies from
+the request), irrelevant rejection, decode time per token, and every answer that differs between the modes.
+Writes bench/results/argument_constraint.{json,md}.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main() -> int:
     constraints["enums"].copied = {}
     rows = sample_rows(read_eval_rows(Path(args.data)), args.rows)
     predictions: dict[str, list[dict]] = {mode: [] for mode in MODES}
-    for row in tqdm(rows, desc="rows, both ways", unit="row", mininterval=2):
+    for row in tqdm(rows, desc="rows, three ways", unit="row", mininterval=2):
         for mode in MODES:
             agent.constraint = constraints[mode]
             predictions[mode].append(evaluate(agent, [row], progress=False)[1][0])  # eval's own record

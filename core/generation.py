@@ -210,6 +210,8 @@ class ArgumentConstraint:
 
 
 def _is_cjk(char: str) -> bool:
+    """Chinese, Japanese and full-width characters: wider than `function_file.CJK_RE` (which tells a request's
+    language by its ideographs), since kana and full-width letters have no spaces between words either."""
     return "\u2e80" <= char <= "\u9fff" or "\uf900" <= char <= "\ufaff" or "\uff00" <= char <= "\uffef"
 
 
@@ -248,12 +250,12 @@ class _Spans:
 
     def continues(self, value: bytes) -> bool:
         """`value` (which may end inside a character) begins a span: the start of a word, then what follows."""
-        return not value or any(True for _ in self._at(value))
+        return not value or next(self._at(value), None) is not None
 
     def matching(self, pattern: str) -> tuple[bytes, ...]:
         """The spans that match `pattern` whole, closed by their quote (as `ArgumentConstraint.enums` holds),
-        when there are at most MANY_SPANS of them (an address or two); () when there are more (a contact name
-        is any span), which `closes` then checks one by one."""
+        when there are 1 to MANY_SPANS of them (an address or two); () when there are none or more (a contact
+        name is any span), and `closes` then checks the pattern on the span written."""
         if pattern not in self._matching:
             regex = re.compile(pattern)
             found = {self.source[a:b] for a in self.starts for b in self.ends if b > a}

@@ -162,6 +162,21 @@ def test_enumerated_argument_values_come_from_the_schema_and_other_values_stay_g
     assert constraint.choose([function_ids[0], *inside[1:]], logits) == int(logits.argmax())  # send_email: greedy
 
 
+def _tiny_constraint():
+    """(byte-level tokenizer, functional token ids for the ten, their ArgumentConstraint): a real tokenizer of 512
+    tokens, so a Chinese character is split over byte tokens; the functional tokens sit past its vocabulary."""
+    from octopus.functions import BUILTIN
+    from octopus.generation import ArgumentConstraint
+    from octopus.model.lm import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer(512)
+    function_ids = [len(tokenizer) + k for k in range(len(BUILTIN))]
+    constraint = ArgumentConstraint.for_registry(
+        BUILTIN, function_ids, lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+        tokenizer.convert_ids_to_tokens)
+    return tokenizer, function_ids, constraint
+
+
 @pytest.mark.parametrize("request_text, right, wrong", [
     ("please email umar.f@company.co about the car repair",
      '(recipient="umar.f@company.co", subject="the car repair")',
@@ -180,15 +195,9 @@ def test_copied_argument_values_stay_words_of_the_request(request_text, right, w
     pytest.importorskip("transformers")
     from octopus.calls import parse_and_validate
     from octopus.functions import BUILTIN
-    from octopus.generation import ArgumentConstraint
-    from octopus.model.lm import build_tiny_tokenizer
 
-    tokenizer = build_tiny_tokenizer(512)
+    tokenizer, function_ids, constraint = _tiny_constraint()
     vocab, end = len(tokenizer), len(tokenizer) + 20
-    function_ids = [len(tokenizer) + k for k in range(len(BUILTIN))]
-    constraint = ArgumentConstraint.for_registry(
-        BUILTIN, function_ids, lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
-        tokenizer.convert_ids_to_tokens)
     name = "send_email" if "@" in request_text else "send_text_message"
     token = function_ids[BUILTIN.names().index(name)]
     assert set(constraint.copied[token]) == ({"recipient", "subject", "body"} if name == "send_email"
@@ -235,14 +244,8 @@ def test_copied_argument_values_stay_words_of_the_request(request_text, right, w
 def test_a_copied_value_cannot_close_empty_or_begin_outside_the_request():
     pytest.importorskip("transformers")
     from octopus.functions import BUILTIN
-    from octopus.generation import ArgumentConstraint
-    from octopus.model.lm import build_tiny_tokenizer
 
-    tokenizer = build_tiny_tokenizer(512)
-    function_ids = [len(tokenizer) + k for k in range(len(BUILTIN))]
-    constraint = ArgumentConstraint.for_registry(
-        BUILTIN, function_ids, lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
-        tokenizer.convert_ids_to_tokens)
+    tokenizer, function_ids, constraint = _tiny_constraint()
     sms = function_ids[BUILTIN.names().index("send_text_message")]
     opened = [sms, *tokenizer.encode('(recipient="', add_special_tokens=False)]
     assert constraint.state(opened) == ("recipient", b"")
