@@ -42,23 +42,40 @@ class Generation:
 
 def greedy_decode(first_logits, step: Callable[[int], Any], first_token_ids: Sequence[int], end_id: int,
                   max_new_tokens: int, reject_bias: float = 0.0, constraint: ArgumentConstraint | None = None,
-                  request: str = "") -> list[int]:
+                  request: str = "", drafter=None, step_many: Callable[[list[int], int], Any] | None = None,
+                  ) -> list[int]:
     """The one decode loop of every back-end: the first token constrained to `first_token_ids` (the functional
     tokens, then the no-function token last), then greedy until `end_id` or `max_new_tokens`. `reject_bias` is
     added to the no-function token's logit for that first choice only. With `constraint`, the values of
     arguments the schema pins down (enumerated ones; ones copied from `request`) keep to it
     (`ArgumentConstraint`). `first_logits` are the prefill's last-position logits and `step(token)` feeds one
     token and returns the next logits; both may be numpy arrays or torch tensors (anything with `.argmax()`,
-    `.argsort()`, negation and indexing)."""
+    `.argsort()`, negation and indexing).
+
+    With a `drafter` (`octopus.drafting.CallDrafter`) and `step_many(tokens, discard)` (drop the last `discard`
+    tokens fed, feed `tokens`, return one row of logits per token), each pass feeds the last token and the
+    draft, and keeps the draft's tokens while this loop's own choice agrees with them: the same tokens, in
+    fewer passes."""
     allowed = [int(t) for t in first_token_ids]
     generated = [allowed[first_choice([float(first_logits[t]) for t in allowed], reject_bias)]]
+
+    def choose(logits) -> int:
+        return constraint.choose(generated, logits, request) if constraint is not None else int(logits.argmax())
+
+    if drafter is None or step_many is None:
+        while generated[-1] != end_id and len(generated) < max_new_tokens:
+            generated.append(choose(step(generated[-1])))
+        return generated
+    discard = 0
     while generated[-1] != end_id and len(generated) < max_new_tokens:
-        logits = step(generated[-1])
-        generated.append(constraint.choose(generated, logits, request) if constraint is not None
-                         else int(logits.argmax()))
+        draft = drafter.propose(generated, request)[:max_new_tokens - len(generated) - 1]
+        rows = step_many([generated[-1], *draft], discard)
+        for i, logits in enumerate(rows):
+            generated.append(choose(logits))
+            if i == len(draft) or generated[-1] != draft[i] or generated[-1] == end_id:
+                discard = len(draft) - i  # the draft's tokens after this one are in the cache but not taken
+                break
     return generated
-
-
 _ARGUMENT_OPENS = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"')
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from octopus.bundle import Manifest, ManifestError
 from octopus.calls import parse_and_validate
+from octopus.drafting import CallDrafter
 from octopus.generation import MAX_NEW_TOKENS, ArgumentConstraint, Generation, greedy_decode, reject_bias_for
 from octopus.preprocess import load_image, preprocess
 from octopus.prompt import check_query_ids, check_query_text, query_limit, split_prompt
@@ -79,6 +80,11 @@ class OnnxAgent:
         self.constraint: ArgumentConstraint | None = ArgumentConstraint.for_registry(
             self.registry, tokens["function_ids"], lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True),
             self.tokenizer.id_to_token)
+        # drafts of the call's next tokens from its schema and the request, checked several to a pass (None: one
+        # token a pass; the answer is the same up to rounding, `bench/latency.py` measures both)
+        self.drafter: CallDrafter | None = CallDrafter.for_registry(
+            self.registry, tokens["function_ids"], tokens["no_function_id"], self.end_id, self.encode,
+            lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True))
         # the bias toward "no function" the model was exported with (older exports have none); callers may change it
         self.reject_bias = {k: float(v) for k, v in self.manifest.get("decoding", {}).get("reject_bias", {}).items()}
         decoder = self.manifest["decoder"]
@@ -120,7 +126,7 @@ class OnnxAgent:
             feeds["position_ids"] = np.arange(past_length, total, dtype=np.int64)[None]
         feeds.update(zip(self.past_names, past))
         logits, *present = self.sessions["decoder_model_merged"].run(["logits", *self.present_names], feeds)
-        return logits[0, -1], present
+        return logits[0], present  # (T, V): one row per position fed
 
     def generate(self, image, query: str, max_new_tokens: int | None = None) -> Generation:
         max_new_tokens = max_new_tokens or self.max_new_tokens
@@ -139,18 +145,31 @@ class OnnxAgent:
         logits, past = self._decode_step(embeds, self.prefix_past, self.prefix_length)
         length = self.prefix_length + embeds.shape[1]
         timings["prefill"] = (time.perf_counter() - t0) * 1e3
-
-        def step(token: int) -> np.ndarray:
-            nonlocal past, length
-            next_logits, past = self._decode_step(self.embed([token]), past, length)
-            length += 1
-            return next_logits
-
+        state = DecoderState(self, past, length)
         t0 = time.perf_counter()
-        generated = greedy_decode(logits, step, self.first_token_ids, self.end_id, max_new_tokens,
-                                  reject_bias_for(self.reject_bias, query), self.constraint, query)
+        generated = greedy_decode(logits[-1], lambda token: state.feed([token])[-1], self.first_token_ids,
+                                  self.end_id, max_new_tokens, reject_bias_for(self.reject_bias, query),
+                                  self.constraint, query, self.drafter, state.feed)
         timings["decode"] = (time.perf_counter() - t0) * 1e3
         timings["decode_per_token"] = timings["decode"] / max(1, len(generated) - 1)
+        timings["decode_passes"] = state.passes
         timings["total"] = (time.perf_counter() - start) * 1e3
         raw = self.tokenizer.decode(generated, skip_special_tokens=False)
         return Generation(raw, parse_and_validate(raw, self.registry), timings)
+
+
+class DecoderState:
+    """One request's KV cache after its prefill: `feed(tokens, discard)` first drops the last `discard` tokens
+    fed (a draft's tokens greedy did not take), then feeds `tokens` in one pass and returns their logits."""
+
+    def __init__(self, agent: OnnxAgent, past: list[np.ndarray], length: int):
+        self.agent, self.past, self.length, self.passes = agent, past, length, 0
+
+    def feed(self, tokens: list[int], discard: int = 0) -> np.ndarray:
+        if discard:
+            self.length -= discard
+            self.past = [np.ascontiguousarray(p[:, :, :self.length]) for p in self.past]
+        rows, self.past = self.agent._decode_step(self.agent.embed(tokens), self.past, self.length)
+        self.length += len(tokens)
+        self.passes += 1
+        return rows  # (len(tokens), V)

@@ -91,6 +91,32 @@ def test_onnx_fp32_answers_exactly_like_torch(exported, photo):
         assert b.raw.split(">")[0] + ">" in [f"<nexa_{k}>" for k in range(10)] + ["<nexa_none>"]
 
 
+def test_a_pass_of_several_tokens_and_a_rewind_match_one_token_a_pass(exported, photo):
+    """Drafted decoding leans on the decoder graph taking several tokens after a past, and on the runtime
+    dropping the ones greedy did not take: rows of one pass match one-token passes, and after a rewind the
+    next token sees only what was kept."""
+    from octopus.device.runtime import DecoderState
+
+    _, onnx_dir = exported
+    runtime = OnnxAgent(onnx_dir, precision="fp32")
+    a, b, c, d = 11, 42, 77, 99  # any four tokens of the vocabulary
+    one = DecoderState(runtime, runtime.prefix_past, runtime.prefix_length)
+    sequential = np.stack([one.feed([t])[-1] for t in (a, b, c)])
+    many = DecoderState(runtime, runtime.prefix_past, runtime.prefix_length)
+    np.testing.assert_allclose(many.feed([a, b, c]), sequential, rtol=1e-4, atol=1e-4)
+    kept = many.feed([d], discard=2)  # b and c were a rejected draft
+    assert many.length == runtime.prefix_length + 2 and many.passes == 2
+    fresh = DecoderState(runtime, runtime.prefix_past, runtime.prefix_length)
+    fresh.feed([a])
+    np.testing.assert_allclose(kept, fresh.feed([d]), rtol=1e-4, atol=1e-4)
+    assert not np.allclose(kept, one.feed([d]), atol=1e-3)  # after a, b, c the same token reads otherwise
+    for query in ["email ann@example.com about the trip", "order this for me"]:  # and a whole answer
+        drafter, runtime.drafter = runtime.drafter, None
+        plain = runtime.generate(photo, query, max_new_tokens=16)
+        runtime.drafter = drafter
+        assert runtime.generate(photo, query, max_new_tokens=16).raw == plain.raw
+
+
 def test_int8_runtime_loads_and_answers(exported, photo):
     _, onnx_dir = exported
     runtime = OnnxAgent(onnx_dir)
