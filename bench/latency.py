@@ -5,8 +5,10 @@
 Each back-end runs in its own process (so its peak RSS is its own) over the same rows. Reported per back-end:
 p50/p95 of image encode, prefill, decode per token and end to end; peak RSS; prompt length in tokens. The
 RAG-style baseline is the same LM with all ten function descriptions in a text prompt and no functional
-tokens. The decode bound is the decoder's weight bytes divided by the memory bandwidth measured here (one
-token reads every weight once). Writes bench/results/latency.json and latency.png.
+tokens. The ONNX back-ends decode with drafts (`octopus.drafting`: several tokens checked a pass); "one token
+a pass" is int8 without them, and the table gives each back-end's decoder passes per answer. The decode
+bound is the decoder's weight bytes divided by the memory bandwidth measured here (one token reads every
+weight once). Writes bench/results/latency.json and latency.png.
 
 `--compare LABEL=ONNX_DIR` (repeatable) adds the int8 graphs of other exports as rows of the same run (e.g. an
 int4 decoder, an agent with name slots), each in its own process over the same rows; `--name` writes
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
-BACKENDS = ("torch_fp32", "onnx_fp32", "onnx_int8", "rag_baseline")
+BACKENDS = ("torch_fp32", "onnx_fp32", "onnx_int8_single", "onnx_int8", "rag_baseline")
 
 
 def rag_prompt(query: str) -> str:
@@ -48,7 +50,7 @@ def run_backend(name: str, args) -> dict:
     rows = [json.loads(line) for line in Path(args.data).read_text(encoding="utf-8").splitlines()[: args.rows]]
     base = Path(args.data).parent
     timings: dict[str, list[float]] = {"image_encode": [], "prefill": [], "decode_per_token": [], "total": []}
-    prompt_tokens = []
+    prompt_tokens, passes = [], []
     if name == "rag_baseline":
         import torch
 
@@ -72,6 +74,7 @@ def run_backend(name: str, args) -> dict:
             timings["decode_per_token"].append((time.perf_counter() - t0) * 1e3 / max(1, n))
             timings["image_encode"].append(0.0)
             timings["total"].append((time.perf_counter() - start) * 1e3)
+            passes.append(n)
     else:
         if name == "torch_fp32":
             import torch
@@ -85,6 +88,8 @@ def run_backend(name: str, args) -> dict:
             from octopus.device.runtime import OnnxAgent
 
             backend = OnnxAgent(args.onnx, precision=name.split("_")[1], threads=args.threads)
+            if name.endswith("_single"):
+                backend.drafter = None
             count = lambda q: backend.prefix_length + backend.manifest["prompt"]["num_image_tokens"] + len(  # noqa: E731
                 backend.encode(backend.query_part(q)))
         backend.generate(str(base / rows[0]["image"]), rows[0]["query"])  # warm-up
@@ -93,7 +98,9 @@ def run_backend(name: str, args) -> dict:
             prompt_tokens.append(count(row["query"]))
             for key in timings:
                 timings[key].append(g.timings_ms[key])
+            passes.append(g.timings_ms["decode_passes"])
     return {"backend": name, "rows": len(rows), **{k: _percentiles(v) for k, v in timings.items()},
+            "decode_passes_mean": round(float(np.mean(passes)), 2),
             "prompt_tokens_mean": round(float(np.mean(prompt_tokens)), 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
@@ -155,11 +162,12 @@ def main() -> int:
     torch_total = results[0]["total"]["p50"]
     width = max(14, *(len(r["backend"]) + 1 for r in results))
     lines = [f"{'backend':<{width}}{'encode p50':>11}{'prefill p50':>12}{'tok p50':>9}{'e2e p50':>9}{'e2e p95':>9}"
-             f"{'RSS MB':>8}{'prompt':>8}{'speed-up':>9}"]
+             f"{'RSS MB':>8}{'prompt':>8}{'passes':>8}{'speed-up':>9}"]
     for r in results:
         lines.append(f"{r['backend']:<{width}}{r['image_encode']['p50']:>11}{r['prefill']['p50']:>12}"
                      f"{r['decode_per_token']['p50']:>9}{r['total']['p50']:>9}{r['total']['p95']:>9}"
-                     f"{r['peak_rss_mb']:>8}{r['prompt_tokens_mean']:>8}{torch_total / r['total']['p50']:>9.2f}")
+                     f"{r['peak_rss_mb']:>8}{r['prompt_tokens_mean']:>8}{r['decode_passes_mean']:>8}"
+                     f"{torch_total / r['total']['p50']:>9.2f}")
     lines.append(f"memory bandwidth {bandwidth} GB/s; decode bound per token: fp32 {bounds['fp32']} ms, int8 "
                  f"{bounds['int8']} ms; decoder: {manifest['graphs']['decoder_model_merged'].get('exporter', '?')}")
     print("\n".join(lines))
@@ -169,15 +177,16 @@ def main() -> int:
            "threads": args.threads, "rows": args.rows, "compare": dict(compare)}
     (RESULTS / f"{args.name}.json").write_text(json.dumps(out, indent=2))
     _chart(results, RESULTS / f"{args.name}.png")
-    names = {"torch_fp32": "torch fp32 eager", "onnx_fp32": "ONNX fp32", "onnx_int8": "**ONNX int8**",
+    names = {"torch_fp32": "torch fp32 eager", "onnx_fp32": "ONNX fp32",
+             "onnx_int8_single": "ONNX int8, one token a pass", "onnx_int8": "**ONNX int8**",
              "rag_baseline": "RAG-style prompt (same LM, ten descriptions, torch)"}
     table = ["| back-end | image encode p50 | prefill p50 | per token p50 | end-to-end p50 / p95 | peak RSS | "
-             "prompt tokens | speed-up |", "| --- " * 8 + "|"]
+             "prompt tokens | decoder passes | speed-up |", "| --- " * 9 + "|"]
     for r in results:
         table.append(f"| {names.get(r['backend'], r['backend'])} | {r['image_encode']['p50']} ms | "
                      f"{r['prefill']['p50']} ms | "
                      f"{r['decode_per_token']['p50']} ms | {r['total']['p50']:.0f} / {r['total']['p95']:.0f} ms | "
-                     f"{r['peak_rss_mb']:.0f} MB | {r['prompt_tokens_mean']:.0f} | "
+                     f"{r['peak_rss_mb']:.0f} MB | {r['prompt_tokens_mean']:.0f} | {r['decode_passes_mean']:.1f} | "
                      f"{torch_total / r['total']['p50']:.2f}× |")
     table.append("")
     table.append(f"{args.rows} rows, {args.threads} threads, one run, same inputs; memory bandwidth {bandwidth} GB/s, "

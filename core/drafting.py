@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 
 from octopus.functions import Argument
-from octopus.generation import open_string
+from octopus.generation import open_string, spans_matching
 
 # a draft longer than this costs more when it is wrong than it saves when it is right (measured: a pass of
 # 1 + 6 tokens takes ~1.5x a pass of one on 2 cores, int8)
@@ -60,6 +60,11 @@ class CallDrafter:
         if guess is None:
             return []
         text, ends = guess
+        for _ in range(3):  # what follows the guess, while it is sure: `(recipient="` and then the address
+            more = None if ends or not text else continuation(arguments, body + text, request)
+            if not more or not more[0]:
+                break
+            text, ends = text + more[0], more[1]
         ids = self.encode(body + text) if text else body_ids
         if ids[:len(body_ids)] != body_ids:  # the call's own tokens are not the tokenizer's: no safe draft
             return []
@@ -107,8 +112,14 @@ def _inside(arguments: Sequence[Argument], name: str, partial: str, request: str
             return None
         text, ends = _after(arguments, _names_through(arguments, name))
         return values[0][len(partial):] + '"' + text, ends
-    if not partial or '"' in request or "\\" in request:  # where a value begins is the model's call
+    if '"' in request or "\\" in request:  # its values would be escaped: left to the model
         return None
+    if not partial:  # where a value begins is the model's call, unless one span of the request can be it
+        only = spans_matching(request, spec.pattern) if spec.copied and spec.pattern else ()
+        if len(only) != 1:
+            return None
+        text, ends = _after(arguments, _names_through(arguments, name))
+        return only[0] + '"' + text, ends
     at = request.find(partial)
     if at < 0:
         return None

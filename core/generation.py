@@ -287,6 +287,13 @@ class _Spans:
         return pattern is None or re.fullmatch(pattern, value.decode()) is not None
 
 
+def spans_matching(request: str, pattern: str) -> tuple[str, ...]:
+    """The request's word-bounded spans that match `pattern` whole, as the constraint allows them for a copied
+    value (up to MANY_SPANS; () when there are none or more)."""
+    spans = _Spans.of(request)
+    return () if spans is None else tuple(v[:-1].decode() for v in spans.matching(pattern))
+
+
 def first_choice(scores: Sequence[float], reject_bias: float = 0.0) -> int:
     """Which allowed first token greedy decoding takes (an index into them; the no-function token is last):
     the best score after the bias, the first of equal best as argmax. Logits or log-probs give the same."""

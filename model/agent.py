@@ -241,6 +241,7 @@ class OctopusAgent(nn.Module):
                                   max_new_tokens, reject_bias_for(self.reject_bias, query), self.constraint, query)
         timings["decode"] = (time.perf_counter() - t0) * 1e3
         timings["decode_per_token"] = timings["decode"] / max(1, len(generated) - 1)
+        timings["decode_passes"] = len(generated) - 1  # one token a pass (drafts are the ONNX runtime's)
         timings["total"] = (time.perf_counter() - start) * 1e3
         raw = self.tokenizer.decode(generated, skip_special_tokens=False)
         return Generation(raw, parse_and_validate(raw, self.registry), timings)

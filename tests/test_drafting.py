@@ -32,6 +32,9 @@ def _args(name: str):
      ('example.com about the trip', False)),
     ("send_text_message", '(recipient="阿强", message="门开着', "发信息告诉阿强门开着", ('")', True)),
     ("google_search", '(query="best hik', "best hiking boots", ("ing boots", False)),
+    # a copied value with a pattern that only one span of the request matches: that span
+    ("send_email", '(recipient="', "email ann@example.com about the trip", ('ann@example.com", subject="', False)),
+    ("send_email", '(recipient="', "email ann@example.com or bo@example.org", None),
     # where a value begins, or a value the request does not hold, is the model's call
     ("amazon_shopping", '(product="', "buy this", None),
     ("amazon_shopping", '(product="lapt', "buy this", None),
@@ -73,7 +76,11 @@ def test_drafter_proposes_the_schemas_tokens_and_nothing_it_cannot_retokenize():
     assert drafter.propose([text, *ids[:cut]], "发信息告诉阿强门开着") == []
     draft = drafter.propose([email, *tokenizer.encode('(recipient="ann@', add_special_tokens=False)],
                             "email ann@example.com about the trip")
-    assert 0 < len(draft) <= drafter.max_draft and "example.com about the trip".startswith(tokenizer.decode(draft))
+    assert 0 < len(draft) <= drafter.max_draft
+    assert 'example.com about the trip", subject="'.startswith(tokenizer.decode(draft))
+    # what is sure runs on: the schema's opening, then the request's one address
+    draft = tokenizer.decode(drafter.propose([email], "email ann@example.com about the trip"))
+    assert len(draft) > len('(recipient="') and '(recipient="ann@example.com", subject="'.startswith(draft)
 
 
 @pytest.mark.parametrize("request_text, call", [
