@@ -72,7 +72,7 @@ def _table(name: str, split: dict, precision: str) -> list[str]:
         return "–" if v is None else f"{100 * v:.1f}%"
 
     def pair(values: dict) -> str:
-        return " / ".join(pct(v) for v in values.values())
+        return " / ".join(pct(v) for v in values.values()) or "–"  # a split without such rows
     lines = [f"| {split['rows']} rows of {name}, {precision} | " + " | ".join(WAYS) + " |",
              "| --- |" + " --- |" * len(WAYS)]
     for label, get in (("function EN / ZH", lambda r: pair(r["by_language"])),
