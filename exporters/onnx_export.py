@@ -32,6 +32,7 @@ from octopus.device.runtime import OnnxAgent
 from octopus.exporters.genai_decoder import build_decoder, supports
 from octopus.generation import MAX_NEW_TOKENS
 from octopus.model.agent import OctopusAgent
+from octopus.model.lm import input_embedding_table
 from octopus.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
 
 log = logging.getLogger(__name__)
@@ -286,7 +287,7 @@ def _export(agent: OctopusAgent, model_dir: Path, out: Path, int8: bool, methods
         if p["relative"] > graphs[name].tolerance:
             raise ExportError(f"{name}: ONNX differs from torch by {p['max_abs']:.2e} ({p['relative']:.1e} of the "
                               f"output scale {p['scale']:.3g}; tolerance {graphs[name].tolerance:.0e}){way_out}")
-    np.save(out / "embed_tokens.npy", agent.lm.get_input_embeddings().weight.detach().float().numpy())
+    np.save(out / "embed_tokens.npy", input_embedding_table(agent.lm).float().numpy())  # as embed_tokens.onnx
     agent.tokenizer.save_pretrained(out / "tokenizer_hf")
     shutil.copy(out / "tokenizer_hf" / "tokenizer.json", out / "tokenizer.json")
     shutil.rmtree(out / "tokenizer_hf")

@@ -20,7 +20,7 @@ from torch import nn
 from octopus.calls import parse_and_validate
 from octopus.generation import MAX_NEW_TOKENS, ArgumentConstraint, Generation, greedy_decode, reject_bias_for
 from octopus.model.config import AgentConfig
-from octopus.model.lm import load_lm
+from octopus.model.lm import input_embedding_table, load_lm
 from octopus.model.projector import NameSlots, Projector
 from octopus.model.tokens import TokenTable, add_agent_tokens
 from octopus.model.vision import VisionEncoder
@@ -90,7 +90,7 @@ class OctopusAgent(nn.Module):
         self.config = config
         self.vision_encoder = vision_encoder
         grid_tokens, vision_width = vision_encoder.output_shape(config.vision.image_size)
-        text_embeddings = lm.get_input_embeddings().weight.detach()  # (V, D)
+        text_embeddings = input_embedding_table(lm)  # (V, D), as the LM reads them
         d_model = text_embeddings.shape[1]
         text_rms = float(text_embeddings.float().pow(2).mean().sqrt())
         names = name_slots(config.projector.names, config.projector.name_slots, tokenizer, text_embeddings)

@@ -90,6 +90,20 @@ def load_lm(config: LMConfig, tokenizer_source: str | None = None):
     return model, tokenizer
 
 
+def input_embedding_table(lm):
+    """The rows the LM reads for its tokens: its embedding table times what its embedding module multiplies by
+    (Gemma scales by sqrt(d_model); LLaMA-family LMs such as SmolLM2 by 1). Image tokens, name slots and the
+    exported embedding table must be on this scale, not the raw weight's."""
+    import torch
+
+    module = lm.get_input_embeddings()
+    table = module.weight.detach()  # (V, D)
+    row = int(table.float().norm(dim=-1).argmax())  # a row that is not all zeros (padding rows can be)
+    with torch.no_grad():
+        scale = float(module(torch.tensor([row])).float().norm() / table[row].float().norm())
+    return table if abs(scale - 1.0) < 1e-6 else table * scale
+
+
 def build_tiny_tokenizer(vocab_size: int = 512):
     """A byte-level BPE tokenizer trained in a second on our own bilingual text: for tiny test models."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -117,6 +117,29 @@ def test_a_pass_of_several_tokens_and_a_rewind_match_one_token_a_pass(exported, 
         assert runtime.generate(photo, query, max_new_tokens=16).raw == plain.raw
 
 
+def test_an_lm_that_scales_its_embeddings_exports_the_rows_it_reads(tmp_path, photo):
+    """Gemma multiplies its embedding rows by sqrt(d_model): the memory-mapped table the runtime reads must be
+    the rows the LM reads (as the embedding graph gives them), or the ONNX answers differ from torch's.
+    onnxruntime-genai's builder does not take Gemma 3, so the traced decoder exports it."""
+    import onnxruntime as ort
+
+    from octopus.model.presets import TINY_LM
+
+    config = tiny()
+    config.lm.inline = {**TINY_LM, "model_type": "gemma3_text", "head_dim": 16}
+    torch.manual_seed(0)
+    OctopusAgent.build(config).save(tmp_path / "agent")
+    export(tmp_path / "agent", tmp_path / "onnx", decoder="torch")
+    runtime, agent = OnnxAgent(tmp_path / "onnx", precision="fp32"), OctopusAgent.load(tmp_path / "agent")
+    ids = np.array([[3, 40, 100]])
+    graph = ort.InferenceSession(str(tmp_path / "onnx" / "embed_tokens.onnx")).run(None, {"input_ids": ids})[0]
+    np.testing.assert_allclose(runtime.embed(ids[0].tolist()), graph, rtol=1e-5)
+    assert float(np.abs(graph).max()) > 2 * float(agent.lm.get_input_embeddings().weight.abs().max())
+    for query in ["order this for me", "帮我处理一下这个"]:
+        assert runtime.generate(photo, query, max_new_tokens=10).raw == agent.generate(photo, query,
+                                                                                        max_new_tokens=10).raw
+
+
 def test_int8_runtime_loads_and_answers(exported, photo):
     _, onnx_dir = exported
     runtime = OnnxAgent(onnx_dir)

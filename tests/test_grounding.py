@@ -44,12 +44,25 @@ def agent():
     return OctopusAgent.build(tiny())
 
 
-def test_image_tokens_start_on_the_text_embedding_scale(agent, photo):
+@pytest.mark.parametrize("model_type", ["llama", "gemma3_text"])
+def test_image_tokens_start_on_the_scale_the_lm_reads_its_words(model_type, photo):
+    """On the scale of the rows the LM reads, which Gemma's embedding module multiplies by sqrt(d_model): the
+    raw table would put image tokens (and an exported embedding table) 5.7x too small on a width of 32."""
+    from octopus.model.lm import input_embedding_table
+    from octopus.model.presets import TINY_LM
+
+    config = tiny()
+    config.lm.inline = {**TINY_LM, "model_type": model_type, "head_dim": 16}
+    torch.manual_seed(0)
+    agent = OctopusAgent.build(config)
     with torch.no_grad():
         image = agent.image_embeds(agent.pixels(photo))[0]  # (N, D)
-    text = agent.lm.get_input_embeddings().weight  # (V, D)
-    ratio = float(image.norm(dim=-1).mean() / text.norm(dim=-1).mean())
+        ids = torch.arange(agent.lm.get_input_embeddings().weight.shape[0])
+        read = agent.lm.get_input_embeddings()(ids)  # (V, D): what the LM reads for each token
+    torch.testing.assert_close(input_embedding_table(agent.lm), read)
+    ratio = float(image.norm(dim=-1).mean() / read.norm(dim=-1).mean())
     assert 0.8 < ratio < 1.25, ratio
+    text = agent.lm.get_input_embeddings().weight
     from octopus.model.config import ProjectorConfig
     from octopus.model.projector import Projector
 
