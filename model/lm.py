@@ -45,12 +45,7 @@ def smollm2_dir() -> Path:
     gguf = packaged_smollm2_gguf()
     log.info("converting %s into %s (once)", gguf, target)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    config = quantized.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config  # dequantized already; the marker blocks save_pretrained
-    model = type(quantized)(config)
-    model.load_state_dict(quantized.state_dict())
+    model = dequantized(AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name))
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
     model.save_pretrained(staging)
@@ -60,6 +55,19 @@ def smollm2_dir() -> Path:
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def dequantized(model):
+    """A model transformers read from a GGUF file (its weights dequantized already) as a plain one that
+    `save_pretrained` accepts: the loader's quantization marker and quantizer block saving, so the weights move
+    into a fresh model of the same class."""
+    config = model.config
+    if not hasattr(config, "quantization_config"):
+        return model
+    del config.quantization_config
+    plain = type(model)(config)
+    plain.load_state_dict(model.state_dict())
+    return plain
 
 
 def resolve_source(config: LMConfig) -> str:
@@ -85,9 +93,7 @@ def load_lm(config: LMConfig, tokenizer_source: str | None = None):
     kwargs = {"gguf_file": config.gguf_file} if config.gguf_file else {}
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source or source, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    if hasattr(model.config, "quantization_config") and config.gguf_file:
-        del model.config.quantization_config
-    return model, tokenizer
+    return (dequantized(model) if config.gguf_file else model), tokenizer
 
 
 def input_embedding_table(lm):

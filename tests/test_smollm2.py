@@ -52,3 +52,15 @@ def test_agent_tokens_on_the_real_tokenizer(smollm2):
     table = add_agent_tokens(lm, tok)
     assert len(tok) == n + 13 and min(table.function_ids) >= n
     assert tok.encode("<nexa_9>(pet=\"cat\")<nexa_end>", add_special_tokens=False)[0] == table.function_ids[9]
+
+
+def test_a_gguf_file_in_a_folder_loads_as_a_model_that_saves(tmp_path):
+    """`lm.source=DIR` with `lm.gguf_file=NAME` (any GGUF LM, here the packaged SmolLM2 file read directly):
+    transformers dequantizes it, and the agent must be able to save it, which its quantization marker blocks."""
+    pytest.importorskip("gguf")
+    from octopus.model.lm import SMOLLM2_GGUF, packaged_smollm2_gguf
+
+    lm, _ = load_lm(LMConfig(source=str(packaged_smollm2_gguf().parent), gguf_file=SMOLLM2_GGUF))
+    lm.save_pretrained(tmp_path / "lm")
+    assert "quantization_config" not in (tmp_path / "lm" / "config.json").read_text()
+    assert list((tmp_path / "lm").glob("*.safetensors"))
