@@ -11,10 +11,13 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from octopus.calls import CallError, ParseResult
 from octopus.function_file import language_of
+
+if TYPE_CHECKING:  # octopus.drafting reads this module's call grammar
+    from octopus.drafting import CallDrafter
 
 # the answer budget of every back-end: the longest gold call is 47 tokens (a Chinese email); an export records
 # the value it was checked with in its manifest (`decoder.max_new_tokens`), and the device config may lower it
@@ -42,8 +45,8 @@ class Generation:
 
 def greedy_decode(first_logits, step: Callable[[int], Any], first_token_ids: Sequence[int], end_id: int,
                   max_new_tokens: int, reject_bias: float = 0.0, constraint: ArgumentConstraint | None = None,
-                  request: str = "", drafter=None, step_many: Callable[[list[int], int], Any] | None = None,
-                  ) -> list[int]:
+                  request: str = "", drafter: CallDrafter | None = None,
+                  step_many: Callable[[list[int], int], Any] | None = None) -> list[int]:
     """The one decode loop of every back-end: the first token constrained to `first_token_ids` (the functional
     tokens, then the no-function token last), then greedy until `end_id` or `max_new_tokens`. `reject_bias` is
     added to the no-function token's logit for that first choice only. With `constraint`, the values of
@@ -76,6 +79,8 @@ def greedy_decode(first_logits, step: Callable[[int], Any], first_token_ids: Seq
                 discard = len(draft) - i  # the draft's tokens after this one are in the cache but not taken
                 break
     return generated
+
+
 _ARGUMENT_OPENS = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"')
 
 

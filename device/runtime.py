@@ -5,7 +5,9 @@ set, no spinning: the Pi's cores stay free between requests) and computes the KV
 prefix once, as Octopus v2 does on phones. A request then runs the image encoder, prefills the image
 embeddings and the query after that cached prefix, and decodes greedily (the first token a functional token
 or the no-function token; enumerated and copied argument values kept to the schema and the request,
-`octopus.generation.ArgumentConstraint`), stopping at `<nexa_end>`. Same parser and validator as
+`octopus.generation.ArgumentConstraint`), stopping at `<nexa_end>`; each decoder pass also checks the tokens
+`octopus.drafting.CallDrafter` expects next and keeps those greedy would pick (`DecoderState` rewinds the
+KV cache past the rest). Same parser and validator as
 training, reading the function table the manifest carries (user functions included). Torch must never be
 imported here.
 """
