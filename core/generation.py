@@ -11,13 +11,10 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from octopus.calls import CallError, ParseResult
 from octopus.function_file import language_of
-
-if TYPE_CHECKING:  # octopus.drafting reads this module's call grammar
-    from octopus.drafting import CallDrafter
 
 # the answer budget of every back-end: the longest gold call is 47 tokens (a Chinese email); an export records
 # the value it was checked with in its manifest (`decoder.max_new_tokens`), and the device config may lower it
@@ -43,9 +40,15 @@ class Generation:
         return {} if isinstance(self.result, CallError) else dict(self.result.arguments)
 
 
+class Drafter(Protocol):
+    """What the decode loop asks of a drafter (`octopus.drafting.CallDrafter`, which imports this module)."""
+
+    def propose(self, generated: Sequence[int], request: str = "") -> list[int]: ...
+
+
 def greedy_decode(first_logits, step: Callable[[int], Any], first_token_ids: Sequence[int], end_id: int,
                   max_new_tokens: int, reject_bias: float = 0.0, constraint: ArgumentConstraint | None = None,
-                  request: str = "", drafter: CallDrafter | None = None,
+                  request: str = "", drafter: Drafter | None = None,
                   step_many: Callable[[list[int], int], Any] | None = None) -> list[int]:
     """The one decode loop of every back-end: the first token constrained to `first_token_ids` (the functional
     tokens, then the no-function token last), then greedy until `end_id` or `max_new_tokens`. `reject_bias` is
