@@ -6,6 +6,7 @@ both decode with the same loop (`greedy_decode`).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
@@ -155,7 +156,6 @@ class ArgumentConstraint:
         self.decode = decode
         self.token_string = token_string
         self._bytes: dict[int, bytes] = {}
-        self._request: tuple[str, _Spans | None] = ("", None)
 
     @classmethod
     def for_registry(cls, registry, function_ids: Sequence[int], decode: Callable[[list[int]], str],
@@ -180,12 +180,6 @@ class ArgumentConstraint:
             self._bytes[token] = raw
         return self._bytes[token]
 
-    def _spans(self, request: str) -> _Spans | None:
-        cached = self._request  # one tuple, read and replaced whole: safe if two threads decode at once
-        if cached[0] != request:
-            cached = self._request = (request, _Spans.of(request))
-        return cached[1]
-
     def state(self, generated: list[int]) -> tuple[str, bytes] | None:
         """(argument, its value's bytes so far) when the call after the functional token ends inside a quoted
         value, as `open_string`; the value may end part-way through a character."""
@@ -207,7 +201,7 @@ class ArgumentConstraint:
         if state is None:
             return int(logits.argmax())
         name, partial = state
-        spans = self._spans(request) if name in copied else None
+        spans = _Spans.of(request) if name in copied else None
         pattern = copied.get(name)
         closed = enums.get(name) or (spans.matching(pattern) if spans is not None and pattern else None)
         if closed:  # a list of values: the schema's, or the request's few spans that match the pattern
@@ -250,6 +244,7 @@ class _Spans:
         self._matching: dict[str, tuple[bytes, ...]] = {}
 
     @classmethod
+    @functools.lru_cache(maxsize=16)  # a request's spans, read by every step and draft (thread-safe)
     def of(cls, request: str) -> _Spans | None:
         if '"' in request or "\\" in request:  # its values would be written with escapes: left to greedy
             return None

@@ -79,14 +79,13 @@ class OnnxAgent:
         self.end_id = tokens["end_id"]
         # enumerated argument values are decoded from their schema's list and copied ones from the request
         # (None: plain greedy, for comparison)
+        decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
         self.constraint: ArgumentConstraint | None = ArgumentConstraint.for_registry(
-            self.registry, tokens["function_ids"], lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True),
-            self.tokenizer.id_to_token)
+            self.registry, tokens["function_ids"], decode, self.tokenizer.id_to_token)
         # drafts of the call's next tokens from its schema and the request, checked several to a pass (None: one
         # token a pass; the answer is the same up to rounding, `bench/latency.py` measures both)
         self.drafter: CallDrafter | None = CallDrafter.for_registry(
-            self.registry, tokens["function_ids"], tokens["no_function_id"], self.end_id, self.encode,
-            lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True))
+            self.registry, tokens["function_ids"], tokens["no_function_id"], self.end_id, self.encode, decode)
         # the bias toward "no function" the model was exported with (older exports have none); callers may change it
         self.reject_bias = {k: float(v) for k, v in self.manifest.get("decoding", {}).get("reject_bias", {}).items()}
         decoder = self.manifest["decoder"]

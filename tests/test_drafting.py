@@ -7,7 +7,7 @@ import pytest
 
 from octopus.drafting import CallDrafter, continuation
 from octopus.functions import BUILTIN
-from octopus.generation import ArgumentConstraint, greedy_decode
+from octopus.generation import greedy_decode
 
 
 def _args(name: str):
@@ -48,16 +48,15 @@ def test_continuation_follows_the_schema_and_the_request(function, body, request
 
 
 def _tiny():
+    """The tiny byte-level tokenizer, functional token ids and constraint of test_generation, and a drafter."""
     pytest.importorskip("transformers")
-    from octopus.model.lm import build_tiny_tokenizer
+    from test_generation import _tiny_constraint
 
-    tokenizer = build_tiny_tokenizer(512)
-    function_ids = [len(tokenizer) + k for k in range(len(BUILTIN))]
+    tokenizer, function_ids, constraint = _tiny_constraint()
     no_function, end = len(tokenizer) + len(BUILTIN), len(tokenizer) + len(BUILTIN) + 1
-    decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
     drafter = CallDrafter.for_registry(BUILTIN, function_ids, no_function, end,
-                                       lambda text: tokenizer.encode(text, add_special_tokens=False), decode)
-    constraint = ArgumentConstraint.for_registry(BUILTIN, function_ids, decode, tokenizer.convert_ids_to_tokens)
+                                       lambda text: tokenizer.encode(text, add_special_tokens=False),
+                                       lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
     drafter.max_draft = 16  # the tiny tokenizer splits words finer than a real one
     return tokenizer, function_ids, no_function, end, drafter, constraint
 
