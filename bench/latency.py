@@ -157,7 +157,8 @@ def main() -> int:
     bandwidth = memory_bandwidth_gbs()
     bounds = {}
     for precision, key in (("fp32", "graphs"), ("int8", "int8")):
-        size = (Path(args.onnx) / manifest[key]["decoder_model_merged"]["file"]).stat().st_size
+        entry = manifest[key]["decoder_model_merged"]
+        size = sum((Path(args.onnx) / e["file"]).stat().st_size for e in (entry, entry.get("data")) if e)
         bounds[precision] = round(size / (bandwidth * 1e9) * 1e3, 2)
     torch_total = results[0]["total"]["p50"]
     width = max(14, *(len(r["backend"]) + 1 for r in results))

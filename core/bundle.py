@@ -5,9 +5,10 @@ the latency bench and `pi-image/build.sh` (verify before an image is built):
 
     python -m octopus.bundle verify DIR        # or: python core/bundle.py verify DIR (standard library only)
 
-Every file the runtime reads is listed with its sha256: the graphs of each precision, the embedding table
-and the tokenizer (a tokenizer with two special tokens swapped changes every answer). Standard library only,
-so build.sh can run it before anything is installed.
+Every file the runtime reads is listed with its sha256: the graphs of each precision (with the decoder's
+weights in an external-data file beside it), the embedding table and the tokenizer (a tokenizer with two
+special tokens swapped changes every answer). Standard library only, so build.sh can run it before anything
+is installed.
 """
 
 from __future__ import annotations
@@ -45,8 +46,13 @@ def file_sha256(path: Path) -> str:
 
 
 def file_entry(directory: Path, name: str, **extra) -> dict:
-    """A manifest entry for a file the exporter has written: its name, sha256 and anything else to record."""
-    return {"file": name, "sha256": file_sha256(Path(directory) / name), **extra}
+    """A manifest entry for a file the exporter has written: its name, sha256 and anything else to record; a
+    graph whose weights are in an external-data file beside it (`<name>.data`) lists that file under `data`."""
+    entry = {"file": name, "sha256": file_sha256(Path(directory) / name), **extra}
+    data = Path(directory) / f"{name}.data"
+    if data.is_file():
+        entry["data"] = {"file": data.name, "sha256": file_sha256(data)}
+    return entry
 
 
 class Manifest:
@@ -86,14 +92,14 @@ class Manifest:
             if missing:
                 raise ManifestError(f"{self.path} lacks {section}.{', '.join(missing)}: not a complete octopus export "
                                     "(export the model again)")
-        for section in ("graphs", "int8", "embed_table", "tokenizer"):
+        for section in ("graphs", "int8", "embed_table", "tokenizer", "output_shortlist"):
             entries = self._entries(section)
             for name, entry in entries.items():
                 label = section if name == section else f"{section}.{name}"
-                if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "sha256" not in entry:
-                    raise ManifestError(f"{self.path}: {label} has no file and sha256")
-                if Path(entry["file"]).name != entry["file"]:  # files live in the folder, never elsewhere
-                    raise ManifestError(f"{self.path}: {label} names a file outside the folder")
+                self._check_entry(entry, label)
+                for part in ("data", "table"):  # a graph's external data; a shortlist's own output table
+                    if part in entry:
+                        self._check_entry(entry[part], f"{label}.{part}")
 
         decoding = self.data.get("decoding", {})  # optional (older exports have none)
         bias = decoding.get("reject_bias", {}) if isinstance(decoding, dict) else None
@@ -102,11 +108,17 @@ class Manifest:
             raise ManifestError(f"{self.path}: decoding.reject_bias must be a table of numbers by language, "
                                 f"got {bias!r}")
 
+    def _check_entry(self, entry, label: str) -> None:
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "sha256" not in entry:
+            raise ManifestError(f"{self.path}: {label} has no file and sha256")
+        if Path(entry["file"]).name != entry["file"]:  # files live in the folder, never elsewhere
+            raise ManifestError(f"{self.path}: {label} names a file outside the folder")
+
     def _entries(self, section: str) -> dict:
         value = self.data.get(section)
         if value is None:
             return {}
-        if section in ("embed_table", "tokenizer"):
+        if section in ("embed_table", "tokenizer", "output_shortlist"):
             return {section: value}
         return value if isinstance(value, dict) else {section: value}
 
@@ -141,9 +153,16 @@ class Manifest:
         """Every file entry a runtime reads, labelled `fp32/vision_encoder`, `embed_table`, `tokenizer`..."""
         out = {}
         for precision in precisions or self.precisions:
-            out.update({f"{precision}/{name}": entry for name, entry in self.graphs(precision).items()})
+            for name, entry in self.graphs(precision).items():
+                out[f"{precision}/{name}"] = entry
+                if "data" in entry:  # the graph's weights (external data), read through the graph
+                    out[f"{precision}/{name}.data"] = entry["data"]
         out.update(self._entries("embed_table"))
         out.update(self._entries("tokenizer"))
+        for name, entry in self._entries("output_shortlist").items():
+            out[name] = entry
+            if "table" in entry:
+                out[f"{name}.table"] = entry["table"]
         return out
 
     def path_of(self, entry: dict, verify: bool = True) -> Path:

@@ -409,7 +409,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         methods[graph] = method
     try:
         manifest = export(model, Path(args.out), int8=args.int8 or bool(methods), methods=methods,
-                          decoder=args.decoder, reject_bias=reject_bias)
+                          decoder=args.decoder, reject_bias=reject_bias, vocab=args.vocab,
+                          shortlist=args.shortlist, shortlist_data=args.shortlist_data)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     greedy = manifest["greedy_parity_fp32"]
@@ -528,6 +529,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reject-bias", action="append", default=[], metavar="LANG=X",
                    help="record a bias toward 'no function' for requests in LANG (en, zh) in the manifest, "
                    "replacing the agent's own; repeatable")
+    p.add_argument("--vocab", default=None, metavar="SCRIPTS",
+                   help="trim the vocabulary to the tokens of these scripts, e.g. en,zh: exact for text in them, "
+                        "other characters spelled in bytes (SentencePiece-style tokenizers such as Gemma's)")
+    p.add_argument("--shortlist", type=int, default=None, metavar="N",
+                   help="an output layer of the N most frequent pieces, every single character, the pieces of "
+                        "--shortlist-data's targets and the enumerated values; the runtime adds the request's "
+                        "own tokens (SentencePiece-style tokenizers)")
+    p.add_argument("--shortlist-data", action="append", default=[], metavar="JSONL",
+                   help="rows whose targets' pieces the shortlist keeps (the training data); repeatable")
     p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("ask", help="answer one request about one image (the action is a dry run unless --execute)")

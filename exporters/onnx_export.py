@@ -5,6 +5,7 @@
     decoder_model_merged.onnx    inputs_embeds, attention_mask, position_ids, past_key_values.* -> logits, present.*
     tokenizer.json, manifest.json
 
+    decoder_model_merged.onnx.data  the decoder's weights (ONNX external data; int8 likewise)
     embed_tokens.npy             the same table as a .npy file: the runtime memory-maps it, so only the rows
                                  it looks up are resident (the fp32 table is 113 MB for SmolLM2)
 
@@ -18,6 +19,7 @@ the torch-free runtime needs.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from torch import nn
 from octopus.bundle import FORMAT, Manifest, file_entry
 from octopus.device.runtime import OnnxAgent
 from octopus.exporters.genai_decoder import build_decoder, supports
+from octopus.exporters.vocabulary import kept_ids, output_shortlist, parse_scripts, trimmed_tokenizer
 from octopus.generation import MAX_NEW_TOKENS
 from octopus.model.agent import OctopusAgent
 from octopus.model.lm import input_embedding_table
@@ -56,34 +59,56 @@ class _Vision(nn.Module):
 
 
 class _Embed(nn.Module):
-    def __init__(self, agent: OctopusAgent):
+    """The rows the LM reads (`input_embedding_table`), only the kept ones where the vocabulary is trimmed."""
+
+    def __init__(self, agent: OctopusAgent, rows: torch.Tensor | None = None):
         super().__init__()
-        self.embed = agent.lm.get_input_embeddings()
+        table = input_embedding_table(agent.lm).float()
+        self.embed = nn.Embedding.from_pretrained(table if rows is None else table[rows], freeze=True)
 
     def forward(self, input_ids):
         return self.embed(input_ids)  # (B, T, D)
 
 
 class _Decoder(nn.Module):
-    """Flat tensors in and out around the LM, so the graph has named past/present inputs and outputs."""
+    """Flat tensors in and out around the LM, so the graph has named past/present inputs and outputs.
 
-    def __init__(self, lm):
+    `logits_to_keep`: logits for that many last positions only (a prefill needs one row, not one per prompt
+    token: Gemma's is 1 MB). `rows`: the output rows kept (`octopus.exporters.vocabulary`: a trimmed vocabulary,
+    an output shortlist), in the order of the logits. With `hidden`, the graph also gives the final hidden
+    states of those positions, from which the runtime scores tokens the shortlist left out."""
+
+    def __init__(self, lm, rows: torch.Tensor | None = None, hidden: bool = False):
         super().__init__()
         self.lm = lm
+        self.hidden = hidden
         self.layers = lm.config.num_hidden_layers
+        head = lm.get_output_embeddings()
+        self.head = head if rows is None else nn.Linear(head.in_features, len(rows), bias=head.bias is not None)
+        if rows is not None:
+            with torch.no_grad():
+                self.head.weight.copy_(head.weight[rows])
+                if head.bias is not None:
+                    self.head.bias.copy_(head.bias[rows])
+        self.softcap = getattr(lm.config, "final_logit_softcapping", None)
 
-    def forward(self, inputs_embeds, attention_mask, position_ids, *past):
+    def forward(self, inputs_embeds, attention_mask, position_ids, logits_to_keep, *past):
         from transformers import DynamicCache
 
         cache = DynamicCache(config=self.lm.config)
         for i in range(self.layers):
             cache.update(past[2 * i], past[2 * i + 1], i)
-        out = self.lm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-                      past_key_values=cache, use_cache=True)
+        out = self.lm.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                 position_ids=position_ids, past_key_values=cache, use_cache=True)
+        hidden = out.last_hidden_state  # (B, T, D)
+        hidden = torch.narrow(hidden, 1, hidden.shape[1] - logits_to_keep, logits_to_keep)  # traced: dynamic
+        logits = self.head(hidden)
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
         present = []
         for layer in out.past_key_values.layers:
             present += [layer.keys, layer.values]
-        return (out.logits, *present)
+        return (logits, *present, hidden) if self.hidden else (logits, *present)
 
 
 def kv_shape(lm) -> tuple[int, int, int]:
@@ -141,9 +166,12 @@ class GraphSpec:
         return {"max_abs": error, "scale": scale, "relative": error / scale if scale else error}
 
 
-def graph_specs(agent: OctopusAgent) -> dict[str, GraphSpec]:
-    """The three graphs of a bundle (see the module docstring), by name."""
+def graph_specs(agent: OctopusAgent, rows: torch.Tensor | None = None,
+                output_rows: torch.Tensor | None = None) -> dict[str, GraphSpec]:
+    """The three graphs of a bundle (see the module docstring), by name; `rows`: a trimmed vocabulary's old ids;
+    `output_rows`: the old ids of an output shortlist (the decoder then also gives its hidden states)."""
     size = agent.config.vision.image_size
+    vocab = len(rows) if rows is not None else agent.lm.get_input_embeddings().weight.shape[0]
     layers, heads, head_dim = kv_shape(agent.lm)
     d_model = agent.lm.get_input_embeddings().weight.shape[1]
     past_in, present_out = _past_names(layers, "past_key_values"), _past_names(layers, "present")
@@ -151,17 +179,21 @@ def graph_specs(agent: OctopusAgent) -> dict[str, GraphSpec]:
         GraphSpec("vision_encoder", _Vision(agent), ["pixels"], ["image_embeds"],
                   {"pixels": {0: "batch"}, "image_embeds": {0: "batch"}},
                   (torch.randn(2, 3, size, size),), tolerance=1e-4, int8="nbits8"),
-        GraphSpec("embed_tokens", _Embed(agent), ["input_ids"], ["inputs_embeds"],
+        GraphSpec("embed_tokens", _Embed(agent, rows), ["input_ids"], ["inputs_embeds"],
                   {"input_ids": {0: "batch", 1: "sequence"}, "inputs_embeds": {0: "batch", 1: "sequence"}},
-                  (torch.tensor([[1, 2, 3, agent.tokens.end_id]]),),
+                  (torch.tensor([[1, 2, 3, vocab - 1]]),),
                   tolerance=0.0, int8=None),  # a lookup: exact, and int8 gains nothing
-        GraphSpec("decoder_model_merged", _Decoder(agent.lm),
-                  ["inputs_embeds", "attention_mask", "position_ids", *past_in], ["logits", *present_out],
+        GraphSpec("decoder_model_merged",
+                  _Decoder(agent.lm, rows if output_rows is None else output_rows, hidden=output_rows is not None),
+                  ["inputs_embeds", "attention_mask", "position_ids", "logits_to_keep", *past_in],
+                  ["logits", *present_out, *(["hidden_states"] if output_rows is not None else [])],
                   {"inputs_embeds": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total"},
-                   "position_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"},
+                   "position_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "kept"},
+                   "hidden_states": {0: "batch", 1: "kept"},
                    **{n: {0: "batch", 2: "past"} for n in past_in},
                    **{n: {0: "batch", 2: "total"} for n in present_out}},
                   (torch.randn(1, 5, d_model), torch.ones(1, 8, dtype=torch.long), torch.arange(3, 8)[None],
+                   torch.tensor(5),  # every position, as the builder's graph (which has no such input) gives
                    *[torch.randn(1, heads, 3, head_dim) * 0.5 for _ in range(2 * layers)]),
                   tolerance=2e-4, int8="nbits8"),
     ]
@@ -230,6 +262,21 @@ def quantize_graph(source: Path, target: Path, method: str) -> str:
     raise ValueError(f"unknown quantization {method!r}; choose one of {QUANT_METHODS}")
 
 
+def weights_beside(path: Path) -> None:
+    """Move a graph's weights into `<file>.data` beside it (ONNX external data; the manifest lists and checks
+    both files). onnxruntime then maps the weights from that file instead of copying them out of the parsed
+    graph, which lowers the load's peak memory: 374 -> 322 MB for the shipped default's int8 decoder, 601 ->
+    551 MB for Gemma 3's (measured, 2 threads)."""
+    import onnx
+
+    data = path.with_name(f"{path.name}.data")
+    model = onnx.load(str(path))  # its weights, wherever they are now
+    data.unlink(missing_ok=True)  # onnx appends to an existing data file
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=data.name, size_threshold=1024)
+    data.chmod(path.stat().st_mode & 0o777)  # onnx creates it 0600: a service user could not read it
+
+
 def quantize_int8(out: Path, methods: dict[str, str]) -> dict[str, str]:
     """One int8 graph per entry of `methods` (graph name -> method)."""
     done = {}
@@ -248,33 +295,114 @@ def _decoder_exporter(choice: str, lm) -> str:
 
 
 def export(model_dir: str | Path, out: str | Path, int8: bool = False, methods: dict[str, str] | None = None,
-           decoder: str = "auto", reject_bias: dict[str, float] | None = None) -> dict:
+           decoder: str = "auto", reject_bias: dict[str, float] | None = None, vocab: str | None = None,
+           shortlist: int | None = None, shortlist_data: list[str | Path] = ()) -> dict:
     """`decoder`: "genai" (onnxruntime-genai's builder), "torch" (torch.onnx), or "auto" (genai where it can,
     falling back to the traced decoder, with a warning, when the builder's graph fails a parity check).
-    `reject_bias` replaces the agent's own, language by language, in the manifest (`decoding.reject_bias`)."""
+    `reject_bias` replaces the agent's own, language by language, in the manifest (`decoding.reject_bias`).
+    `vocab`: scripts to trim the vocabulary to ("en,zh"; `octopus.exporters.vocabulary`), traced decoder only.
+    `shortlist`: an output layer of the `shortlist` most frequent pieces, every single character and the pieces of
+    `shortlist_data`'s targets (JSONL rows) and of the enumerated values (`vocabulary.output_shortlist`)."""
     model_dir, out = Path(model_dir), Path(out)
+    scripts = parse_scripts(vocab) if vocab else None
     agent = OctopusAgent.load(model_dir).eval()
     agent.reject_bias.update(reject_bias or {})
     agent.lm.config._attn_implementation = "eager"  # traceable attention; same numbers as sdpa
-    out.mkdir(parents=True, exist_ok=True)
     chosen = _decoder_exporter(decoder, agent.lm)
+    if (scripts or shortlist) and chosen == "genai":
+        if decoder == "genai":
+            raise ValueError("a trimmed vocabulary (--vocab, --shortlist) needs the traced decoder: use --decoder "
+                             "torch or auto")
+        chosen = "torch"
+    trim = _trim(agent, scripts) if scripts else None
+    if shortlist:
+        trim = _shortlist(agent, trim, shortlist, [Path(p) for p in shortlist_data])
+    out.mkdir(parents=True, exist_ok=True)
     try:
-        return _export(agent, model_dir, out, int8, methods, chosen)
+        return _export(agent, model_dir, out, int8, methods, chosen, trim)
     except ExportError as exc:
         if decoder != "auto" or chosen != "genai":
             raise
         log.warning("the onnxruntime-genai decoder failed its check (%s); exporting the traced decoder instead", exc)
-        manifest = _export(agent, model_dir, out, int8, methods, "torch")
+        manifest = _export(agent, model_dir, out, int8, methods, "torch", trim)
         manifest["decoder_fallback"] = str(exc)
         Manifest(manifest, out).write()
         return manifest
 
 
+@dataclass
+class _Trim:
+    """A vocabulary cut to some scripts: the old ids kept (new id = position) and the trimmed tokenizer.json;
+    and an output shortlist (new ids), if any."""
+
+    scripts: tuple[str, ...]
+    kept: list[int]
+    tokenizer: dict
+    output: list[int] | None = None
+
+    def new_id(self, old: int) -> int:
+        return self.kept.index(old)
+
+
+def _shortlist(agent: OctopusAgent, trim: _Trim | None, top: int, data: list[Path]) -> _Trim:
+    if trim is None:  # the whole vocabulary, as ids
+        source = json.loads(agent.tokenizer.backend_tokenizer.to_str())
+        trim = _Trim((), list(range(len(agent.tokenizer))), source)
+    texts = [str(v) for f in agent.registry for a in f.arguments for v in (a.enum or ())]
+    for path in data:
+        try:
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--shortlist-data {path}: not a JSONL file of rows ({exc})") from None
+        texts += [row["target"] for row in rows if isinstance(row, dict) and isinstance(row.get("target"), str)]
+    t, tok = agent.tokens, agent.tokenizer
+    required = {*t.function_ids, t.no_function_id, t.end_id, t.image_id}
+    required |= {i for i in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id) if i is not None}
+    trim.output = output_shortlist(trim.tokenizer, top, texts, {trim.new_id(i) for i in required})
+    log.info("output shortlist: %d of %d tokens (%d target texts)", len(trim.output), len(trim.kept), len(texts))
+    return trim
+
+
+def _trim(agent: OctopusAgent, scripts: tuple[str, ...]) -> _Trim:
+    t, tok = agent.tokens, agent.tokenizer
+    required = {*t.function_ids, t.no_function_id, t.end_id, t.image_id}
+    required |= {i for i in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id) if i is not None}
+    source = json.loads(tok.backend_tokenizer.to_str())
+    kept = kept_ids(source, scripts, required)
+    log.info("vocabulary trimmed to %s: %d of %d tokens", ",".join(scripts), len(kept), len(tok))
+    return _Trim(scripts, kept, trimmed_tokenizer(source, kept))
+
+
+def _write_shortlist(agent: OctopusAgent, trim: _Trim, out: Path, embed_table: np.ndarray) -> dict:
+    """`output_rows.npy` (the new ids the logits are for) and where the runtime reads the rows of the others:
+    the embedding table times `scale` where the LM ties its output layer to its input table (SmolLM2, Gemma),
+    else `output_table.npy`."""
+    np.save(out / "output_rows.npy", np.array(trim.output, np.int32))
+    head = agent.lm.get_output_embeddings()
+    weight = head.weight.detach().float()[torch.tensor(trim.kept)].numpy()  # (V, D) in the new ids' order
+    row = int(np.linalg.norm(weight, axis=1).argmax())
+    scale = float(np.linalg.norm(weight[row]) / np.linalg.norm(embed_table[row]))
+    entry = {**file_entry(out, "output_rows.npy", count=len(trim.output)), "scale": scale,
+             "softcap": getattr(agent.lm.config, "final_logit_softcapping", None)}
+    if head.bias is not None:
+        raise ValueError("--shortlist needs an output layer without a bias (the runtime scores the request's "
+                         "other tokens from its rows)")
+    if not np.allclose(embed_table * scale, weight, rtol=1e-4, atol=1e-6):
+        np.save(out / "output_table.npy", weight)
+        entry.update(scale=1.0, table=file_entry(out, "output_table.npy"))
+    return entry
+
+
 def _export(agent: OctopusAgent, model_dir: Path, out: Path, int8: bool, methods: dict[str, str] | None,
-            decoder: str) -> dict:
+            decoder: str, trim: _Trim | None = None) -> dict:
     way_out = (" (try --decoder torch)" if decoder == "genai"
                else " (the traced graph is wrong for this LM: try --decoder genai if its builder supports the LM)")
-    graphs = graph_specs(agent)
+    if trim and trim.output:
+        way_out = (" (the output shortlist leaves out tokens the model writes: raise --shortlist or add the "
+                   "training data with --shortlist-data)")
+    rows = torch.tensor(trim.kept) if trim else None
+    output_rows = torch.tensor([trim.kept[i] for i in trim.output]) if trim and trim.output else None
+    graphs = graph_specs(agent, rows, output_rows)
     how = {}
     for name, spec in graphs.items():
         if name == "decoder_model_merged" and decoder == "genai":  # still checked against the torch module
@@ -287,13 +415,19 @@ def _export(agent: OctopusAgent, model_dir: Path, out: Path, int8: bool, methods
         if p["relative"] > graphs[name].tolerance:
             raise ExportError(f"{name}: ONNX differs from torch by {p['max_abs']:.2e} ({p['relative']:.1e} of the "
                               f"output scale {p['scale']:.3g}; tolerance {graphs[name].tolerance:.0e}){way_out}")
-    np.save(out / "embed_tokens.npy", input_embedding_table(agent.lm).float().numpy())  # as embed_tokens.onnx
-    agent.tokenizer.save_pretrained(out / "tokenizer_hf")
-    shutil.copy(out / "tokenizer_hf" / "tokenizer.json", out / "tokenizer.json")
-    shutil.rmtree(out / "tokenizer_hf")
+    weights_beside(out / graphs["decoder_model_merged"].file)
+    table = graphs["embed_tokens"].module.embed.weight  # (V, D), as embed_tokens.onnx (kept rows if trimmed)
+    np.save(out / "embed_tokens.npy", table.numpy())
+    if trim and trim.scripts:
+        (out / "tokenizer.json").write_text(json.dumps(trim.tokenizer, ensure_ascii=False), encoding="utf-8")
+    else:
+        agent.tokenizer.save_pretrained(out / "tokenizer_hf")
+        shutil.copy(out / "tokenizer_hf" / "tokenizer.json", out / "tokenizer.json")
+        shutil.rmtree(out / "tokenizer_hf")
     layers, heads, head_dim = kv_shape(agent.lm)
     v = agent.config.vision
-    table = agent.lm.get_input_embeddings().weight
+    new_id = trim.new_id if trim else (lambda i: i)
+    t = agent.tokens
     manifest = {
         "format": FORMAT,
         "opset": OPSET,
@@ -304,8 +438,8 @@ def _export(agent: OctopusAgent, model_dir: Path, out: Path, int8: bool, methods
                    for name, spec in graphs.items()},
         "tokenizer": file_entry(out, "tokenizer.json"),
         "embed_table": file_entry(out, "embed_tokens.npy", dtype="float32", shape=list(table.shape)),
-        "tokens": {"function_ids": list(agent.tokens.function_ids), "no_function_id": agent.tokens.no_function_id,
-                   "end_id": agent.tokens.end_id, "image_id": agent.tokens.image_id},
+        "tokens": {"function_ids": [new_id(i) for i in t.function_ids], "no_function_id": new_id(t.no_function_id),
+                   "end_id": new_id(t.end_id), "image_id": new_id(t.image_id)},
         "functions": agent.registry.to_json(),  # the table the runtime, validator and actions read (user's too)
         "prompt": {"prefix": PROMPT_PREFIX, "suffix": PROMPT_SUFFIX, "num_image_tokens": agent.num_image_tokens},
         "preprocess": {"image_size": v.image_size, "mean": list(v.mean), "std": list(v.std)},
@@ -313,6 +447,10 @@ def _export(agent: OctopusAgent, model_dir: Path, out: Path, int8: bool, methods
                     "max_positions": agent.lm.config.max_position_embeddings, "max_new_tokens": MAX_NEW_TOKENS},
         "decoding": {"reject_bias": dict(agent.reject_bias)},
     }
+    if trim and trim.scripts:
+        manifest["vocabulary"] = {"scripts": list(trim.scripts), "kept": len(trim.kept), "of": len(agent.tokenizer)}
+    if trim and trim.output:
+        manifest["output_shortlist"] = _write_shortlist(agent, trim, out, table.numpy())
     if int8:
         methods = {**{name: spec.int8 for name, spec in graphs.items() if spec.int8}, **(methods or {})}
         decoder_method = methods.pop("decoder_model_merged")
@@ -326,6 +464,7 @@ def _export(agent: OctopusAgent, model_dir: Path, out: Path, int8: bool, methods
         else:
             done["decoder_model_merged"] = quantize_graph(out / "decoder_model_merged.onnx",
                                                           out / "decoder_model_merged.int8.onnx", decoder_method)
+        weights_beside(out / "decoder_model_merged.int8.onnx")
         int8_graphs = {name: file_entry(out, f"{name}.int8.onnx", method=method) for name, method in done.items()}
         for name in [n for n in graphs if n not in done]:  # not quantized (GraphSpec.int8 None): fp32 serves
             int8_graphs[name] = {**manifest["graphs"][name], "method": "fp32 (the same graph)"}

@@ -110,9 +110,10 @@ def load_lm(config: LMConfig, tokenizer_source: str | None = None):
 
     if config.inline is not None:
         inline = dict(config.inline)
+        kind = inline.pop("tokenizer", "byte_level")  # or "sentencepiece", as Gemma's (for tests)
         lm_config = AutoConfig.for_model(inline.pop("model_type"), **inline)
         tokenizer = (AutoTokenizer.from_pretrained(tokenizer_source) if tokenizer_source
-                     else build_tiny_tokenizer(lm_config.vocab_size))
+                     else build_tiny_tokenizer(lm_config.vocab_size, kind))
         return AutoModelForCausalLM.from_config(lm_config), tokenizer
     source = resolve_source(config)
     kwargs = {"gguf_file": config.gguf_file} if config.gguf_file else {}
@@ -135,8 +136,14 @@ def input_embedding_table(lm):
     return table if abs(scale - 1.0) < 1e-6 else table * scale
 
 
-def build_tiny_tokenizer(vocab_size: int = 512):
-    """A byte-level BPE tokenizer trained in a second on our own bilingual text: for tiny test models."""
+# text in scripts the agent never answers in, so the tiny SentencePiece-style tokenizer has tokens to trim
+OTHER_SCRIPTS = ["Привет, как дела? Отправь письмо маме", "Γειά σου κόσμε, καλημέρα", "مرحبا بالعالم"]
+
+
+def build_tiny_tokenizer(vocab_size: int = 512, kind: str = "byte_level"):
+    """A BPE tokenizer trained in a second on our own bilingual text: for tiny test models. "byte_level" as
+    SmolLM2's; "sentencepiece" as Gemma's (text pieces with a word marker and byte fallback; trained with a
+    little Russian, Greek and Arabic too), `vocab_size` then counting its 256 byte tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -144,14 +151,42 @@ def build_tiny_tokenizer(vocab_size: int = 512):
     for f in FUNCTIONS:
         corpus += [f.name, f.description_en, f.description_zh]
         corpus += [a.description_en + " " + a.description_zh for a in f.arguments]
+    specials = ["<|endoftext|>", "<|pad|>"]
+    if kind == "sentencepiece":
+        return _tiny_sentencepiece(corpus + OTHER_SCRIPTS, vocab_size, specials)
+    if kind != "byte_level":
+        raise ValueError(f"unknown tiny tokenizer {kind!r}: byte_level or sentencepiece")
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - 2,
-        special_tokens=["<|endoftext|>", "<|pad|>"],
+        special_tokens=specials,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(corpus * 4, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>")
+
+
+def _tiny_sentencepiece(corpus: list[str], vocab_size: int, specials: list[str]):
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    tok.normalizer = normalizers.Replace(" ", "\u2581")
+    tok.pre_tokenizer = pre_tokenizers.Split("\u2581", behavior="merged_with_next")
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+    specials = ["<unk>", *specials]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size - 256, special_tokens=specials, show_progress=False)
+    tok.train_from_iterator(corpus * 4, trainer)
+    data = json.loads(tok.to_str())  # the byte-fallback pieces <0x00>..<0xFF> follow the special tokens
+    pieces = sorted(data["model"]["vocab"], key=data["model"]["vocab"].get)
+    order = pieces[:len(specials)] + [f"<0x{b:02X}>" for b in range(256)] + pieces[len(specials):]
+    data["model"]["vocab"] = {piece: i for i, piece in enumerate(order)}
+    for token in data["added_tokens"]:
+        token["id"] = data["model"]["vocab"][token["content"]]
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(data)), unk_token="<unk>",
+                                   eos_token="<|endoftext|>", pad_token="<|pad|>")

@@ -19,15 +19,17 @@ REPO = Path(__file__).resolve().parents[1]
 def test_the_manifest_lists_every_file_the_runtime_reads(tiny_onnx):
     checked = Manifest.load(tiny_onnx).verify()
     assert {"embed_table", "tokenizer", "fp32/vision_encoder", "fp32/decoder_model_merged", "int8/vision_encoder",
-            "int8/decoder_model_merged"} <= set(checked)
+            "int8/decoder_model_merged", "fp32/decoder_model_merged.data",
+            "int8/decoder_model_merged.data"} <= set(checked)
     listed = {entry["file"] for entry in Manifest.load(tiny_onnx).files().values()}
-    on_disk = {p.name for p in tiny_onnx.iterdir() if p.name != "manifest.json" and not p.name.endswith(".data")}
+    on_disk = {p.name for p in tiny_onnx.iterdir() if p.name != "manifest.json"}
     assert on_disk <= listed, on_disk - listed  # nothing the runtime could read goes unchecked
 
 
 # every file of a bundle (the test below checks this list against the manifest, so a new file cannot be missed)
 BUNDLE_FILES = ("vision_encoder.onnx", "embed_tokens.onnx", "decoder_model_merged.onnx", "vision_encoder.int8.onnx",
-                "decoder_model_merged.int8.onnx", "embed_tokens.npy", "tokenizer.json")
+                "decoder_model_merged.int8.onnx", "decoder_model_merged.onnx.data",
+                "decoder_model_merged.int8.onnx.data", "embed_tokens.npy", "tokenizer.json")
 
 
 def test_the_corruption_test_covers_every_file_of_the_bundle(tiny_onnx):

@@ -70,6 +70,7 @@ def test_decoder_graph_handles_empty_and_long_pasts(exported):
     agent_dir, onnx_dir = exported
     session = ort.InferenceSession(str(onnx_dir / "decoder_model_merged.onnx"))
     runtime = OnnxAgent(onnx_dir, precision="fp32")
+    assert runtime.keeps_logits == ("export-torch" in str(onnx_dir))  # the builder's graph gives every row
     for past_length in (0, 1, 17):
         past = [np.random.default_rng(past_length).normal(size=p.shape[:2] + (past_length, p.shape[3]))
                 .astype(np.float32) for p in runtime.empty_past]
@@ -78,8 +79,14 @@ def test_decoder_graph_handles_empty_and_long_pasts(exported):
         if runtime.uses_position_ids:
             feeds["position_ids"] = np.arange(past_length, past_length + 2)[None]
         feeds.update(zip(runtime.past_names, past))
+        if runtime.keeps_logits:  # the traced graph: every row fed, or the last one only (a prefill's)
+            feeds["logits_to_keep"] = np.array(2, np.int64)
         logits, *present = session.run(["logits", *runtime.present_names], feeds)
         assert logits.shape[:2] == (1, 2) and present[0].shape[2] == past_length + 2
+        if runtime.keeps_logits:
+            last = session.run(["logits"], {**feeds, "logits_to_keep": np.array(1, np.int64)})[0]
+            assert last.shape[:2] == (1, 1)
+            np.testing.assert_allclose(last[0, 0], logits[0, 1], rtol=1e-4, atol=1e-5)
 
 
 def test_onnx_fp32_answers_exactly_like_torch(exported, photo):
@@ -185,8 +192,8 @@ def test_a_failed_parity_check_is_one_line_naming_the_graph_and_the_way_out(tmp_
     OctopusAgent.build(tiny()).save(tmp_path / "agent")
     real = onnx_export.graph_specs
 
-    def strict(agent):
-        specs = real(agent)
+    def strict(agent, rows=None, output_rows=None):
+        specs = real(agent, rows, output_rows)
         specs["decoder_model_merged"].tolerance = -1.0  # no graph can pass
         return specs
 
