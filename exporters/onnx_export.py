@@ -6,8 +6,9 @@
     tokenizer.json, manifest.json
 
     decoder_model_merged.onnx.data  the decoder's weights (ONNX external data; int8 likewise)
-    embed_tokens.npy             the same table as a .npy file: the runtime memory-maps it, so only the rows
-                                 it looks up are resident (the fp32 table is 113 MB for SmolLM2)
+    embed_tokens.npy             the same table as a .npy file: the runtime reads the rows it looks up from it,
+                                 so the table is never resident (the fp32 table is 113 MB for SmolLM2)
+    output_rows.npy              with --shortlist: the token ids the decoder's logits are for
 
 The decoder comes from ONNX Runtime GenAI's model builder where it supports the LM (fused attention; see
 genai_decoder.py), else from torch.onnx (TorchScript) around the unmodified transformers LM with eager
