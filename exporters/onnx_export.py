@@ -24,6 +24,7 @@ import json
 import logging
 import shutil
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -341,11 +342,25 @@ class _Trim:
     tokenizer: dict
     output: list[int] | None = None
 
+    @cached_property
+    def _index(self) -> dict[int, int]:
+        return {old: new for new, old in enumerate(self.kept)}
+
     def new_id(self, old: int) -> int:
-        return self.kept.index(old)
+        return self._index[old]
+
+
+def _control_ids(agent: OctopusAgent) -> set[int]:
+    """The ids a trimmed vocabulary keeps whatever they are: the agent's tokens and the tokenizer's specials."""
+    t, tok = agent.tokens, agent.tokenizer
+    ids = {*t.function_ids, t.no_function_id, t.end_id, t.image_id}
+    return ids | {i for i in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id) if i is not None}
 
 
 def _shortlist(agent: OctopusAgent, trim: _Trim | None, top: int, data: list[Path]) -> _Trim:
+    if agent.lm.get_output_embeddings().bias is not None:
+        raise ValueError("--shortlist needs an output layer without a bias (the runtime scores the request's "
+                         "other tokens from its rows)")
     if trim is None:  # the whole vocabulary, as ids
         source = json.loads(agent.tokenizer.backend_tokenizer.to_str())
         trim = _Trim((), list(range(len(agent.tokenizer))), source)
@@ -356,21 +371,15 @@ def _shortlist(agent: OctopusAgent, trim: _Trim | None, top: int, data: list[Pat
         except (OSError, ValueError) as exc:
             raise ValueError(f"--shortlist-data {path}: not a JSONL file of rows ({exc})") from None
         texts += [row["target"] for row in rows if isinstance(row, dict) and isinstance(row.get("target"), str)]
-    t, tok = agent.tokens, agent.tokenizer
-    required = {*t.function_ids, t.no_function_id, t.end_id, t.image_id}
-    required |= {i for i in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id) if i is not None}
-    trim.output = output_shortlist(trim.tokenizer, top, texts, {trim.new_id(i) for i in required})
+    trim.output = output_shortlist(trim.tokenizer, top, texts, {trim.new_id(i) for i in _control_ids(agent)})
     log.info("output shortlist: %d of %d tokens (%d target texts)", len(trim.output), len(trim.kept), len(texts))
     return trim
 
 
 def _trim(agent: OctopusAgent, scripts: tuple[str, ...]) -> _Trim:
-    t, tok = agent.tokens, agent.tokenizer
-    required = {*t.function_ids, t.no_function_id, t.end_id, t.image_id}
-    required |= {i for i in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id) if i is not None}
-    source = json.loads(tok.backend_tokenizer.to_str())
-    kept = kept_ids(source, scripts, required)
-    log.info("vocabulary trimmed to %s: %d of %d tokens", ",".join(scripts), len(kept), len(tok))
+    source = json.loads(agent.tokenizer.backend_tokenizer.to_str())
+    kept = kept_ids(source, scripts, _control_ids(agent))
+    log.info("vocabulary trimmed to %s: %d of %d tokens", ",".join(scripts), len(kept), len(agent.tokenizer))
     return _Trim(scripts, kept, trimmed_tokenizer(source, kept))
 
 
@@ -385,9 +394,6 @@ def _write_shortlist(agent: OctopusAgent, trim: _Trim, out: Path, embed_table: n
     scale = float(np.linalg.norm(weight[row]) / np.linalg.norm(embed_table[row]))
     entry = {**file_entry(out, "output_rows.npy", count=len(trim.output)), "scale": scale,
              "softcap": getattr(agent.lm.config, "final_logit_softcapping", None)}
-    if head.bias is not None:
-        raise ValueError("--shortlist needs an output layer without a bias (the runtime scores the request's "
-                         "other tokens from its rows)")
     if not np.allclose(embed_table * scale, weight, rtol=1e-4, atol=1e-6):
         np.save(out / "output_table.npy", weight)
         entry.update(scale=1.0, table=file_entry(out, "output_table.npy"))
