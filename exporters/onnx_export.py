@@ -37,7 +37,7 @@ from octopus.exporters.genai_decoder import build_decoder, supports
 from octopus.exporters.vocabulary import kept_ids, output_shortlist, parse_scripts, trimmed_tokenizer
 from octopus.generation import MAX_NEW_TOKENS
 from octopus.model.agent import OctopusAgent
-from octopus.model.lm import input_embedding_table
+from octopus.model.lm import embedding_scale, input_embedding_table
 from octopus.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
 
 log = logging.getLogger(__name__)
@@ -383,18 +383,17 @@ def _trim(agent: OctopusAgent, scripts: tuple[str, ...]) -> _Trim:
     return _Trim(scripts, kept, trimmed_tokenizer(source, kept))
 
 
-def _write_shortlist(agent: OctopusAgent, trim: _Trim, out: Path, embed_table: np.ndarray) -> dict:
+def _write_shortlist(agent: OctopusAgent, trim: _Trim, out: Path) -> dict:
     """`output_rows.npy` (the new ids the logits are for) and where the runtime reads the rows of the others:
-    the embedding table times `scale` where the LM ties its output layer to its input table (SmolLM2, Gemma),
-    else `output_table.npy`."""
+    the embedding table over its `embedding_scale` where the LM ties its output layer to its input table
+    (SmolLM2, Gemma), else `output_table.npy`."""
     np.save(out / "output_rows.npy", np.array(trim.output, np.int32))
-    head = agent.lm.get_output_embeddings()
-    weight = head.weight.detach().float()[torch.tensor(trim.kept)].numpy()  # (V, D) in the new ids' order
-    row = int(np.linalg.norm(weight, axis=1).argmax())
-    scale = float(np.linalg.norm(weight[row]) / np.linalg.norm(embed_table[row]))
-    entry = {**file_entry(out, "output_rows.npy", count=len(trim.output)), "scale": scale,
+    head, embeddings = agent.lm.get_output_embeddings(), agent.lm.get_input_embeddings()
+    entry = {**file_entry(out, "output_rows.npy", count=len(trim.output)),
+             "scale": 1.0 / embedding_scale(agent.lm),
              "softcap": getattr(agent.lm.config, "final_logit_softcapping", None)}
-    if not np.allclose(embed_table * scale, weight, rtol=1e-4, atol=1e-6):
+    if head.weight.data_ptr() != embeddings.weight.data_ptr():  # untied: the output rows are a table of their own
+        weight = head.weight.detach().float()[torch.tensor(trim.kept)].numpy()  # (V, D) in the new ids' order
         np.save(out / "output_table.npy", weight)
         entry.update(scale=1.0, table=file_entry(out, "output_table.npy"))
     return entry
@@ -457,7 +456,7 @@ def _export(agent: OctopusAgent, model_dir: Path, out: Path, int8: bool, methods
     if trim and trim.scripts:
         manifest["vocabulary"] = {"scripts": list(trim.scripts), "kept": len(trim.kept), "of": len(agent.tokenizer)}
     if trim and trim.output:
-        manifest["output_shortlist"] = _write_shortlist(agent, trim, out, table.numpy())
+        manifest["output_shortlist"] = _write_shortlist(agent, trim, out)
     if int8:
         methods = {**{name: spec.int8 for name, spec in graphs.items() if spec.int8}, **(methods or {})}
         decoder_method = methods.pop("decoder_model_merged")

@@ -71,16 +71,18 @@ def kept_ids(tokenizer: dict, scripts: tuple[str, ...], required: set[int]) -> l
     _check_trimmable(tokenizer)
     written = _written_in(scripts)
     model = tokenizer["model"]
-    keep = {i for piece, i in model["vocab"].items()
-            if written(piece) or _BYTE_TOKEN.fullmatch(piece) or piece == model.get("unk_token")}
+    keep = {i for piece, i in model["vocab"].items() if written(piece)}
     keep |= {t["id"] for t in tokenizer.get("added_tokens", []) if not t["special"] and written(t["content"])}
-    keep |= _post_processor_ids(tokenizer) | set(required)
-    return sorted(keep)
+    return sorted(keep | _always_kept(tokenizer, required))
 
 
-def _post_processor_ids(tokenizer: dict) -> set[int]:
+def _always_kept(tokenizer: dict, required: set[int]) -> set[int]:
+    """The byte-fallback pieces, the unknown token, the post-processor's special tokens and `required`."""
+    model = tokenizer["model"]
+    keep = {i for piece, i in model["vocab"].items()
+            if _BYTE_TOKEN.fullmatch(piece) or piece == model.get("unk_token")}
     specials = (tokenizer.get("post_processor") or {}).get("special_tokens", {})
-    return {i for entry in specials.values() for i in entry.get("ids", [])}
+    return keep | {i for entry in specials.values() for i in entry.get("ids", [])} | set(required)
 
 
 def trimmed_tokenizer(tokenizer: dict, kept: list[int]) -> dict:
@@ -125,8 +127,7 @@ def output_shortlist(tokenizer: dict, top: int, texts: list[str], required: set[
     vocab = model["vocab"]
     keep |= {vocab[piece[1:]] for piece, i in pieces if i in keep and piece.startswith(WORD_MARKER)
              and piece[1:] in vocab}
-    keep |= {i for piece, i in pieces if piece == model.get("unk_token")}
-    keep |= _post_processor_ids(tokenizer) | set(required)
+    keep |= _always_kept(tokenizer, required)
     encoder = Tokenizer.from_str(json.dumps(tokenizer))
     for encoding in encoder.encode_batch(texts, add_special_tokens=False):
         keep.update(encoding.ids)

@@ -122,17 +122,23 @@ def load_lm(config: LMConfig, tokenizer_source: str | None = None):
     return (dequantized(model) if config.gguf_file else model), tokenizer
 
 
-def input_embedding_table(lm):
-    """The rows the LM reads for its tokens: its embedding table times what its embedding module multiplies by
-    (Gemma scales by sqrt(d_model); LLaMA-family LMs such as SmolLM2 by 1). Image tokens, name slots and the
-    exported embedding table must be on this scale, not the raw weight's."""
+def embedding_scale(lm) -> float:
+    """What the LM's embedding module multiplies its table's rows by (Gemma: sqrt(d_model); LLaMA-family LMs
+    such as SmolLM2: 1)."""
     import torch
 
     module = lm.get_input_embeddings()
     table = module.weight.detach()  # (V, D)
     row = int(table.float().norm(dim=-1).argmax())  # a row that is not all zeros (padding rows can be)
     with torch.no_grad():
-        scale = float(module(torch.tensor([row])).float().norm() / table[row].float().norm())
+        return float(module(torch.tensor([row])).float().norm() / table[row].float().norm())
+
+
+def input_embedding_table(lm):
+    """The rows the LM reads for its tokens: its embedding table times `embedding_scale`. Image tokens, name
+    slots and the exported embedding table must be on this scale, not the raw weight's."""
+    table = lm.get_input_embeddings().weight.detach()  # (V, D)
+    scale = embedding_scale(lm)
     return table if abs(scale - 1.0) < 1e-6 else table * scale
 
 
