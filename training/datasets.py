@@ -206,7 +206,10 @@ class NameSwap:
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"name_swap is a share of rows between 0 and 1, got {share}")
         self.names, self.share, self.seed = names, share, seed
-        self.index = {(lang, name): i for i, entry in enumerate(names) for lang, name in entry.items()}
+        # only slots that spell the object's own name can carry an argument: entries that `show` other text
+        # (a category) are never swapped
+        self.index = {(lang, name): i for i, entry in enumerate(names) if not entry.get("show")
+                      for lang, name in entry.items() if isinstance(name, str)}
         seen = {self.named(r) for r in rows} - {None}
         self.candidates = sorted({i for i, _ in seen})
 

@@ -28,7 +28,7 @@ from octopus.model.agent import OctopusAgent
 from octopus.model.delta import base_agent
 from octopus.training.clip import ClipStageConfig, accelerator_available, train_clip, zero_shot
 from octopus.training.data.build import BuildConfig, build
-from octopus.training.data.concepts import CONCEPTS
+from octopus.training.data.concepts import CATEGORY_NAMES, CONCEPTS
 from octopus.training.stages import STAGE_KINDS, Profile, profile
 
 log = logging.getLogger(__name__)
@@ -123,10 +123,17 @@ def announce_processes(state) -> None:
 
 def name_the_concepts(prof: Profile) -> None:
     """Name slots asked for (`--set 'projector.name_slots={"en": 4, "zh": 10}'`) with no names given: the
-    agent can name every object of the data's concept table, in English and Chinese."""
+    agent can name every object of the data's concept table, in English and Chinese; with
+    `projector.slot_text=category` each object's slots spell its category's name instead."""
     projector = prof.agent.projector
+    if projector.slot_text not in ("name", "category"):
+        raise ValueError(f"projector.slot_text is 'name' or 'category', got {projector.slot_text!r}")
     if projector.name_slots and not projector.names:
         projector.names = [{"en": c.en, "zh": c.zh} for c in CONCEPTS]
+        if projector.slot_text == "category":
+            for entry, c in zip(projector.names, CONCEPTS):
+                en, zh = CATEGORY_NAMES[c.category]
+                entry["show"] = {"en": en, "zh": zh}
 
 
 def apply_overrides(prof: Profile, overrides: tuple[str, ...]) -> None:
