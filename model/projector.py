@@ -3,7 +3,8 @@
 Down-sampling to N tokens is either an adaptive average pool of the grid or a pixel shuffle (space to depth),
 then `mlp2x_gelu` (Linear, GELU, Linear) as in LLaVA-1.5, then (by default) an RMS norm whose learned gain
 starts at the RMS of the LM's text embeddings: image tokens enter the LM on the scale of the words it reads.
-Optionally `NameSlots` append tokens that spell the name of the object the image tokens read back as.
+Optionally `NameSlots` append tokens that spell a text (the object's name or its category) chosen by the
+object the image tokens read back as.
 Knows only tensor shapes, that one scale and (for name slots) two tables it is given.
 """
 
@@ -39,9 +40,10 @@ class ScaledRMSNorm(nn.Module):
 class NameSlots(nn.Module):
     """(B, N, D) image tokens -> (B, S, D): the row of `table` whose key is nearest (cosine) to the mean image token.
 
-    `keys` (K, D) are unit vectors, one per nameable object; `table` (K, S, D) is what each object's name
-    looks like to the LM (its own embeddings of the name's tokens). Both are derived from the LM's embeddings
-    whenever the agent is built (buffers, not saved): nothing here trains. Exports as ArgMax + Gather.
+    `keys` (K, D) are unit vectors, one per nameable object; `table` (K, S, D) is what the slots show for each
+    object, as the LM sees text (its own embeddings of the tokens of the object's name, or of its category's).
+    Both are derived from the LM's embeddings whenever the agent is built (buffers, not saved): nothing here
+    trains. Exports as ArgMax + Gather.
     """
 
     def __init__(self, keys: torch.Tensor, table: torch.Tensor):
