@@ -48,6 +48,14 @@ def shared_prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, 
     return length if length >= MIN_SHARED_PREFIX else 0
 
 
+def text_key(table: torch.Tensor, tokenizer, texts) -> torch.Tensor:
+    """(D,) the unit mean of each text's unit mean token embedding (rows of `table`, (V, D)): the vector stage 1
+    pulls the mean image token of an object (its EN and ZH names) or a category towards, and a name slot's key."""
+    rows = [torch.nn.functional.normalize(table[tokenizer.encode(t, add_special_tokens=False)].float().mean(0), dim=0)
+            for t in texts]
+    return torch.nn.functional.normalize(torch.stack(rows).mean(0), dim=0)
+
+
 def name_slots(names: list[dict[str, str]], slots: dict[str, int], tokenizer,
                embeddings: torch.Tensor) -> NameSlots | None:
     """The name-slot tables for `projector.names` / `projector.name_slots`, from the LM's input embeddings (V, D).
@@ -70,15 +78,13 @@ def name_slots(names: list[dict[str, str]], slots: dict[str, int], tokenizer,
         missing += [f"show.{lang}" for lang in slots if shown and not shown.get(lang)]
         if missing:
             raise ValueError(f"projector.names entry {entry} has no {'/'.join(missing)} name")
-        # the key reads every name the entry has (EN and ZH), as stage 1's grounding loss does, whichever
-        # languages the slots spell
-        vectors = [torch.nn.functional.normalize(table[tokenizer.encode(name, add_special_tokens=False)].mean(0),
-                                                 dim=0) for name in entry.values() if isinstance(name, str)]
         parts = []
         for lang, count in slots.items():
             ids = tokenizer.encode((shown or entry)[lang], add_special_tokens=False)[:count]
             parts.append(torch.cat([table.new_zeros(count - len(ids), table.shape[1]), table[ids]]))
-        keys.append(torch.stack(vectors).mean(0))
+        # the key reads every name the entry has (EN and ZH), as stage 1's grounding loss does, whichever
+        # languages the slots spell
+        keys.append(text_key(table, tokenizer, [name for name in entry.values() if isinstance(name, str)]))
         rows.append(torch.cat(parts))
     return NameSlots(torch.stack(keys), torch.stack(rows))
 

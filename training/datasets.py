@@ -209,7 +209,7 @@ class NameSwap:
         # only slots that spell the object's own name can carry an argument: entries that `show` other text
         # (a category) are never swapped
         self.index = {(lang, name): i for i, entry in enumerate(names) if not entry.get("show")
-                      for lang, name in entry.items() if isinstance(name, str)}
+                      for lang, name in entry.items()}
         seen = {self.named(r) for r in rows} - {None}
         self.candidates = sorted({i for i, _ in seen})
 

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from octopus.functions import BUILTIN
-from octopus.model.agent import OctopusAgent
+from octopus.model.agent import OctopusAgent, text_key
 from octopus.training.checkpoints import load_checkpoint, remove_checkpoints, save_checkpoint
 from octopus.training.clip import accelerator_available, bf16_is_fast
 from octopus.training.data.concepts import CATEGORIES, CATEGORY_NAMES, CONCEPTS
@@ -150,10 +150,8 @@ class GroundingHeads(torch.nn.Module):
 
         table = agent.lm.get_input_embeddings().weight.detach().float()  # (V, D)
 
-        def word(*texts: str) -> torch.Tensor:  # mean of the normalised mean embedding of each text
-            rows = [F.normalize(table[agent.tokenizer.encode(t, add_special_tokens=False)].mean(0), dim=0)
-                    for t in texts]
-            return F.normalize(torch.stack(rows).mean(0), dim=0)
+        def word(*texts: str) -> torch.Tensor:
+            return text_key(table, agent.tokenizer, texts)
 
         self.register_buffer("concepts", torch.stack([word(c.en, c.zh) for c in CONCEPTS]))  # (K, D)
         self.register_buffer("categories", torch.stack([word(*CATEGORY_NAMES[c]) for c in CATEGORIES]))  # (C, D)
