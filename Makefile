@@ -34,8 +34,8 @@ model: setup
 	$(BIN)/octopus model assemble --delta $(MODEL_RUN)/delta --out $(MODEL_RUN)/assembled
 	$(BIN)/octopus export --model $(MODEL_RUN)/assembled --out $(MODEL_RUN)/onnx --int8
 	mkdir -p $(MODEL_RUN)/eval
-	for split in test test_trained_objects test_unseen_style; do \
-	  swap=$$( [ $$split = test_unseen_style ] || echo --swap ); \
+	for split in test test_trained_objects test_unseen_style test_new_wordings; do \
+	  swap=$$( [ $$split = test_unseen_style ] || [ $$split = test_new_wordings ] || echo --swap ); \
 	  $(BIN)/octopus eval --model $(MODEL_RUN)/onnx --precision int8 --data runs/data/$$split.jsonl --limit 400 \
 	    $$swap --json > $(MODEL_RUN)/eval/$$split.json || exit 1; done
 	$(BIN)/python bench/latency.py --model $(MODEL_RUN)/assembled --onnx $(MODEL_RUN)/onnx --data runs/data/test.jsonl

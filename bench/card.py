@@ -48,7 +48,8 @@ def main() -> None:
     meta = json.loads((delta / "delta.json").read_text())
     build = json.loads((Path(args.data) / "build.json").read_text())["config"]
     evals = {name: _split(json.loads((Path(args.eval) / f"{name}.json").read_text()))
-             for name in ("test", "test_trained_objects", "test_unseen_style")}
+             for name in ("test", "test_trained_objects", "test_unseen_style", "test_new_wordings")
+             if name != "test_new_wordings" or (Path(args.eval) / f"{name}.json").is_file()}  # data built since 12-05
     latency = json.loads(Path(args.latency).read_text())
     int8 = next(r for r in latency["results"] if r["backend"] == "onnx_int8")
     pipeline = json.loads(Path(args.pipeline).read_text()) if args.pipeline else {}  # read before the card
@@ -83,8 +84,10 @@ def main() -> None:
         "| split | rows | overall | EN | ZH | only the image decides (EN / ZH) | image swap follows |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name, s in (("test (held-out objects)", t), ("test, trained objects (new scenes)", k),
-                    ("unseen Noto style", u)):
+    splits = [("test (held-out objects)", t), ("test, trained objects (new scenes)", k), ("unseen Noto style", u)]
+    if "test_new_wordings" in evals:
+        splits.append(("new wordings (text-decided and irrelevant only)", evals["test_new_wordings"]))
+    for name, s in splits:
         amb = s["by_kind"].get("image_decides", {})
         lines.append(f"| {name} | {s['rows']} | {_pct(s['all'])} | {_pct(s['en'])} | {_pct(s['zh'])} | "
                      f"{_pct(amb.get('en'))} / {_pct(amb.get('zh'))} | {_pct(s['image_swap_follow_rate'])} |")

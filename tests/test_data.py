@@ -81,6 +81,26 @@ def test_test_split_shares_no_template_slot_value_or_object_with_train(dataset):
     for key in ("template", "slots", "objects"):
         assert parts(train, key) and parts(test, key)
         assert not parts(train, key) & parts(test, key), key
+    # the extra bank's held-out wordings: test's slots and objects, wordings no other split has
+    new = read_rows(dataset / "test_new_wordings.jsonl")
+    assert {r["meta"]["kind"] for r in new} == {"text", "irrelevant"}
+    assert parts(new, "slots") <= parts(test, "slots") and parts(new, "objects") <= parts(test, "objects")
+    assert not parts(new, "template") & (parts(train, "template") | parts(test, "template"))
+    assert any("/x" in t for t in parts(train, "template"))  # the rest of the extra bank trains
+
+
+def test_the_extra_bank_leaves_the_test_split_as_the_base_bank_makes_it():
+    """`test` is the base bank's held-out fourth alone, in the base bank's order: widening training with a
+    second bank must not move a single test row (so figures before and after it compare)."""
+    splits = split_templates()
+    base = [t for t in TEMPLATES if t.bank == "base"]
+    groups: dict = {}
+    for t in base:
+        groups.setdefault((t.function, t.kind, t.categories, t.language), []).append(t)
+    assert splits["test"] == [t for group in groups.values() for i, t in enumerate(group) if i % 4 == 3]
+    assert all(t.bank == "extra" for t in splits["test_new_wordings"])
+    assert len(splits["test_new_wordings"]) * 3 == sum(t.bank == "extra" for t in splits["train"])
+    assert not {t.text for t in base} & {t.text for t in TEMPLATES if t.bank == "extra"}
 
 
 def test_every_wording_of_the_bank_fills_into_a_valid_call_in_its_language():

@@ -54,6 +54,7 @@ from octopus.training.data.scenes import captions, encode_jpeg, is_plural, rende
 log = logging.getLogger(__name__)
 LANGUAGES = ("en", "zh")
 SPLITS = ("train", "test")
+NEW_WORDINGS = "test_new_wordings"  # text-decided and irrelevant rows in the extra bank's held-out wordings
 NOISE_RATE = 0.02  # share of rows given a transcription slip anywhere, as generated data has; verification drops them
 
 
@@ -101,13 +102,16 @@ def _held_out(index: int) -> str:
 
 
 def split_templates() -> dict[str, list[Template]]:
+    """Templates by split: a fourth of each group of the base bank is `test`'s, a fourth of the extra bank's is
+    `test_new_wordings`', the rest train."""
     groups: dict[tuple, list[Template]] = {}
     for t in TEMPLATES:
-        groups.setdefault((t.function, t.kind, t.categories, t.language), []).append(t)
-    out: dict[str, list[Template]] = {"train": [], "test": []}
-    for group in groups.values():
+        groups.setdefault((t.bank, t.function, t.kind, t.categories, t.language), []).append(t)
+    out: dict[str, list[Template]] = {"train": [], "test": [], NEW_WORDINGS: []}
+    for (bank, *_), group in groups.items():
         for i, t in enumerate(group):
-            out[_held_out(i)].append(t)
+            split = _held_out(i)
+            out[NEW_WORDINGS if bank == "extra" and split == "test" else split].append(t)
     return out
 
 
@@ -238,8 +242,9 @@ def _plan_row(split: str, function: str | None, language: str, index: int, confi
 
 def plan_split(split: str, config: BuildConfig, rejects: Counter, verifier=None) -> list[Plan]:
     templates = split_templates()[split]
-    slots = split_slots()[split]
-    objects = split_objects()[split]
+    held = "test" if split == NEW_WORDINGS else split  # new wordings fill in test's slots and objects
+    slots = split_slots()[held]
+    objects = split_objects()[held]
     n = config.n_per_function if split == "train" else max(1, round(config.n_per_function * config.test_fraction))
     per_language_function_rows = n * len(FUNCTIONS)
     n_irrelevant = round(per_language_function_rows * config.irrelevant_share / (1 - config.irrelevant_share))
@@ -408,12 +413,14 @@ def build(out: Path, config: BuildConfig) -> dict:
     rows = {split: [row_json(p, config) for p in plans[split]] for split in SPLITS}
     diagnostic = plan_diagnostic(config, rejects)
     rows["test_trained_objects"] = [row_json(p, config) for p in diagnostic]
+    new_wordings = plan_split(NEW_WORDINGS, config, rejects, verifier)
+    rows[NEW_WORDINGS] = [row_json(p, config) for p in new_wordings]
     rows["test_unseen_style"] = [
         row_json(p, config, image=p.image.replace("images/test/", "images/test_unseen_style/"), style=UNSEEN_STYLE)
         for p in plans["test"]
     ]
     jobs = [(p.image, (p.style, p.main, p.distractors, p.count, p.render_seed))
-            for p in [*plans["train"], *plans["test"], *diagnostic]]
+            for p in [*plans["train"], *plans["test"], *diagnostic, *new_wordings]]
     jobs += [(r["image"], (UNSEEN_STYLE, p.main, p.distractors, p.count, p.render_seed))
              for r, p in zip(rows["test_unseen_style"], plans["test"])]
     caption_jobs, val_jobs, unseen_jobs = caption_plans(config)
@@ -434,7 +441,7 @@ def build(out: Path, config: BuildConfig) -> dict:
 
 def dataset_stats(out: Path, rejects: Counter | None = None) -> dict:
     stats: dict[str, Any] = {}
-    for split in ("train", "test", "test_unseen_style", "test_trained_objects"):
+    for split in ("train", "test", "test_unseen_style", "test_trained_objects", NEW_WORDINGS):
         path = out / f"{split}.jsonl"
         if not path.is_file():
             continue

@@ -27,7 +27,7 @@ def write_card(out: Path, config, stats: dict) -> None:
     lines = ["# Octopus bilingual function-call dataset", "",
              "Generated offline by `octopus data build` (seeded, reproducible). Build settings:", "",
              "```json", json.dumps(asdict(config), indent=2), "```", "", "## Counts", ""]
-    for split in ("train", "test", "test_unseen_style"):
+    for split in ("train", "test", "test_unseen_style", "test_new_wordings"):
         if split in stats:
             s = stats[split]
             lines += [f"### {split}: {s['rows']} rows", "",
@@ -41,7 +41,9 @@ def write_card(out: Path, config, stats: dict) -> None:
               "```json", json.dumps(stats.get("verification_rejects", {}), indent=2), "```", ""]
     lines += ["## Splits", "", "Every template, slot value and object is either train or test (every fourth of each "
               "group is test). `test_unseen_style` is the test split re-rendered row for row in the Noto style, "
-              "which no training file uses. `captions.csv` (stage 0 and 1) covers every concept in the training "
+              "which no training file uses. `test_new_wordings` asks, over test's objects and slot values, in the "
+              "held-out fourth of a second bank of text-decided and irrelevant wordings (the other three fourths "
+              "train). `captions.csv` (stage 0 and 1) covers every concept in the training "
               "styles; `clip_val*.jsonl` are single-object scenes for zero-shot evaluation.", "", "## Examples", ""]
     for row in read_rows(out / "train.jsonl")[:: max(1, stats["train"]["rows"] // 8)][:8]:
         lines.append(f"- `{row['query']}` → `{row['target'].splitlines()[0]}` ({row['meta']['kind']}, "
