@@ -108,7 +108,7 @@ def cmd_data_build(args: argparse.Namespace) -> int:
     config = BuildConfig(n_per_function=args.n_per_function, seed=args.seed, irrelevant_share=args.irrelevant_share,
                          with_description=args.with_description, workers=args.workers,
                          captions_per_concept=args.captions_per_concept, llm_verify_url=args.llm_verify_url,
-                         llm_verify_model=args.llm_verify_model)
+                         llm_verify_model=args.llm_verify_model, extra_wordings=args.extra_wordings)
     try:
         stats = build(Path(args.out), config)
     except (AssetError, VerifierError) as exc:
@@ -474,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--captions-per-concept", type=int, default=16,
                    help="caption and naming scenes per concept per training style")
     p.add_argument("--workers", type=int, default=2, help="rendering processes")
+    p.add_argument("--extra-wordings", choices=["off", "text", "all"], default="off",
+                   help="train on the second wording bank too: its text-decided wordings or all of them (its held-out "
+                   "fourth is test_new_wordings either way)")
     p.add_argument("--llm-verify-url", help="OpenAI-compatible endpoint (…/v1) for an LLM verdict on every row; "
                    "key from OCTOPUS_LLM_API_KEY")
     p.add_argument("--llm-verify-model", help="model name to ask at that endpoint")

@@ -86,21 +86,29 @@ def test_test_split_shares_no_template_slot_value_or_object_with_train(dataset):
     assert {r["meta"]["kind"] for r in new} == {"text", "irrelevant"}
     assert parts(new, "slots") <= parts(test, "slots") and parts(new, "objects") <= parts(test, "objects")
     assert not parts(new, "template") & (parts(train, "template") | parts(test, "template"))
-    assert any("/x" in t for t in parts(train, "template"))  # the rest of the extra bank trains
+    assert not any("/x" in t for t in parts(train, "template"))  # the rest of the extra bank trains only on request
 
 
 def test_the_extra_bank_leaves_the_test_split_as_the_base_bank_makes_it():
     """`test` is the base bank's held-out fourth alone, in the base bank's order: widening training with a
     second bank must not move a single test row (so figures before and after it compare)."""
-    splits = split_templates()
     base = [t for t in TEMPLATES if t.bank == "base"]
     groups: dict = {}
     for t in base:
         groups.setdefault((t.function, t.kind, t.categories, t.language), []).append(t)
-    assert splits["test"] == [t for group in groups.values() for i, t in enumerate(group) if i % 4 == 3]
-    assert all(t.bank == "extra" for t in splits["test_new_wordings"])
-    assert len(splits["test_new_wordings"]) * 3 == sum(t.bank == "extra" for t in splits["train"])
+    off, text, every = (split_templates(extra) for extra in ("off", "text", "all"))
+    for splits in (off, text, every):
+        assert splits["test"] == [t for group in groups.values() for i, t in enumerate(group) if i % 4 == 3]
+        assert splits["test_new_wordings"] == off["test_new_wordings"]
+        assert all(t.bank == "extra" for t in splits["test_new_wordings"])
+        assert splits["train"][:len(off["train"])] == off["train"]  # the base bank's train wordings, in order
+    assert all(t.bank == "base" for t in off["train"])
+    extra_train = [t for t in every["train"] if t.bank == "extra"]
+    assert len(every["test_new_wordings"]) * 3 == len(extra_train)
+    assert [t for t in text["train"] if t.bank == "extra"] == [t for t in extra_train if t.kind == "text"]
     assert not {t.text for t in base} & {t.text for t in TEMPLATES if t.bank == "extra"}
+    with pytest.raises(ValueError, match="extra_wordings"):
+        split_templates("some")
 
 
 def test_every_wording_of_the_bank_fills_into_a_valid_call_in_its_language():
@@ -295,8 +303,9 @@ def test_cli_and_profiles_build_the_data_the_build_config_defines():
 
     args = build_parser().parse_args(["data", "build", "--out", "x"])
     defaults = BuildConfig()
-    assert (args.n_per_function, args.captions_per_concept, args.seed, args.irrelevant_share) == (
-        defaults.n_per_function, defaults.captions_per_concept, defaults.seed, defaults.irrelevant_share)
+    assert (args.n_per_function, args.captions_per_concept, args.seed, args.irrelevant_share, args.extra_wordings) == (
+        defaults.n_per_function, defaults.captions_per_concept, defaults.seed, defaults.irrelevant_share,
+        defaults.extra_wordings)
     quick = profile("quick")
     assert (quick.data_n_per_function, quick.data_captions_per_concept) == (
         defaults.n_per_function, defaults.captions_per_concept)

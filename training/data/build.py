@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 LANGUAGES = ("en", "zh")
 SPLITS = ("train", "test")
 NEW_WORDINGS = "test_new_wordings"  # text-decided and irrelevant rows in the extra bank's held-out wordings
+EXTRA_WORDINGS = ("off", "text", "all")  # what of the rest of the extra bank trains (BuildConfig.extra_wordings)
 NOISE_RATE = 0.02  # share of rows given a transcription slip anywhere, as generated data has; verification drops them
 
 
@@ -69,6 +70,9 @@ class BuildConfig:
     # naming/caption scenes per concept per training style: 16 (48 a concept) lift stage 1's read-back of a new
     # image's category from 81% to 94% (held-out objects 78% -> 93%) over 4; they cost ~50 s to render
     captions_per_concept: int = 16
+    # the extra bank's training wordings: "off" (its held-out fourth still makes test_new_wordings), "text" or
+    # "all". Off by default: with "all", stage 2 declined the vague "这个需要帮忙" over a picture (README, Data)
+    extra_wordings: str = "off"
     clip_val_per_concept: int = 2  # zero-shot evaluation scenes per concept per style
     workers: int = 2
     llm_verify_url: str | None = None  # an OpenAI-compatible endpoint for the optional LLM verdict
@@ -101,9 +105,12 @@ def _held_out(index: int) -> str:
     return "test" if index % 4 == 3 else "train"
 
 
-def split_templates() -> dict[str, list[Template]]:
+def split_templates(extra: str = "off") -> dict[str, list[Template]]:
     """Templates by split: a fourth of each group of the base bank is `test`'s, a fourth of the extra bank's is
-    `test_new_wordings`', the rest train."""
+    `test_new_wordings`'. The rest of the base bank trains, and of the extra bank what `extra` lets in
+    (`BuildConfig.extra_wordings`: "off", "text" for its text-decided wordings, "all")."""
+    if extra not in EXTRA_WORDINGS:
+        raise ValueError(f"extra_wordings must be one of {EXTRA_WORDINGS}, got {extra!r}")
     groups: dict[tuple, list[Template]] = {}
     for t in TEMPLATES:
         groups.setdefault((t.bank, t.function, t.kind, t.categories, t.language), []).append(t)
@@ -111,7 +118,12 @@ def split_templates() -> dict[str, list[Template]]:
     for (bank, *_), group in groups.items():
         for i, t in enumerate(group):
             split = _held_out(i)
-            out[NEW_WORDINGS if bank == "extra" and split == "test" else split].append(t)
+            if bank == "base":
+                out[split].append(t)
+            elif split == "test":
+                out[NEW_WORDINGS].append(t)
+            elif extra == "all" or (extra == "text" and t.kind == "text"):
+                out["train"].append(t)
     return out
 
 
@@ -241,7 +253,7 @@ def _plan_row(split: str, function: str | None, language: str, index: int, confi
 
 
 def plan_split(split: str, config: BuildConfig, rejects: Counter, verifier=None) -> list[Plan]:
-    templates = split_templates()[split]
+    templates = split_templates(config.extra_wordings)[split]
     held = "test" if split == NEW_WORDINGS else split  # new wordings fill in test's slots and objects
     slots = split_slots()[held]
     objects = split_objects()[held]
