@@ -539,130 +539,156 @@ def _bank() -> list[Template]:
     return out
 
 
-def _extra_bank() -> list[Template]:
-    """A second set of text-decided and irrelevant wordings (2026-12-05), eight a function and sixteen irrelevant
-    ones per language, phrased apart from the base bank. Three in four widen training; the fourth of each group
-    is held out to `test_new_wordings`, so that what they buy on wordings no one trained on is measured on
-    wordings written with them, and `test` stays row for row as it was. Irrelevant wordings here are phone
-    actions and small talk that ask for nothing: a first draft had "I'm feeling sad" / "我心情不好" among them, and
-    stage 2 then declined the vague "这个需要帮忙" over a picture (only the image decides) 18 times in 101."""
-    out: list[Template] = []
+# A second set of text-decided and irrelevant wordings (2026-12-05), eight a function and sixteen irrelevant ones per
+# language, phrased apart from the base bank; `_extra_bank` takes each function's arguments from the base bank.
+EXTRA_WORDINGS: dict[str | None, dict[str, list[str]]] = {
+    "send_email": {
+        "en": [
+            "send a mail to {email} about {subject}", "email {email}: {subject}",
+            "please write an email to {email} about {subject}", "reply to {email} by email about {subject}",
+            "get an email off to {email} on {subject}", "let {email} know about {subject} by email",
+            "send {email} an email titled {subject} that says {body}", "can you mail {email} about {subject}?",
+        ],
+        "zh": [
+            "麻烦给{email}发个邮件，说一下{subject}", "邮件{email}：{subject}", "请发邮件到{email}，主题写{subject}",
+            "帮我回一封邮件给{email}，主题是{subject}", "给{email}发封电邮，关于{subject}", "把{subject}的事情发邮件告诉{email}",
+            "写一封主题为{subject}的邮件给{email}，正文：{body}", "发封邮件提醒{email}{subject}",
+        ],
+    },
+    "send_text_message": {
+        "en": [
+            "text {contact} saying {message}", "drop {contact} a text: {message}",
+            "send {contact} a message saying {message}", "tell {contact} via text that {message}",
+            "reply to {contact} by text: {message}", "please text {contact}: {message}",
+            "send a text message to {contact} that says {message}", "can you message {contact} and say {message}?",
+        ],
+        "zh": [
+            "发个短信给{contact}，就说{message}", "替我给{contact}带个话：{message}", "告诉{contact}{message}，用短信",
+            "短信联系{contact}，说{message}", "给{contact}留个言：{message}", "发一条信息给{contact}：{message}",
+            "帮我回{contact}的短信：{message}", "给{contact}捎个信，说{message}",
+        ],
+    },
+    "google_search": {
+        "en": [
+            "search online for {topic}", "find out about {topic} on the web", "please look up {topic} for me",
+            "can you find info on {topic}?", "do a google search for {topic}", "{topic}, search that for me",
+            "what can you find on {topic}? search the web", "check google for {topic}",
+        ],
+        "zh": [
+            "帮我在网上找一下{topic}", "搜一下{topic}的资料", "我想查{topic}", "查找{topic}", "去谷歌查{topic}",
+            "{topic}，帮我搜一下", "能帮我搜索{topic}吗？", "上谷歌看看{topic}",
+        ],
+    },
+    "amazon_shopping": {
+        "en": [
+            "get {qty} {product} from Amazon", "order me a {product} off Amazon", "I need a {product}, buy it on Amazon",
+            "Amazon a {product} for me", "place an Amazon order for a {product}", "buy {qty} {product} from Amazon please",
+            "look up a {product} on Amazon and order it", "order a new {product} through Amazon",
+        ],
+        "zh": [
+            "亚马逊上帮我买{qty}个{product}", "用亚马逊订购{product}", "帮我从亚马逊买一个{product}", "在亚马逊下单一个{product}",
+            "亚马逊上买个{product}吧", "我想在Amazon上订{product}", "帮我在亚马逊上把{product}买了", "亚马逊购买：{product}",
+        ],
+    },
+    "smart_recycling": {
+        "en": [
+            "what bin do I put a {recycle} in?", "how do I dispose of a {recycle}?", "is a {recycle} trash or recycling?",
+            "can I recycle a {recycle}?", "where does a {recycle} go for recycling?",
+            "what's the right way to throw out a {recycle}?", "help me recycle a {recycle}",
+            "which recycling bin takes a {recycle}?",
+        ],
+        "zh": [
+            "{recycle}该怎么回收？", "{recycle}放哪个桶？", "请问{recycle}是什么垃圾？", "{recycle}可以回收吗？", "教我怎么回收{recycle}",
+            "{recycle}应该怎么分类？", "这个{recycle}该扔进哪个垃圾桶", "处理{recycle}的正确方法是什么？",
+        ],
+    },
+    "lost_and_found": {
+        "en": [
+            "my {lost} went missing at {location}", "I misplaced my {lost}", "report a found {lost} at {location}",
+            "I left my {lost} somewhere, help me find it", "did anyone turn in a {lost}?",
+            "I found someone's {lost} at {location}", "post a lost item notice for my {lost}", "I can't find my {lost} anywhere",
+        ],
+        "zh": [
+            "我的{lost}丢在{location}了", "{lost}不见了，帮我报个失", "在{location}丢了{lost}，帮我登记", "我的{lost}落在{location}了，帮我找找",
+            "谁捡到我的{lost}了？", "我在{location}发现了一个{lost}", "帮我发个寻物启事：{lost}", "我找不到我的{lost}了",
+        ],
+    },
+    "interior_design": {
+        "en": [
+            "redecorate my {space}", "ideas for a {style} {space}", "how can I make my {space} look better?",
+            "design my {space} in {style} style", "help me plan the {space} decor", "give my {space} a {style} makeover",
+            "what should my {space} look like? give me ideas", "suggest a layout for my {space}",
+        ],
+        "zh": [
+            "{space}想装成{style}风格", "帮我设计一下{space}", "{space}怎么装修比较好？", "给{space}出个{style}风格的方案",
+            "我想重新布置{space}", "{style}风格的{space}怎么设计？", "有什么{space}的装修建议？", "帮我把{space}布置得好看一点",
+        ],
+    },
+    "instacart_shopping": {
+        "en": [
+            "get {grocery} from the grocery store", "we're out of {grocery}, get some on Instacart",
+            "order {qty} {grocery} for grocery delivery", "have Instacart bring {grocery}", "add {grocery} to my Instacart cart",
+            "pick up {grocery} from the supermarket for me", "buy some {grocery} and have it delivered",
+            "I need {grocery} from the store",
+        ],
+        "zh": [
+            "帮我从超市买{qty}份{grocery}", "{grocery}没有了，叫Instacart送点", "超市买点{grocery}送到家", "帮我订点{grocery}，超市送货",
+            "家里缺{grocery}了，买一些", "Instacart帮我买{grocery}", "从超市配送{qty}份{grocery}", "买菜清单加上{grocery}",
+        ],
+    },
+    "doordash_delivery": {
+        "en": [
+            "order {qty} {dish} for delivery", "I'd like {dish} delivered", "get {dish} on DoorDash for lunch",
+            "have {dish} delivered for dinner", "order me some {dish}", "DoorDash {qty} {dish} to my place",
+            "I'm starving, get me {dish}", "takeout order for {dish}",
+        ],
+        "zh": [
+            "帮我叫一份{dish}", "点个{dish}的外卖", "外卖来{qty}份{dish}", "我想吃{dish}，叫个外卖", "用DoorDash点{qty}份{dish}",
+            "今晚吃{dish}，帮我下单外卖", "给我送个{dish}过来", "点份{dish}当午饭",
+        ],
+    },
+    "pet_care": {
+        "en": [
+            "book my {pet} for {service}", "my {pet} needs {service}, set it up", "find a place that does {service} for a {pet}",
+            "sign my {pet} up for {service}", "organize {service} for the {pet}", "I'd like to get {service} for my {pet}",
+            "can you arrange {service} for our {pet}?", "{service} for the {pet} this week please",
+        ],
+        "zh": [
+            "帮{pet}约一下{service}", "我的{pet}想要{service}", "给{pet}找一下{service}的服务", "{pet}要{service}，帮我约一下",
+            "麻烦给我家{pet}安排{service}", "我想给{pet}预约一次{service}", "帮忙给{pet}订个{service}", "这周给{pet}约{service}",
+        ],
+    },
+    None: {
+        "en": [
+            "turn up the brightness", "enable battery saver", "snap a photo", "what's your name?", "what day is it today?",
+            "set my phone to vibrate", "what's {number} minus {number2}?", "turn on the hotspot", "wake me at {time} tomorrow",
+            "turn the volume down", "tell me a story", "open the calculator", "turn on dark mode", "restart my phone",
+            "turn on location services", "hi there!",
+        ],
+        "zh": [
+            "把屏幕调亮一点", "开启省电模式", "拍张照片", "你叫什么名字？", "今天星期几？", "把铃声调成振动", "{number}减{number2}是多少？",
+            "帮我开个热点", "明天{time}叫我起床", "调低音量", "讲个故事听听", "打开计算器", "打开深色模式", "重启手机", "打开手机定位",
+            "你好呀",
+        ],
+    },
+}
 
-    def add(fn, lang, kind, texts, args):
-        for n, text in enumerate(texts):
-            out.append(Template(f"{fn or 'any'}/{kind}/-/{lang}/x{n}", lang, text, fn, dict(args), kind, (), "extra"))
 
-    add("send_email", "en", "text", [
-        "send a mail to {email} about {subject}", "email {email}: {subject}",
-        "please write an email to {email} about {subject}", "reply to {email} by email about {subject}",
-        "get an email off to {email} on {subject}", "let {email} know about {subject} by email",
-        "send {email} an email titled {subject} that says {body}", "can you mail {email} about {subject}?",
-    ], {"recipient": "{email}", "subject": "{subject}"})
-    add("send_email", "zh", "text", [
-        "麻烦给{email}发个邮件，说一下{subject}", "邮件{email}：{subject}", "请发邮件到{email}，主题写{subject}",
-        "帮我回一封邮件给{email}，主题是{subject}", "给{email}发封电邮，关于{subject}", "把{subject}的事情发邮件告诉{email}",
-        "写一封主题为{subject}的邮件给{email}，正文：{body}", "发封邮件提醒{email}{subject}",
-    ], {"recipient": "{email}", "subject": "{subject}"})
-    add("send_text_message", "en", "text", [
-        "text {contact} saying {message}", "drop {contact} a text: {message}",
-        "send {contact} a message saying {message}", "tell {contact} via text that {message}",
-        "reply to {contact} by text: {message}", "please text {contact}: {message}",
-        "send a text message to {contact} that says {message}", "can you message {contact} and say {message}?",
-    ], {"recipient": "{contact}", "message": "{message}"})
-    add("send_text_message", "zh", "text", [
-        "发个短信给{contact}，就说{message}", "替我给{contact}带个话：{message}", "告诉{contact}{message}，用短信",
-        "短信联系{contact}，说{message}", "给{contact}留个言：{message}", "发一条信息给{contact}：{message}",
-        "帮我回{contact}的短信：{message}", "给{contact}捎个信，说{message}",
-    ], {"recipient": "{contact}", "message": "{message}"})
-    add("google_search", "en", "text", [
-        "search online for {topic}", "find out about {topic} on the web", "please look up {topic} for me",
-        "can you find info on {topic}?", "do a google search for {topic}", "{topic}, search that for me",
-        "what can you find on {topic}? search the web", "check google for {topic}",
-    ], {"query": "{topic}"})
-    add("google_search", "zh", "text", [
-        "帮我在网上找一下{topic}", "搜一下{topic}的资料", "我想查{topic}", "查找{topic}", "去谷歌查{topic}",
-        "{topic}，帮我搜一下", "能帮我搜索{topic}吗？", "上谷歌看看{topic}",
-    ], {"query": "{topic}"})
-    add("amazon_shopping", "en", "text", [
-        "get {qty} {product} from Amazon", "order me a {product} off Amazon", "I need a {product}, buy it on Amazon",
-        "Amazon a {product} for me", "place an Amazon order for a {product}", "buy {qty} {product} from Amazon please",
-        "look up a {product} on Amazon and order it", "order a new {product} through Amazon",
-    ], {"product": "{product}"})
-    add("amazon_shopping", "zh", "text", [
-        "亚马逊上帮我买{qty}个{product}", "用亚马逊订购{product}", "帮我从亚马逊买一个{product}", "在亚马逊下单一个{product}",
-        "亚马逊上买个{product}吧", "我想在Amazon上订{product}", "帮我在亚马逊上把{product}买了", "亚马逊购买：{product}",
-    ], {"product": "{product}"})
-    add("smart_recycling", "en", "text", [
-        "what bin do I put a {recycle} in?", "how do I dispose of a {recycle}?", "is a {recycle} trash or recycling?",
-        "can I recycle a {recycle}?", "where does a {recycle} go for recycling?",
-        "what's the right way to throw out a {recycle}?", "help me recycle a {recycle}",
-        "which recycling bin takes a {recycle}?",
-    ], {"item": "{recycle}", "material": "@slot_material"})
-    add("smart_recycling", "zh", "text", [
-        "{recycle}该怎么回收？", "{recycle}放哪个桶？", "请问{recycle}是什么垃圾？", "{recycle}可以回收吗？", "教我怎么回收{recycle}",
-        "{recycle}应该怎么分类？", "这个{recycle}该扔进哪个垃圾桶", "处理{recycle}的正确方法是什么？",
-    ], {"item": "{recycle}", "material": "@slot_material"})
-    add("lost_and_found", "en", "text", [
-        "my {lost} went missing at {location}", "I misplaced my {lost}", "report a found {lost} at {location}",
-        "I left my {lost} somewhere, help me find it", "did anyone turn in a {lost}?",
-        "I found someone's {lost} at {location}", "post a lost item notice for my {lost}", "I can't find my {lost} anywhere",
-    ], {"item": "{lost}"})
-    add("lost_and_found", "zh", "text", [
-        "我的{lost}丢在{location}了", "{lost}不见了，帮我报个失", "在{location}丢了{lost}，帮我登记", "我的{lost}落在{location}了，帮我找找",
-        "谁捡到我的{lost}了？", "我在{location}发现了一个{lost}", "帮我发个寻物启事：{lost}", "我找不到我的{lost}了",
-    ], {"item": "{lost}"})
-    add("interior_design", "en", "text", [
-        "redecorate my {space}", "ideas for a {style} {space}", "how can I make my {space} look better?",
-        "design my {space} in {style} style", "help me plan the {space} decor", "give my {space} a {style} makeover",
-        "what should my {space} look like? give me ideas", "suggest a layout for my {space}",
-    ], {"item": "{space}"})
-    add("interior_design", "zh", "text", [
-        "{space}想装成{style}风格", "帮我设计一下{space}", "{space}怎么装修比较好？", "给{space}出个{style}风格的方案",
-        "我想重新布置{space}", "{style}风格的{space}怎么设计？", "有什么{space}的装修建议？", "帮我把{space}布置得好看一点",
-    ], {"item": "{space}"})
-    add("instacart_shopping", "en", "text", [
-        "get {grocery} from the grocery store", "we're out of {grocery}, get some on Instacart",
-        "order {qty} {grocery} for grocery delivery", "have Instacart bring {grocery}", "add {grocery} to my Instacart cart",
-        "pick up {grocery} from the supermarket for me", "buy some {grocery} and have it delivered",
-        "I need {grocery} from the store",
-    ], {"item": "{grocery}"})
-    add("instacart_shopping", "zh", "text", [
-        "帮我从超市买{qty}份{grocery}", "{grocery}没有了，叫Instacart送点", "超市买点{grocery}送到家", "帮我订点{grocery}，超市送货",
-        "家里缺{grocery}了，买一些", "Instacart帮我买{grocery}", "从超市配送{qty}份{grocery}", "买菜清单加上{grocery}",
-    ], {"item": "{grocery}"})
-    add("doordash_delivery", "en", "text", [
-        "order {qty} {dish} for delivery", "I'd like {dish} delivered", "get {dish} on DoorDash for lunch",
-        "have {dish} delivered for dinner", "order me some {dish}", "DoorDash {qty} {dish} to my place",
-        "I'm starving, get me {dish}", "takeout order for {dish}",
-    ], {"dish": "{dish}"})
-    add("doordash_delivery", "zh", "text", [
-        "帮我叫一份{dish}", "点个{dish}的外卖", "外卖来{qty}份{dish}", "我想吃{dish}，叫个外卖", "用DoorDash点{qty}份{dish}",
-        "今晚吃{dish}，帮我下单外卖", "给我送个{dish}过来", "点份{dish}当午饭",
-    ], {"dish": "{dish}"})
-    add("pet_care", "en", "text", [
-        "book my {pet} for {service}", "my {pet} needs {service}, set it up", "find a place that does {service} for a {pet}",
-        "sign my {pet} up for {service}", "organize {service} for the {pet}", "I'd like to get {service} for my {pet}",
-        "can you arrange {service} for our {pet}?", "{service} for the {pet} this week please",
-    ], {"pet": "{pet}", "service": "{service}"})
-    add("pet_care", "zh", "text", [
-        "帮{pet}约一下{service}", "我的{pet}想要{service}", "给{pet}找一下{service}的服务", "{pet}要{service}，帮我约一下",
-        "麻烦给我家{pet}安排{service}", "我想给{pet}预约一次{service}", "帮忙给{pet}订个{service}", "这周给{pet}约{service}",
-    ], {"pet": "{pet}", "service": "{service}"})
-    add(None, "en", "irrelevant", [
-        "turn up the brightness", "enable battery saver", "snap a photo", "what's your name?", "what day is it today?",
-        "set my phone to vibrate", "what's {number} minus {number2}?", "turn on the hotspot", "wake me at {time} tomorrow",
-        "turn the volume down", "tell me a story", "open the calculator", "turn on dark mode", "restart my phone",
-        "turn on location services", "hi there!",
-    ], {})
-    add(None, "zh", "irrelevant", [
-        "把屏幕调亮一点", "开启省电模式", "拍张照片", "你叫什么名字？", "今天星期几？", "把铃声调成振动", "{number}减{number2}是多少？",
-        "帮我开个热点", "明天{time}叫我起床", "调低音量", "讲个故事听听", "打开计算器", "打开深色模式", "重启手机", "打开手机定位",
-        "你好呀",
-    ], {})
-    return out
+def _extra_bank(base: list[Template]) -> list[Template]:
+    """The `EXTRA_WORDINGS` as templates of bank "extra", each function's arguments those of its text-decided
+    wordings in `base`. Three in four may widen training (`BuildConfig.extra_wordings`); the fourth of each group
+    is held out to `test_new_wordings`, so that what they buy is measured on wordings no one trained on, and
+    `test` stays row for row as it was. Irrelevant wordings here are phone actions and small talk that ask for
+    nothing: a first draft had "I'm feeling sad" / "我心情不好" among them, and stage 2 then declined the vague
+    "这个需要帮忙" over a picture (only the image decides) 18 times in 101."""
+    args = {t.function: t.args for t in base if t.kind == "text"}
+    return [Template(f"{fn or 'any'}/{'text' if fn else 'irrelevant'}/-/{lang}/x{n}", lang, text, fn,
+                     dict(args[fn]) if fn else {}, "text" if fn else "irrelevant", (), "extra")
+            for fn, by_lang in EXTRA_WORDINGS.items() for lang, texts in by_lang.items()
+            for n, text in enumerate(texts)]
 
 
-TEMPLATES: tuple[Template, ...] = tuple(_bank()) + tuple(_extra_bank())
+TEMPLATES: tuple[Template, ...] = (*_bank(), *_extra_bank(_bank()))
 
 POLITE = {"en": (["please ", "could you ", "hey, ", "can you please "], [" please", ", thanks!", " thank you"]),
           "zh": (["请", "麻烦", "劳驾", "能不能"], ["，谢谢", "，麻烦了", "吧"])}
