@@ -55,7 +55,7 @@ def test_another_seed_gives_other_rows(dataset):
 
 
 def test_every_row_validates_and_has_its_image(dataset):
-    for split in ("train", "test", "test_unseen_style"):
+    for split in ("train", "test", "test_unseen_style", "test_new_wordings"):
         for row in read_rows(dataset / f"{split}.jsonl"):
             assert set(row) >= {"image", "query", "language", "function", "arguments", "target"}
             assert parse_and_validate(row["target"]) == Call(row["function"], row["arguments"])
