@@ -81,10 +81,11 @@ def test_test_split_shares_no_template_slot_value_or_object_with_train(dataset):
     for key in ("template", "slots", "objects"):
         assert parts(train, key) and parts(test, key)
         assert not parts(train, key) & parts(test, key), key
-    # the extra bank's held-out wordings: test's slots and objects, wordings no other split has
+    # the extra bank's held-out wordings: held-out slot values and objects, wordings no other split has
     new = read_rows(dataset / "test_new_wordings.jsonl")
     assert {r["meta"]["kind"] for r in new} == {"text", "irrelevant"}
-    assert parts(new, "slots") <= parts(test, "slots") and parts(new, "objects") <= parts(test, "objects")
+    for key in ("slots", "objects"):
+        assert parts(new, key) and not parts(new, key) & parts(train, key), key
     assert not parts(new, "template") & (parts(train, "template") | parts(test, "template"))
     assert not any("/x" in t for t in parts(train, "template"))  # the rest of the extra bank trains only on request
 
