@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 LANGUAGES = ("en", "zh")
 SPLITS = ("train", "test")
 NEW_WORDINGS = "test_new_wordings"  # text-decided and irrelevant rows in the extra bank's held-out wordings
-EXTRA_WORDINGS = ("off", "text", "all")  # what of the rest of the extra bank trains (BuildConfig.extra_wordings)
+EXTRA_TRAINING = ("off", "text", "all")  # what of the rest of the extra bank trains (BuildConfig.extra_wordings)
 NOISE_RATE = 0.02  # share of rows given a transcription slip anywhere, as generated data has; verification drops them
 
 
@@ -109,8 +109,8 @@ def split_templates(extra: str = "off") -> dict[str, list[Template]]:
     """Templates by split: a fourth of each group of the base bank is `test`'s, a fourth of the extra bank's is
     `test_new_wordings`'. The rest of the base bank trains, and of the extra bank what `extra` lets in
     (`BuildConfig.extra_wordings`: "off", "text" for its text-decided wordings, "all")."""
-    if extra not in EXTRA_WORDINGS:
-        raise ValueError(f"extra_wordings must be one of {EXTRA_WORDINGS}, got {extra!r}")
+    if extra not in EXTRA_TRAINING:
+        raise ValueError(f"extra_wordings must be one of {EXTRA_TRAINING}, got {extra!r}")
     groups: dict[tuple, list[Template]] = {}
     for t in TEMPLATES:
         groups.setdefault((t.bank, t.function, t.kind, t.categories, t.language), []).append(t)

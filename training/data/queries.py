@@ -682,13 +682,16 @@ def _extra_bank(base: list[Template]) -> list[Template]:
     nothing: a first draft had "I'm feeling sad" / "我心情不好" among them, and stage 2 then declined the vague
     "这个需要帮忙" over a picture (only the image decides) 18 times in 101."""
     args = {t.function: t.args for t in base if t.kind == "text"}
-    return [Template(f"{fn or 'any'}/{'text' if fn else 'irrelevant'}/-/{lang}/x{n}", lang, text, fn,
-                     dict(args[fn]) if fn else {}, "text" if fn else "irrelevant", (), "extra")
-            for fn, by_lang in EXTRA_WORDINGS.items() for lang, texts in by_lang.items()
-            for n, text in enumerate(texts)]
+    out = []
+    for fn, by_lang in EXTRA_WORDINGS.items():
+        kind = "text" if fn else "irrelevant"
+        out += [Template(f"{fn or 'any'}/{kind}/-/{lang}/x{n}", lang, text, fn, dict(args.get(fn, {})), kind, (),
+                         "extra") for lang, texts in by_lang.items() for n, text in enumerate(texts)]
+    return out
 
 
-TEMPLATES: tuple[Template, ...] = (*_bank(), *_extra_bank(_bank()))
+_BASE_BANK = _bank()
+TEMPLATES: tuple[Template, ...] = (*_BASE_BANK, *_extra_bank(_BASE_BANK))
 
 POLITE = {"en": (["please ", "could you ", "hey, ", "can you please "], [" please", ", thanks!", " thank you"]),
           "zh": (["请", "麻烦", "劳驾", "能不能"], ["，谢谢", "，麻烦了", "吧"])}
