@@ -43,14 +43,18 @@ RECYCLABLES: dict[str, list[tuple[str, str]]] = {
            ("beer bottle", "glass"), ("water bottle", "plastic"), ("newspaper", "paper"),
            ("used battery", "electronics"), ("old towel", "textile"), ("apple core", "organic"),
            ("aerosol can", "metal"), ("takeout container", "plastic"), ("perfume bottle", "glass"),
-           ("cereal box", "paper"), ("old sweater", "textile"), ("tea bags", "organic")],
+           ("cereal box", "paper"), ("old sweater", "textile"), ("tea bags", "organic"),
+           # appended at training positions (32-34; every 4th value is held out): the held-out fourth drew 3 of
+           # the 4 organic items above, which left "apple core" alone to teach "organic"
+           ("eggshells", "organic"), ("orange peel", "organic"), ("corn cob", "organic")],
     "zh": [("披萨盒", "paper"), ("易拉罐", "metal"), ("旧手机", "electronics"), ("果酱瓶", "glass"), ("洗发水瓶", "plastic"),
            ("鸡蛋盒", "paper"), ("旧牛仔裤", "textile"), ("咖啡渣", "organic"), ("锡纸", "metal"), ("坏掉的充电器", "electronics"),
            ("红酒瓶", "glass"), ("酸奶杯", "plastic"), ("牛奶盒", "paper"), ("玻璃罐", "glass"), ("塑料袋", "plastic"),
            ("罐头盒", "metal"), ("旧电脑", "electronics"), ("纸箱", "paper"), ("旧T恤", "textile"), ("香蕉皮", "organic"),
            ("啤酒瓶", "glass"), ("矿泉水瓶", "plastic"), ("旧报纸", "paper"), ("废电池", "electronics"), ("旧毛巾", "textile"),
            ("苹果核", "organic"), ("喷雾罐", "metal"), ("外卖盒", "plastic"), ("香水瓶", "glass"), ("麦片盒", "paper"),
-           ("旧毛衣", "textile"), ("茶叶渣", "organic")],
+           ("旧毛衣", "textile"), ("茶叶渣", "organic"),
+           ("蛋壳", "organic"), ("橘子皮", "organic"), ("玉米芯", "organic")],
 }
 
 
@@ -197,10 +201,12 @@ SLOTS: dict[str, dict[str, list[tuple[str, str]]]] = {
     "service": {
         "en": [("grooming", "grooming"), ("a haircut", "grooming"), ("a bath", "grooming"), ("a vet visit", "vet"),
                ("a checkup", "vet"), ("vaccinations", "vet"), ("food", "food"), ("treats", "food"),
-               ("a walk", "walking"), ("a dog walker", "walking"), ("new toys", "toys"), ("boarding", "boarding")],
+               ("a walk", "walking"), ("a dog walker", "walking"), ("new toys", "toys"), ("boarding", "boarding"),
+               # "boarding" is held out (position 11), so these teach the value at training positions 12-13
+               ("a kennel stay", "boarding"), ("a pet hotel stay", "boarding")],
         "zh": [("美容", "grooming"), ("洗澡", "grooming"), ("剪毛", "grooming"), ("看兽医", "vet"), ("体检", "vet"),
                ("打疫苗", "vet"), ("粮食", "food"), ("零食", "food"), ("遛弯", "walking"), ("遛狗服务", "walking"),
-               ("玩具", "toys"), ("寄养", "boarding")],
+               ("玩具", "toys"), ("寄养", "boarding"), ("寄宿", "boarding"), ("宠物酒店", "boarding")],
     },
     "style": {
         "en": [("modern", "modern"), ("sleek modern", "modern"), ("minimalist", "minimalist"),
