@@ -1,0 +1,71 @@
+"""Exact calls on the test split's text-decided requests with a mapped argument (pet_care's service,
+smart_recycling's material, interior_design's style), by the value the request maps to, for several agents.
+
+Until d314fe7 the held-out fourth of the slot values took pet_care's only "boarding" phrase and 3 of the 4
+organic recyclables, so no model trained on a request for boarding and one item taught "organic". This shows
+what the data fix buys, value by value, teacher-forced on every such row of `test` (whole-call exact: every
+gold token is the argmax, as in bench/teacher_forced.py; no reject bias):
+
+    .venv/bin/python bench/enum_coverage.py --model "before=runs/model/stage2_functional/agent" \
+        --model "after=runs/model4/stage2_functional/agent"
+
+Prints a markdown table and writes bench/results/enum_coverage.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+from tables import save_table
+from teacher_forced import sample_rows, score
+
+from octopus.model.agent import OctopusAgent
+
+
+def mapped_rows(data: Path) -> list[dict]:
+    return [r for r in sample_rows(data, "test", None)
+            if r["meta"]["kind"] == "text" and "mapped" in (r["meta"].get("provenance") or {}).values()]
+
+
+def groups_of(row: dict) -> list[str]:
+    mapped = [f"{arg}={row['arguments'][arg]}" for arg, source in sorted(row["meta"]["provenance"].items())
+              if source == "mapped"]
+    return [f"{row['function']}/{row['language']}", *(f"{m}/{row['language']}" for m in mapped)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", action="append", required=True, help="label=agent folder (repeatable)")
+    parser.add_argument("--data", default="runs/data")
+    parser.add_argument("--cache", default="runs/proxy/cache_test", help="the test split's vision features")
+    args = parser.parse_args()
+    models = {}
+    for item in args.model:
+        label, sep, path = item.partition("=")
+        if not sep or not (Path(path) / "config.json").is_file():
+            raise SystemExit(f"error: expected label=agent folder, got {item!r}")
+        models[label] = path
+    rows = mapped_rows(Path(args.data))
+    report: dict = {"rows": len(rows), "models": models, "exact": {}}
+    for label, path in models.items():
+        results = score(OctopusAgent.load(path).eval(), rows, Path(args.cache), progress=True)
+        exact: dict[str, list[bool]] = defaultdict(list)
+        for row, result in zip(rows, results):
+            for key in groups_of(row):
+                exact[key].append(result["exact"])
+        report["exact"][label] = {k: [round(sum(v) / len(v), 4), len(v)] for k, v in sorted(exact.items())}
+    keys = sorted({k for by_key in report["exact"].values() for k in by_key},
+                  key=lambda k: ("=" in k, k))
+    lines = [f"| exact call, teacher-forced | rows | {' | '.join(models)} |",
+             f"| --- | --- |{' --- |' * len(models)}"]
+    for key in keys:
+        cells = [report["exact"][label].get(key) for label in models]
+        n = next(c[1] for c in cells if c)
+        lines.append(f"| {key} | {n} | " + " | ".join(f"{100 * c[0]:.1f}%" if c else "–" for c in cells) + " |")
+    save_table("enum_coverage", "\n".join(lines), report)
+
+
+if __name__ == "__main__":
+    main()
