@@ -1,5 +1,5 @@
-"""Exact calls on the test split's text-decided requests with a mapped argument (pet_care's service,
-smart_recycling's material, interior_design's style), by the value the request maps to, for several agents.
+"""Exact calls on the test split's text-decided requests with an enumerated argument (pet_care's service,
+smart_recycling's material, interior_design's style), by the value the request asks for, for several agents.
 
 Until d314fe7 the held-out fourth of the slot values took pet_care's only "boarding" phrase and 3 of the 4
 organic recyclables, so no model trained on a request for boarding and one item taught "organic". This shows
@@ -21,18 +21,24 @@ from pathlib import Path
 from tables import save_table
 from teacher_forced import sample_rows, score
 
+from octopus.functions import get_function
 from octopus.model.agent import OctopusAgent
 
 
-def mapped_rows(data: Path) -> list[dict]:
-    return [r for r in sample_rows(data, "test", None)
-            if r["meta"]["kind"] == "text" and "mapped" in (r["meta"].get("provenance") or {}).values()]
+def enumerated(row: dict) -> list[str]:
+    """`arg=value` for each argument of the row's call that the function's schema enumerates."""
+    if not row["function"]:
+        return []
+    enums = {a.name for a in get_function(row["function"]).arguments if a.enum is not None}
+    return [f"{arg}={value}" for arg, value in sorted(row["arguments"].items()) if arg in enums]
+
+
+def enum_rows(data: Path) -> list[dict]:
+    return [r for r in sample_rows(data, "test", None) if r["meta"]["kind"] == "text" and enumerated(r)]
 
 
 def groups_of(row: dict) -> list[str]:
-    mapped = [f"{arg}={row['arguments'][arg]}" for arg, source in sorted(row["meta"]["provenance"].items())
-              if source == "mapped"]
-    return [f"{row['function']}/{row['language']}", *(f"{m}/{row['language']}" for m in mapped)]
+    return [f"{row['function']}/{row['language']}", *(f"{e}/{row['language']}" for e in enumerated(row))]
 
 
 def main() -> None:
@@ -47,7 +53,7 @@ def main() -> None:
         if not sep or not (Path(path) / "config.json").is_file():
             raise SystemExit(f"error: expected label=agent folder, got {item!r}")
         models[label] = path
-    rows = mapped_rows(Path(args.data))
+    rows = enum_rows(Path(args.data))
     report: dict = {"rows": len(rows), "models": models, "exact": {}}
     for label, path in models.items():
         results = score(OctopusAgent.load(path).eval(), rows, Path(args.cache), progress=True)
