@@ -47,11 +47,10 @@ def main() -> None:
     delta = Path(args.delta)
     meta = json.loads((delta / "delta.json").read_text())
     build = json.loads((Path(args.data) / "build.json").read_text())["config"]
-    # test_new_wordings only where the data was built since 2026-12-05
-    evals = {path.stem: _split(json.loads(path.read_text()))
-             for path in (Path(args.eval) / f"{name}.json" for name in
-                          ("test", "test_trained_objects", "test_unseen_style", "test_new_wordings"))
-             if path.stem != "test_new_wordings" or path.is_file()}
+    evals = {name: _split(json.loads((Path(args.eval) / f"{name}.json").read_text()))
+             for name in ("test", "test_trained_objects", "test_unseen_style")}
+    if (new_wordings := Path(args.eval) / "test_new_wordings.json").is_file():  # data built since 2026-12-05
+        evals["test_new_wordings"] = _split(json.loads(new_wordings.read_text()))
     latency = json.loads(Path(args.latency).read_text())
     int8 = next(r for r in latency["results"] if r["backend"] == "onnx_int8")
     pipeline = json.loads(Path(args.pipeline).read_text()) if args.pipeline else {}  # read before the card
