@@ -31,7 +31,7 @@ from octopus.training.data.build import (
     verify,
 )
 from octopus.training.data.concepts import CONCEPTS, by_category, image_decided_functions
-from octopus.training.data.queries import RECYCLE_MATERIAL, SLOTS, TEMPLATES
+from octopus.training.data.queries import RECYCLE_MATERIAL, SLOTS, TEMPLATES, TRAINING_SLOTS
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +142,31 @@ def test_copied_slots_have_enough_values_to_teach_copying_and_never_name_a_held_
             shown = [text for text, _ in SLOTS[slot][language]]
             assert len(set(shown)) == len(shown) >= 32, (slot, language)
             assert not {text.lower() for text in shown} & held_out_names, (slot, language)
+
+
+def test_training_only_slot_values_are_new_name_no_held_out_object_and_leave_the_test_splits_alone():
+    """TRAINING_SLOTS widen what training rows copy (24 values a slot taught "孙阿姨晚安" as a recipient). They must
+    never be a SLOTS value of any split, never name a held-out object (as a word in English, anywhere in a
+    Chinese string: "贵宾犬" is one), and only ever train: `test` draws the same values either way."""
+    held_out = [c for c in CONCEPTS if object_split_of(c.key) == "test"]
+    for slot, by_language in TRAINING_SLOTS.items():
+        for language, values in by_language.items():
+            shown = [text for text, _ in values]
+            assert len(set(shown)) == len(shown) >= 24, (slot, language)
+            assert not set(shown) & {text for table in SLOTS.values() for text, _ in table.get(language, [])}
+            for text in shown:
+                for c in held_out:
+                    name = c.name(language).lower()
+                    found = name in text if language == "zh" else re.search(rf"\b{re.escape(name)}s?\b", text.lower())
+                    assert not found, (slot, language, text, name)
+    base, more = split_slots("base"), split_slots("more")
+    assert more["test"] == base["test"]
+    for slot, by_language in base["train"].items():
+        for language, values in by_language.items():
+            assert more["train"][slot][language] == values + TRAINING_SLOTS.get(slot, {}).get(language, [])
+    assert {text for text, _ in TRAINING_SLOTS["recycle"]["en"]} <= set(RECYCLE_MATERIAL)
+    with pytest.raises(ValueError, match="slot_values"):
+        split_slots("some")
 
 
 def test_text_decided_recycling_names_the_item_and_maps_only_its_material():
@@ -318,9 +343,9 @@ def test_cli_and_profiles_build_the_data_the_build_config_defines():
 
     args = build_parser().parse_args(["data", "build", "--out", "x"])
     defaults = BuildConfig()
-    assert (args.n_per_function, args.captions_per_concept, args.seed, args.irrelevant_share, args.extra_wordings) == (
-        defaults.n_per_function, defaults.captions_per_concept, defaults.seed, defaults.irrelevant_share,
-        defaults.extra_wordings)
+    assert (args.n_per_function, args.captions_per_concept, args.seed, args.irrelevant_share, args.extra_wordings,
+            args.slot_values) == (defaults.n_per_function, defaults.captions_per_concept, defaults.seed,
+                                  defaults.irrelevant_share, defaults.extra_wordings, defaults.slot_values)
     quick = profile("quick")
     assert (quick.data_n_per_function, quick.data_captions_per_concept) == (
         defaults.n_per_function, defaults.captions_per_concept)

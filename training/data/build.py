@@ -44,6 +44,7 @@ from octopus.training.data.queries import (
     RECYCLE_MATERIAL,
     SLOTS,
     TEMPLATES,
+    TRAINING_SLOTS,
     Template,
     surface,
     typo,
@@ -56,6 +57,7 @@ LANGUAGES = ("en", "zh")
 SPLITS = ("train", "test")
 NEW_WORDINGS = "test_new_wordings"  # text-decided and irrelevant rows in the extra bank's held-out wordings
 EXTRA_TRAINING = ("off", "text", "all")  # what of the rest of the extra bank trains (BuildConfig.extra_wordings)
+SLOT_VALUES = ("base", "more")  # "more": training rows also draw on TRAINING_SLOTS (BuildConfig.slot_values)
 NOISE_RATE = 0.02  # share of rows given a transcription slip anywhere, as generated data has; verification drops them
 
 
@@ -73,6 +75,9 @@ class BuildConfig:
     # the extra bank's training wordings: "off" (its held-out fourth still makes test_new_wordings), "text" or
     # "all". Off by default: with "all", stage 2 declined the vague "这个需要帮忙" over a picture (README, Data)
     extra_wordings: str = "off"
+    # "more": training rows also draw on TRAINING_SLOTS (about 30 more values a slot and language, never held out),
+    # so the LM learns where an argument starts and stops rather than 24 values by heart; "base": SLOTS only
+    slot_values: str = "more"
     clip_val_per_concept: int = 2  # zero-shot evaluation scenes per concept per style
     workers: int = 2
     llm_verify_url: str | None = None  # an OpenAI-compatible endpoint for the optional LLM verdict
@@ -127,12 +132,20 @@ def split_templates(extra: str = "off") -> dict[str, list[Template]]:
     return out
 
 
-def split_slots() -> dict[str, dict[str, dict[str, list[tuple[str, str]]]]]:
+def split_slots(values: str = "more") -> dict[str, dict[str, dict[str, list[tuple[str, str]]]]]:
+    """Slot values by split: every fourth value of SLOTS is `test`'s, the rest train, and with `values="more"`
+    (`BuildConfig.slot_values`) TRAINING_SLOTS train too. `test` is the same either way."""
+    if values not in SLOT_VALUES:
+        raise ValueError(f"slot_values must be one of {SLOT_VALUES}, got {values!r}")
     out: dict = {"train": {}, "test": {}}
     for slot, by_lang in SLOTS.items():
-        for lang, values in by_lang.items():
-            for i, value in enumerate(values):
+        for lang, values_ in by_lang.items():
+            for i, value in enumerate(values_):
                 out[_held_out(i)].setdefault(slot, {}).setdefault(lang, []).append(value)
+    if values == "more":
+        for slot, by_lang in TRAINING_SLOTS.items():
+            for lang, values_ in by_lang.items():
+                out["train"][slot][lang].extend(values_)
     return out
 
 
@@ -255,7 +268,7 @@ def _plan_row(split: str, function: str | None, language: str, index: int, confi
 def plan_split(split: str, config: BuildConfig, rejects: Counter, verifier=None) -> list[Plan]:
     templates = split_templates(config.extra_wordings)[split]
     held = "test" if split == NEW_WORDINGS else split  # new wordings fill in test's slots and objects
-    slots = split_slots()[held]
+    slots = split_slots(config.slot_values)[held]
     objects = split_objects()[held]
     n = config.n_per_function if split == "train" else max(1, round(config.n_per_function * config.test_fraction))
     per_language_function_rows = n * len(FUNCTIONS)

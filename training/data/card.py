@@ -39,13 +39,16 @@ def write_card(out: Path, config, stats: dict) -> None:
               "copied arguments occur in the query, named objects are the scene's main object, the object implies "
               "the function for image-decided rows, the query is in its language. Rejected (then re-drawn):", "",
               "```json", json.dumps(stats.get("verification_rejects", {}), indent=2), "```", ""]
-    lines += ["## Splits", "", "Every template, slot value and object is either train or test (every fourth of each "
-              "group is test; a mapped slot such as pet_care's service holds out phrases, and every value test "
-              "asks for trains at least as often). `test_unseen_style` is the test split re-rendered row for row "
-              "in the Noto style, which no training file uses. `test_new_wordings` asks, over test's objects and "
-              "slot values, in the held-out fourth of a second bank of text-decided and irrelevant wordings (the "
-              "other three fourths train only with --extra-wordings). `captions.csv` (stage 0 and 1) covers every "
-              "concept in the training styles; `clip_val*.jsonl` are single-object scenes for zero-shot evaluation.",
+    lines += ["## Splits", "",
+              "Every template, slot value and object is either train or test (every fourth of each group is test; a"
+              " mapped slot such as pet_care's service holds out phrases, and every value test asks for trains at "
+              "least as often; about 30 more values a slot, none of them a test value or a held-out object's name, "
+              "only ever train unless --slot-values base). `test_unseen_style` is the test split re-rendered row "
+              "for row in the Noto style, which no training file uses. `test_new_wordings` asks, over test's "
+              "objects and slot values, in the held-out fourth of a second bank of text-decided and irrelevant "
+              "wordings (the other three fourths train only with --extra-wordings). `captions.csv` (stage 0 and 1) "
+              "covers every concept in the training styles; `clip_val*.jsonl` are single-object scenes for zero-"
+              "shot evaluation.",
               "", "## Examples", ""]
     for row in read_rows(out / "train.jsonl")[:: max(1, stats["train"]["rows"] // 8)][:8]:
         lines.append(f"- `{row['query']}` → `{row['target'].splitlines()[0]}` ({row['meta']['kind']}, "
