@@ -132,20 +132,20 @@ def split_templates(extra: str = "off") -> dict[str, list[Template]]:
     return out
 
 
-def split_slots(values: str = "more") -> dict[str, dict[str, dict[str, list[tuple[str, str]]]]]:
-    """Slot values by split: every fourth value of SLOTS is `test`'s, the rest train, and with `values="more"`
+def split_slots(slot_values: str = "more") -> dict[str, dict[str, dict[str, list[tuple[str, str]]]]]:
+    """Slot values by split: every fourth value of SLOTS is `test`'s, the rest train, and with "more"
     (`BuildConfig.slot_values`) TRAINING_SLOTS train too. `test` is the same either way."""
-    if values not in SLOT_VALUES:
-        raise ValueError(f"slot_values must be one of {SLOT_VALUES}, got {values!r}")
+    if slot_values not in SLOT_VALUES:
+        raise ValueError(f"slot_values must be one of {SLOT_VALUES}, got {slot_values!r}")
     out: dict = {"train": {}, "test": {}}
     for slot, by_lang in SLOTS.items():
-        for lang, values_ in by_lang.items():
-            for i, value in enumerate(values_):
+        for lang, values in by_lang.items():
+            for i, value in enumerate(values):
                 out[_held_out(i)].setdefault(slot, {}).setdefault(lang, []).append(value)
-    if values == "more":
+    if slot_values == "more":
         for slot, by_lang in TRAINING_SLOTS.items():
-            for lang, values_ in by_lang.items():
-                out["train"][slot][lang].extend(values_)
+            for lang, values in by_lang.items():
+                out["train"][slot][lang].extend(values)
     return out
 
 
