@@ -18,7 +18,7 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
-from tables import save_table
+from tables import labelled_files, save_table
 from teacher_forced import sample_rows, score
 
 from octopus.functions import get_function
@@ -47,12 +47,7 @@ def main() -> None:
     parser.add_argument("--data", default="runs/data")
     parser.add_argument("--cache", default="runs/proxy/cache_test", help="the test split's vision features")
     args = parser.parse_args()
-    models = {}
-    for item in args.model:
-        label, sep, path = item.partition("=")
-        if not sep or not (Path(path) / "config.json").is_file():
-            raise SystemExit(f"error: expected label=agent folder, got {item!r}")
-        models[label] = path
+    models = {label: str(path) for label, path in labelled_files(args.model, "agent folder", "config.json").items()}
     rows = enum_rows(Path(args.data))
     report: dict = {"rows": len(rows), "models": models, "exact": {}}
     for label, path in models.items():

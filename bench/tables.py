@@ -16,12 +16,13 @@ def save_table(name: str, table: str, report: dict) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
 
 
-def labelled_files(items: list[str], what: str) -> dict[str, Path]:
-    """`label=path` arguments as {label: path}; a clear error when one is malformed or its file is missing."""
+def labelled_files(items: list[str], what: str, inside: str = "") -> dict[str, Path]:
+    """`label=path` arguments as {label: path}; a clear error when one is malformed or its file (`inside` the
+    path, for a folder such as a saved agent's with "config.json") is missing."""
     out = {}
     for item in items:
         label, sep, path = item.partition("=")
-        if not sep or not Path(path).is_file():
+        if not sep or not (Path(path) / inside).is_file():
             raise SystemExit(f"error: expected label=path of an existing {what}, got {item!r}")
         out[label] = Path(path)
     return out

@@ -32,6 +32,11 @@ def _same(*values: str) -> list[tuple[str, str]]:
     return [(v, v) for v in values]
 
 
+def _items(recyclables: dict[str, list[tuple[str, str]]]) -> dict[str, list[tuple[str, str]]]:
+    """The recycle slot of a table of (item, material): the item is the argument, as written."""
+    return {lang: _same(*(item for item, _ in pairs)) for lang, pairs in recyclables.items()}
+
+
 # recyclable things a request names: (item, its material)
 RECYCLABLES: dict[str, list[tuple[str, str]]] = {
     "en": [("pizza box", "paper"), ("soda can", "metal"), ("old phone", "electronics"), ("jam jar", "glass"),
@@ -241,7 +246,7 @@ SLOTS: dict[str, dict[str, list[tuple[str, str]]]] = {
                     "相机", "饭盒", "帽子", "平板电脑", "耳环", "护照夹"),
     },
     # the item is the argument, as written; its material (`@slot_material`) comes from RECYCLE_MATERIAL
-    "recycle": {lang: _same(*(item for item, _ in pairs)) for lang, pairs in RECYCLABLES.items()},
+    "recycle": _items(RECYCLABLES),
     "space": {
         "en": _same("living room", "bedroom", "home office", "kitchen", "bathroom", "dining room", "bookshelf",
                     "balcony", "kids room", "hallway", "studio apartment", "reading nook",
@@ -402,7 +407,7 @@ TRAINING_SLOTS: dict[str, dict[str, list[tuple[str, str]]]] = {
                     "运动手环", "U盘", "转换插头", "助听器", "婴儿车", "棒球帽", "牛仔外套", "帆布包", "速写本", "笔袋",
                     "停车卡", "饭卡", "银行卡", "金链子", "小刀", "雨衣", "瑜伽包", "胶片相机"),
     },
-    "recycle": {lang: _same(*(item for item, _ in pairs)) for lang, pairs in TRAINING_RECYCLABLES.items()},
+    "recycle": _items(TRAINING_RECYCLABLES),
     "space": {
         "en": _same("mudroom", "wine cellar", "home theater", "craft room", "pantry", "guest bathroom",
                     "teen bedroom", "rooftop terrace", "open kitchen", "garden shed", "music room", "tiny house",
