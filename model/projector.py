@@ -21,6 +21,7 @@ from octopus.model.config import ProjectorConfig
 DOWNSAMPLE_METHODS = ("pool", "pixel_shuffle")
 PROJECTOR_KINDS = ("mlp2x_gelu",)
 OUTPUT_NORMS = ("rms", "none")
+NAME_KEY = "name."  # a `projector.name_slots` key `name.zh`: slots that always spell the object's own name
 
 
 class ScaledRMSNorm(nn.Module):
@@ -42,17 +43,22 @@ class NameSlots(nn.Module):
 
     `keys` (K, D) are unit vectors, one per nameable object; `table` (K, S, D) is what the slots show for each
     object, as the LM sees text (its own embeddings of the tokens of the object's name, or of its category's).
-    Both are derived from the LM's embeddings whenever the agent is built (buffers, not saved): nothing here
-    trains. Exports as ArgMax + Gather.
+    `swappable` (S,) marks the slots that spell the object's own name, the ones training's name swap may show
+    another object in (all of them when None). Both tables are derived from the LM's embeddings whenever the
+    agent is built (buffers, not saved): nothing here trains. Exports as ArgMax + Gather.
     """
 
-    def __init__(self, keys: torch.Tensor, table: torch.Tensor):
+    def __init__(self, keys: torch.Tensor, table: torch.Tensor, swappable: torch.Tensor | None = None):
         super().__init__()
         if keys.ndim != 2 or table.ndim != 3 or len(keys) != len(table) or keys.shape[1] != table.shape[2]:
             raise ValueError(f"name slots need keys (K, D) and a table (K, S, D), got {tuple(keys.shape)} and "
                              f"{tuple(table.shape)}")
+        swappable = torch.ones(table.shape[1], dtype=torch.bool) if swappable is None else swappable.bool()
+        if swappable.shape != (table.shape[1],):
+            raise ValueError(f"name slots' swappable mask must be ({table.shape[1]},), got {tuple(swappable.shape)}")
         self.register_buffer("keys", F.normalize(keys.float(), dim=-1), persistent=False)
         self.register_buffer("table", table.float(), persistent=False)
+        self.register_buffer("swappable", swappable, persistent=False)
 
     @property
     def slots(self) -> int:
@@ -64,12 +70,14 @@ class NameSlots(nn.Module):
         return (mean @ self.keys.T).argmax(-1)
 
     def forward(self, tokens: torch.Tensor, override: torch.Tensor | None = None) -> torch.Tensor:
-        """`override` (B,): a row's name index to show instead of the read-back one where >= 0 (training's
-        name swap, `StageConfig.name_swap`); never set at inference."""
+        """`override` (B,): a row's name index to show instead of the read-back one where >= 0, in the
+        swappable slots only (training's name swap, `StageConfig.name_swap`); never set at inference."""
         index = self.index(tokens)
+        shown = self.table[index]  # (B, S, D)
         if override is not None:
-            index = torch.where(override >= 0, override.to(index.device), index)
-        return self.table[index].to(tokens.dtype)  # (B, S, D)
+            swapped = self.table[torch.where(override >= 0, override.to(index.device), index)]
+            shown = torch.where(self.swappable[None, :, None], swapped, shown)
+        return shown.to(tokens.dtype)
 
 
 class Projector(nn.Module):

@@ -148,6 +148,56 @@ def test_category_slots_key_on_the_object_and_spell_its_category(photo, data_dir
         name_the_concepts(prof)
 
 
+def test_category_and_name_slots_side_by_side_and_the_swap_changes_only_the_name(photo, data_dir):
+    """`name.` keys beside a category: the slots spell the read-back object's category, then its own EN and ZH
+    names; training's name swap shows another object's name in the `name.` slots only, the category slots
+    keeping the picture's (the category decides the function, the name carries the argument)."""
+    from octopus.model.agent import name_slots
+    from octopus.training.data.concepts import CATEGORY_NAMES, CONCEPTS
+    from octopus.training.pipeline import apply_overrides, name_the_concepts
+    from octopus.training.stages import profile
+
+    prof = profile("tiny")
+    apply_overrides(prof, ('projector.name_slots={"en": 2, "name.en": 3, "name.zh": 4}',
+                           "projector.slot_text=category"))
+    name_the_concepts(prof)
+    projector = prof.agent.projector
+    assert projector.spells_names()
+    assert not prof.agent.override('projector.name_slots={"en": 2}').projector.spells_names()
+    torch.manual_seed(0)
+    agent = OctopusAgent.build(prof.agent).eval()
+    grid = projector.num_image_tokens
+    assert agent.num_image_tokens == grid + 9
+    with torch.no_grad():
+        embeds = agent.image_embeds(agent.pixels(photo))[0]
+    keys = GroundingHeads(agent).concepts
+    k = int((torch.nn.functional.normalize(embeds[:grid].mean(0), dim=0) @ keys.T).argmax())
+    table = agent.lm.get_input_embeddings().weight.detach()
+
+    def spelled(text: str, count: int) -> torch.Tensor:
+        ids = agent.tokenizer.encode(text, add_special_tokens=False)[:count]
+        return torch.cat([torch.zeros(count - len(ids), table.shape[1]), table[ids]])
+
+    def slots_of(i: int, names_of: int | None = None) -> torch.Tensor:
+        named = CONCEPTS[i if names_of is None else names_of]
+        return torch.cat([spelled(CATEGORY_NAMES[CONCEPTS[i].category][0], 2), spelled(named.en, 3),
+                          spelled(named.zh, 4)])
+
+    torch.testing.assert_close(embeds[grid:], slots_of(k))
+    # the swap: another object's names, the picture's category
+    rows = read_rows(data_dir / "train.jsonl")
+    swap = NameSwap(projector.names, rows, 1.0, seed=0, spells_names=projector.spells_names())
+    assert swap.candidates and not NameSwap(projector.names, rows, 1.0, seed=0).candidates
+    other = next(i for i in swap.candidates if CONCEPTS[i].category != CONCEPTS[k].category)
+    with torch.no_grad():
+        shown = agent.projector.names(embeds[None, :grid], torch.tensor([other]))[0]
+        kept = agent.projector.names(embeds[None, :grid], torch.tensor([-1]))[0]
+    torch.testing.assert_close(shown, slots_of(k, names_of=other))
+    torch.testing.assert_close(kept, slots_of(k))
+    with pytest.raises(ValueError, match="no zh name"):
+        name_slots([{"en": "cat", "show": {"en": "a pet"}}], {"en": 2, "name.zh": 2}, agent.tokenizer, table)
+
+
 def test_name_swap_shows_another_trained_objects_name_and_the_target_follows_it(data_dir):
     """A seeded share of the rows whose argument only the picture names trains with another object's name in
     the slots and in the target, the function unchanged; the other name is one the training rows name; rows

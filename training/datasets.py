@@ -202,14 +202,19 @@ class NameSwap:
     run sees the same batches.
     """
 
-    def __init__(self, names: list[dict[str, str]], rows: list[dict], share: float, seed: int):
+    def __init__(self, names: list[dict[str, str]], rows: list[dict], share: float, seed: int,
+                 spells_names: bool | None = None):
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"name_swap is a share of rows between 0 and 1, got {share}")
         self.names, self.share, self.seed = names, share, seed
-        # only slots that spell the object's own name can carry an argument: entries that `show` other text
-        # (a category) are never swapped
-        self.index = {(lang, name): i for i, entry in enumerate(names) if not entry.get("show")
-                      for lang, name in entry.items()}
+        # only slots that spell the object's own name can carry an argument (`ProjectorConfig.spells_names`):
+        # with slots that only `show` other text (a category) nothing is swapped; beside `name.` slots, the
+        # swap changes those alone and the category slots keep showing the picture's category
+        # (None: as the names say, which is right unless `name.` slots are asked for beside a category)
+        if spells_names is None:
+            spells_names = not any(entry.get("show") for entry in names)
+        self.index = {(lang, name): i for i, entry in enumerate(names) for lang, name in entry.items()
+                      if isinstance(name, str)} if spells_names else {}
         seen = {self.named(r) for r in rows} - {None}
         self.candidates = sorted({i for i, _ in seen})
 

@@ -280,7 +280,8 @@ def run_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_dir
             features = FeatureCache(stage_dir / "vision_cache", agent, [r["image"] for r in examples])
     swap = None
     if stage.name_swap and agent.config.projector.name_slots:
-        swap = NameSwap(agent.config.projector.names, examples, stage.name_swap, stage.seed)
+        swap = NameSwap(agent.config.projector.names, examples, stage.name_swap, stage.seed,
+                        agent.config.projector.spells_names())
         log.info("stage %s: name swap on %.0f%% of the %d rows whose argument the picture names", stage.name,
                  100 * stage.name_swap, sum(swap.named(r) is not None for r in examples))
     collator = Collator(agent, stage.kind, stage.max_length, features, swap)
