@@ -19,9 +19,9 @@ from torch import nn
 
 from octopus.calls import parse_and_validate
 from octopus.generation import MAX_NEW_TOKENS, ArgumentConstraint, Generation, greedy_decode, reject_bias_for
-from octopus.model.config import AgentConfig
+from octopus.model.config import NAME_KEY, AgentConfig
 from octopus.model.lm import input_embedding_table, load_lm
-from octopus.model.projector import NAME_KEY, NameSlots, Projector
+from octopus.model.projector import NameSlots, Projector
 from octopus.model.tokens import TokenTable, add_agent_tokens
 from octopus.model.vision import VisionEncoder
 from octopus.preprocess import load_image, preprocess
@@ -72,7 +72,8 @@ def name_slots(names: list[dict[str, str]], slots: dict[str, int], tokenizer,
     if not names:
         raise ValueError("projector.name_slots needs projector.names: the objects the agent can name")
     if any(not isinstance(n, int) or n < 1 for n in slots.values()):
-        raise ValueError(f"projector.name_slots must map each language to a positive count, got {slots}")
+        raise ValueError(f"projector.name_slots must map each key (a language, or {NAME_KEY}<language>) to a "
+                         f"positive count, got {slots}")
     table = embeddings.detach().float()
     keys, rows = [], []
     shows = any(entry.get("show") for entry in names)

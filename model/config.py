@@ -30,6 +30,9 @@ class VisionConfig:
     std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
 
+NAME_KEY = "name."  # a `projector.name_slots` key `name.zh`: slots that always spell the object's own name
+
+
 @dataclass
 class ProjectorConfig:
     kind: str = "mlp2x_gelu"
@@ -55,7 +58,7 @@ class ProjectorConfig:
     def spells_names(self) -> bool:
         """Whether some name slots spell the object's own name (a `name.` key, or no entry `show`s other text),
         so that an argument can be copied from them and training's name swap has something to swap."""
-        return bool(self.name_slots) and (any(key.startswith("name.") for key in self.name_slots)
+        return bool(self.name_slots) and (any(key.startswith(NAME_KEY) for key in self.name_slots)
                                           or not any(entry.get("show") for entry in self.names))
 
 

@@ -21,7 +21,6 @@ from octopus.model.config import ProjectorConfig
 DOWNSAMPLE_METHODS = ("pool", "pixel_shuffle")
 PROJECTOR_KINDS = ("mlp2x_gelu",)
 OUTPUT_NORMS = ("rms", "none")
-NAME_KEY = "name."  # a `projector.name_slots` key `name.zh`: slots that always spell the object's own name
 
 
 class ScaledRMSNorm(nn.Module):
