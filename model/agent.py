@@ -19,7 +19,7 @@ from torch import nn
 
 from octopus.calls import parse_and_validate
 from octopus.generation import MAX_NEW_TOKENS, ArgumentConstraint, Generation, greedy_decode, reject_bias_for
-from octopus.model.config import NAME_KEY, AgentConfig
+from octopus.model.config import NAME_KEY, AgentConfig, slot_spells_name
 from octopus.model.lm import input_embedding_table, load_lm
 from octopus.model.projector import NameSlots, Projector
 from octopus.model.tokens import TokenTable, add_agent_tokens
@@ -76,7 +76,6 @@ def name_slots(names: list[dict[str, str]], slots: dict[str, int], tokenizer,
                          f"positive count, got {slots}")
     table = embeddings.detach().float()
     keys, rows = [], []
-    shows = any(entry.get("show") for entry in names)
     for entry in names:
         shown = entry.get("show") or {}
         texts = {key: entry.get(key.removeprefix(NAME_KEY)) if key.startswith(NAME_KEY) else (shown or entry).get(key)
@@ -93,7 +92,7 @@ def name_slots(names: list[dict[str, str]], slots: dict[str, int], tokenizer,
         # languages the slots spell
         keys.append(text_key(table, tokenizer, [name for name in entry.values() if isinstance(name, str)]))
         rows.append(torch.cat(parts))
-    swappable = torch.cat([torch.full((count,), key.startswith(NAME_KEY) or not shows) for key, count in slots.items()])
+    swappable = torch.cat([torch.full((count,), slot_spells_name(key, names)) for key, count in slots.items()])
     return NameSlots(torch.stack(keys), torch.stack(rows), swappable)
 
 

@@ -33,6 +33,12 @@ class VisionConfig:
 NAME_KEY = "name."  # a `projector.name_slots` key `name.zh`: slots that always spell the object's own name
 
 
+def slot_spells_name(key: str, names: list[dict[str, Any]]) -> bool:
+    """Whether the name slots under `key` spell the object's own name (and so can carry an argument, and be
+    swapped in training): a `name.` key always, a language key when no entry `show`s other text."""
+    return key.startswith(NAME_KEY) or not any(entry.get("show") for entry in names)
+
+
 @dataclass
 class ProjectorConfig:
     kind: str = "mlp2x_gelu"
@@ -58,8 +64,7 @@ class ProjectorConfig:
     def spells_names(self) -> bool:
         """Whether some name slots spell the object's own name (a `name.` key, or no entry `show`s other text),
         so that an argument can be copied from them and training's name swap has something to swap."""
-        return bool(self.name_slots) and (any(key.startswith(NAME_KEY) for key in self.name_slots)
-                                          or not any(entry.get("show") for entry in self.names))
+        return any(slot_spells_name(key, self.names) for key in self.name_slots)
 
 
 @dataclass
