@@ -99,8 +99,11 @@ def test_stage3_logs_rewards_probe_and_reward_model_accuracy(run_dir):
     assert len(steps) == losses["steps"] == 4
     assert {"format", "function", "arguments", "end", "language", "environment", "reward_model"} == set(
         steps[0]["rewards"])
-    assert all("zero_spread_groups" in h and "reward_model_gold" in h for h in steps)
-    assert any("kl" in h and "entropy" in h for h in steps)
+    assert all("zero_spread_groups" in h for h in steps)
+    # the diagnostics every diagnose_every-th step (5) and the last: the reward model on the gold calls, and the
+    # KL to the reference where the step updated
+    assert [h["step"] for h in steps if "reward_model_gold" in h] == [4]
+    assert {h["step"] for h in steps if "kl" in h} <= {4}
     assert probes[0]["step"] == 0 and probes[-1]["step"] == 4  # step 0 is the SFT model itself
     assert losses["mining"]["candidates"] == 64 and losses["best"]["step"] is not None
     assert (run_dir / "stage3_rl" / "losses.png").stat().st_size > 1000

@@ -324,7 +324,8 @@ def run_rl_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_
                   "rewards": {n: _mean(v) for n, v in per_function.items()},
                   "zero_spread_groups": round(float((std <= 1e-6).float().mean()), 4),
                   "completion_tokens": round(sum(len(c) for c in completions) / len(completions), 2)}
-        if "reward_model" in reward_fns:
+        diagnose = (step + 1) % rl.diagnose_every == 0 or step + 1 == steps
+        if "reward_model" in reward_fns and diagnose:
             rm = reward_fns["reward_model"][0]
             gold = [row["target"] for row in batch_rows]
             gold_columns = {c: [row.get(c) for row in batch_rows] for c in COLUMNS}
@@ -340,7 +341,7 @@ def run_rl_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_
 
             image_batch = torch.cat(sub(embeds))
             adv = advantages[keep].to(accelerator.device) if keep else torch.zeros(1, device=accelerator.device)
-            need_ref = rl.beta > 0 or (step + 1) % stage.log_every == 0
+            need_ref = rl.beta > 0 or diagnose
             ref_logps = None
             with torch.no_grad(), accelerator.autocast():
                 if need_ref:

@@ -45,6 +45,10 @@ class RLConfig:
     hard_share: float = 0.8  # share of prompts drawn from the hard rows (the rest at random)
     probe_rows: int = 96  # train rows kept out of the prompts: greedy accuracy every `probe_every` steps
     probe_every: int = 10
+    # the KL to the reference (with beta 0 no loss term) and the reward model's score of the gold calls (the
+    # reward-hacking guard) are diagnostics: every Nth step and the last. Every step they cost a tenth of a
+    # 2-core GRPO step (side by side 43.3 against 39.3 s a step); neither touches the update
+    diagnose_every: int = 5
     keep: str = "best"  # the agent written: "best" by the probe (step 0 = the SFT model), or "last"
     environment_config: str | None = None  # a device config TOML whose [actions] the environment applies
     reward_model: str | None = None  # a reward-model folder; None: OUT/reward_model, trained first if missing
@@ -69,6 +73,9 @@ class RLConfig:
             raise ValueError("rl.rewards has judge but rl.judge_url is not set")
         if self.keep not in ("best", "last"):
             raise ValueError(f"rl.keep must be best or last, got {self.keep!r}")
+        if self.diagnose_every < 1 or self.probe_every < 1:
+            raise ValueError(f"rl.probe_every and rl.diagnose_every must be at least 1, got {self.probe_every} and "
+                             f"{self.diagnose_every}")
         if self.group_size < 2:
             raise ValueError(f"rl.group_size must be at least 2 (group-relative advantages), got {self.group_size}")
 
@@ -255,9 +262,9 @@ def _tiny() -> Profile:
 
 
 def _quick() -> Profile:
-    """SmolLM2-135M + the ImageNet EfficientNet-Lite0 trunk, data and stages 1 and 2 on 2 cores: 37 minutes measured
-    on an AVX512 Xeon before the faster feature cache and shared prompt head (≈ 28 projected with them), ≈ 52 on
-    an AVX2 EPYC with them (stage 2 stopped at step 45 and projected)."""
+    """SmolLM2-135M + the ImageNet EfficientNet-Lite0 trunk, data and stages 1 and 2 on 2 cores: 27.6 minutes on an
+    AVX2 EPYC (2026-12-05: data 5.1, stage 1 2.8, stage 2 19.7); stage 3 took 31.6-33.8 more with its reward
+    model reused (before its diagnostics went to every fifth step), and the reward model 23 to train."""
     # 5 epochs of 48 naming scenes a concept (1,000 steps); 20 epochs of 12 a concept read held-out categories
     # back at 78% against 93%: more scenes, not more epochs
     stages = [_alignment(data="naming.jsonl", batch_size=64, max_length=40, epochs=5.0, lr=1e-3,
@@ -265,7 +272,8 @@ def _quick() -> Profile:
               # projector frozen: trained here it drifted to the training objects (held-out category from
               # the image tokens 81% -> 69%); frozen, held-out image-decided accuracy rose 53% -> 71%
               # no LoRA dropout: on 2 cores its masks over every adapted layer's input were a sixth of a step
-              # (py-spy); without it a step takes 2.7 s instead of 3.5 (README, "Measured")
+              # (py-spy); side by side a step takes 3.6 s without it against 4.3 s with it, and teacher-forced
+              # accuracy stays inside the seed spread (bench/results/stage2_lora_dropout.md)
               _functional(max_examples=3000, batch_size=8, max_length=128, lr=8e-4, epochs=1.0, lora_dropout=0.0,
                           function_token_weight=2.0, save_every=25, kind_shares=GROUNDING_MIX,
                           train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"}),
