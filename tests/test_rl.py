@@ -202,6 +202,7 @@ def test_stage3_settings_are_validated_and_reachable_with_set():
     assert rl_stage.lr == 3e-4
     for bad, message in (('stage3_rl.rl.rewards={"vibes": 1}', "unknown rewards"),
                          ("stage3_rl.rl.group_size=1", "at least 2"), ("stage3_rl.rl.nope=1", "unknown key"),
+                         ("stage3_rl.rl.diagnose_every=0", "diagnose_every must be at least 1"),
                          ('stage3_rl.rl.rewards={"judge": 1}', "judge_url")):
         with pytest.raises(ValueError, match=message):
             apply_overrides(profile("tiny"), (bad,))
