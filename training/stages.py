@@ -33,7 +33,7 @@ class RLConfig:
     group_size: int = 4  # G completions per prompt
     temperature: float = 1.0
     max_new_tokens: int = 48  # gold calls: 12 EN / 17 ZH tokens on average, 47 at most
-    beta: float = 0.0  # KL penalty to the reference (the model with the LoRA disabled); KL is logged either way
+    beta: float = 0.0  # KL penalty to the reference (the LoRA off); logged either way, every diagnose_every steps
     epsilon_low: float = 0.2  # DAPO's clip-higher: asymmetric clip range
     epsilon_high: float = 0.28
     iterations: int = 1  # optimizer passes over each generated batch (>1: the clipped ratio matters)
