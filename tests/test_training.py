@@ -115,6 +115,23 @@ def test_stage3_logs_rewards_probe_and_reward_model_accuracy(run_dir):
     assert {"stage3_rl_seconds_last_run", "reward_model_seconds"} <= set(pipeline)
 
 
+def test_a_trained_reward_model_is_reused_without_mining_its_negatives(data_dir, run_dir, tmp_path):
+    """The SFT model's wrong calls feed only a reward model still to be trained: with one in place (a rerun of
+    stage 3, a resume), training it again is skipped before they are decoded (3.4 min on the quick profile)."""
+    import shutil
+
+    from octopus.training.pipeline import train_reward
+    from octopus.training.stages import profile
+
+    out = tmp_path / "run"
+    for name in ("stage2_functional", "reward_model"):
+        shutil.copytree(run_dir / name, out / name)
+    before = (out / "reward_model" / "reward_model.json").read_bytes()
+    assert train_reward(profile("tiny"), data_dir, out, out / "stage2_functional" / "agent") == out / "reward_model"
+    assert not (out / "stage3_rl").exists()  # nothing mined, nothing decoded
+    assert (out / "reward_model" / "reward_model.json").read_bytes() == before
+
+
 def test_resume_after_kill_continues_from_the_last_checkpoint(data_dir, run_dir, tmp_path):
     import shutil
 

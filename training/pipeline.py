@@ -193,12 +193,13 @@ def train_reward(prof: Profile, data_dir: Path, out_dir: Path, sft: Path | None 
     from octopus.training.reward_model import train_reward_model
 
     stage = next(s for s in prof.stages if s.kind == "rl")
-    on_policy = []
-    if sft is not None and (sft / "config.json").is_file():
-        on_policy = _mined(stage, sft, data_dir, out_dir / stage.name, on_policy=True)["on_policy"]
-    started = time.perf_counter()
     target = out_dir / "reward_model"
     existed = (target / "reward_model.json").is_file()
+    on_policy = []
+    # the SFT model's wrong calls (~1.4 s each on 2 cores) only feed a reward model still to be trained
+    if not existed and sft is not None and (sft / "config.json").is_file():
+        on_policy = _mined(stage, sft, data_dir, out_dir / stage.name, on_policy=True)["on_policy"]
+    started = time.perf_counter()
     rl = stage.rl
     result = train_reward_model(prof.agent.lm, data_dir, target, pairs=rl.reward_model_pairs,
                                 steps=rl.reward_model_steps, batch_size=rl.reward_model_batch, lr=rl.reward_model_lr,
