@@ -22,6 +22,7 @@ import logging
 import math
 import random
 import shutil
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -224,8 +225,13 @@ def _tokenized(pairs: list[dict], tokenizer, max_length: int = 256) -> list[dict
 
 def train_reward_model(lm: LMConfig, data_dir: Path, out_dir: Path, *, pairs: int, steps: int, batch_size: int,
                        lr: float, seed: int = 0, on_policy: list[dict] | None = None,
-                       source: str | Path | None = None, train_layers: int | None = None) -> Path:
-    """Train (or resume) the reward model into `out_dir` (model/, reward_model.json); skips when it exists."""
+                       source: str | Path | None = None, train_layers: int | None = None,
+                       activation_checkpointing: bool = False) -> Path:
+    """Train (or resume) the reward model into `out_dir` (model/, reward_model.json); skips when it exists.
+
+    `activation_checkpointing` stays off: TRL's RewardConfig turns it on, and transformers then makes the input
+    embeddings require grad, so backward (and the recomputed forward) ran through all 30 layers, the frozen ones
+    below `train_layers` included (bench/reward_model_speed.py)."""
     from accelerate import PartialState
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
@@ -238,6 +244,7 @@ def train_reward_model(lm: LMConfig, data_dir: Path, out_dir: Path, *, pairs: in
     train_pairs = build_pairs(train_rows, pairs, seed, on_policy)
     test_rows = read_eval_rows(data_dir / "test.jsonl")
     held_out = build_pairs(test_rows, max(len(WRONG_KINDS) * 25, pairs // 4), seed + 1)
+    torch.manual_seed(seed)  # the score head starts at random: the same seed, the same reward model
     model, tokenizer = load_backbone(lm, source)
     model.get_input_embeddings().requires_grad_(False)
     layers = getattr(getattr(model, "base_model", model), "layers", None)
@@ -255,17 +262,21 @@ def train_reward_model(lm: LMConfig, data_dir: Path, out_dir: Path, *, pairs: in
                         logging_steps=max(1, steps // 30), save_steps=max(1, steps // 5), save_total_limit=1,
                         report_to=[], seed=seed, max_length=256, disable_tqdm=not state.is_main_process,
                         dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
-                        bf16=resolve_precision("auto") == "bf16", save_only_model=False)
+                        bf16=resolve_precision("auto") == "bf16", save_only_model=False,
+                        gradient_checkpointing=activation_checkpointing)
     trainer = RewardTrainer(model=model, args=args, processing_class=tokenizer,
                             train_dataset=Dataset.from_list(_tokenized(train_pairs, tokenizer)))
     resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
+    started = time.perf_counter()
     trainer.train(resume_from_checkpoint=True if resume else None)
+    train_seconds = round(time.perf_counter() - started, 1)
     if state.is_main_process:
         trainer.model.save_pretrained(out_dir / "model")
         tokenizer.save_pretrained(out_dir / "model")
         report = RewardModel(out_dir).pairwise_accuracy(held_out)
         report["train_accuracy"] = RewardModel(out_dir).pairwise_accuracy(train_pairs[:400])["accuracy"]
         report["training_pairs"] = dict(sorted(_count(train_pairs).items()))
+        report["train_seconds"] = train_seconds  # the optimizer steps alone (this run's, if it resumed)
         report["history"] = [h for h in trainer.state.log_history if "loss" in h]
         (out_dir / "reward_model.json").write_text(json.dumps(report, indent=1))
         log.info("reward model: held-out pairwise accuracy %s, by kind %s", report["accuracy"], report["by_kind"])
