@@ -3,6 +3,7 @@ the reward model's pairs, and the tiny profile's stage 3 end to end (only the Lo
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -203,6 +204,7 @@ def test_stage3_settings_are_validated_and_reachable_with_set():
     for bad, message in (('stage3_rl.rl.rewards={"vibes": 1}', "unknown rewards"),
                          ("stage3_rl.rl.group_size=1", "at least 2"), ("stage3_rl.rl.nope=1", "unknown key"),
                          ("stage3_rl.rl.diagnose_every=0", "diagnose_every must be at least 1"),
+                         ("stage3_rl.rl.irrelevant_share=1.5", "must lie in"),
                          ('stage3_rl.rl.rewards={"judge": 1}', "judge_url")):
         with pytest.raises(ValueError, match=message):
             apply_overrides(profile("tiny"), (bad,))
@@ -232,3 +234,21 @@ def test_profiles_are_a_registry_and_stages_are_found_by_kind():
         prof = profile("tiny")
         prof.stages = prof.stages[:2]
         prof.index("rl")
+
+
+def test_reward_model_training_is_seeded_and_checkpointing_changes_no_loss(small_data, tmp_path):
+    """The quick reward model trains its top layers only; activation checkpointing (TRL's default) made backward
+    run through the frozen ones too (twice the time, bench/results/reward_model_speed.md). Off, the losses are
+    the same, and the same seed gives the same reward model (its score head starts at random)."""
+    from octopus.training.reward_model import train_reward_model
+
+    lm = profile("tiny").agent.lm
+    losses = {}
+    for name, checkpointing in (("on", True), ("off", False), ("off_again", False)):
+        out = train_reward_model(lm, small_data, tmp_path / name, pairs=48, steps=4, batch_size=8, lr=1e-3, seed=3,
+                                 train_layers=1, activation_checkpointing=checkpointing)
+        report = json.loads((out / "reward_model.json").read_text())
+        assert report["train_seconds"] > 0
+        losses[name] = [h["loss"] for h in report["history"]]
+    assert len(losses["off"]) >= 2 and losses["off"] == losses["off_again"]
+    assert losses["on"] == pytest.approx(losses["off"], abs=1e-4)

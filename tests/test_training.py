@@ -132,6 +132,25 @@ def test_a_trained_reward_model_is_reused_without_mining_its_negatives(data_dir,
     assert (out / "reward_model" / "reward_model.json").read_bytes() == before
 
 
+def test_stage3_prompts_hold_the_irrelevant_share(data_dir, run_dir, tmp_path):
+    """Stage 2 declines irrelevant requests, so few are hard; `rl.irrelevant_share` keeps them among the prompts
+    (without them, GRPO drifted the quick model towards calling a function for them)."""
+    from dataclasses import replace
+
+    from octopus.training.rl import mine_prompts
+    from octopus.training.stages import profile
+
+    stage = profile("tiny").stages[2]
+    agent = OctopusAgent.load(run_dir / "stage2_functional" / "agent")
+    counts = {}
+    for share in (0.0, 0.3):
+        stage.rl = replace(stage.rl, steps=50, irrelevant_share=share)
+        mined = mine_prompts(agent, stage, data_dir, tmp_path / "cache", progress=False, with_on_policy=False)
+        assert len(mined["schedule"]) == 50 * stage.batch_size
+        counts[share] = sum(r["function"] is None for r in mined["schedule"])
+    assert 0.2 * 200 <= counts[0.3] <= 0.45 * 200 and counts[0.3] > counts[0.0] + 20
+
+
 def test_resume_after_kill_continues_from_the_last_checkpoint(data_dir, run_dir, tmp_path):
     import shutil
 

@@ -137,9 +137,9 @@ def sft_calls(agent: OctopusAgent, rows: list[dict], progress: bool = True) -> l
 
 def mine_prompts(agent: OctopusAgent, stage: StageConfig, data_dir: Path, features_dir: Path,
                  progress: bool = True, with_on_policy: bool = True) -> dict:
-    """Probe rows, and prompts for every step: the rows the SFT model gets wrong or is unsure of (share
-    `hard_share`), the rest at random; plus the SFT's wrong greedy calls (on-policy negatives for the reward
-    model). Train split only."""
+    """Probe rows, and prompts for every step: irrelevant rows (share `irrelevant_share`), then the rows the SFT
+    model gets wrong or is unsure of (share `hard_share` of the others), the rest at random; plus the SFT's wrong
+    greedy calls (on-policy negatives for the reward model). Train split only."""
     rl = stage.rl
     rows = read_data_file(data_dir, stage.data)
     rng = random.Random(stage.seed)
@@ -151,14 +151,20 @@ def mine_prompts(agent: OctopusAgent, stage: StageConfig, data_dir: Path, featur
     easy = [r for r, s in zip(candidates, scored) if s["exact"] and s["gold_prob"] >= rl.unsure_below]
     wrong = [r for r, s in zip(candidates, scored) if not s["exact"]]
     on_policy = sft_calls(agent, wrong[:rl.on_policy_rows], progress) if with_on_policy else []
+    irrelevant = [r for r in candidates if r.get("function") is None]
     need = rl.steps * stage.batch_size
-    hard_queue, easy_queue, schedule = [], [], []
+    queues: dict[str, list[dict]] = {"hard": [], "easy": [], "irrelevant": []}
+    schedule = []
     for _ in range(need):
-        source = hard if hard and (rng.random() < rl.hard_share or not easy) else easy
-        queue = hard_queue if source is hard else easy_queue
-        if not queue:
-            queue.extend(rng.sample(source, len(source)))
-        schedule.append(queue.pop())
+        if irrelevant and rng.random() < rl.irrelevant_share:
+            name, source = "irrelevant", irrelevant
+        elif hard and (rng.random() < rl.hard_share or not easy):
+            name, source = "hard", hard
+        else:
+            name, source = "easy", easy
+        if not queues[name]:
+            queues[name].extend(rng.sample(source, len(source)))
+        schedule.append(queues[name].pop())
     stats = {"candidates": len(candidates), "hard": len(hard), "wrong": len(wrong),
              "sft_exact": round(sum(s["exact"] for s in scored) / max(1, len(scored)), 4),
              "sft_function": round(sum(s["function"] for s in scored) / max(1, len(scored)), 4)}
