@@ -12,32 +12,20 @@ pairwise accuracy. Writes bench/results/reward_model_speed.{md,json}.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
 
-from reward_prompt import write_rows
+from reward_prompt import reward_bench_setup
 from tables import save_table
 
 from octopus.training.reward_model import train_reward_model
-from octopus.training.stages import profile
 
 ARMS = {"checkpointing on (TRL's default, before)": True, "checkpointing off (now)": False}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="quick")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--work", type=Path, default=None, help="default: runs/reward_model_speed_<steps>")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    prof = profile(args.profile)
-    stage = next(s for s in prof.stages if s.kind == "rl")
+    args, prof, stage = reward_bench_setup(__doc__.splitlines()[0], "reward_model_speed", 20)
     rl = stage.rl
-    args.work = args.work or Path(f"runs/reward_model_speed_{args.steps}")
-    write_rows(args.work / "rows", prof.data_n_per_function, args.seed)
     reports = {}
     for arm, checkpointing in ARMS.items():
         started = time.perf_counter()

@@ -45,18 +45,24 @@ def write_rows(out: Path, n_per_function: int, seed: int) -> None:
         (out / f"{split}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def reward_bench_setup(description: str, name: str, steps: int):
+    """What the reward-model benches share: --profile, --steps, --work (default runs/<name>_<steps>) and --seed
+    parsed, the profile's stage 3, and the planned rows written under WORK/rows. (args, stage)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--profile", default="quick")
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--work", type=Path, default=None, help="default: runs/reward_prompt_<steps>")
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--work", type=Path, default=None, help=f"default: runs/{name}_<steps>")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     prof = profile(args.profile)
-    stage = next(s for s in prof.stages if s.kind == "rl")
-    rl = stage.rl
-    args.work = args.work or Path(f"runs/reward_prompt_{args.steps}")
+    args.work = args.work or Path(f"runs/{name}_{args.steps}")
     write_rows(args.work / "rows", prof.data_n_per_function, args.seed)
+    return args, prof, next(s for s in prof.stages if s.kind == "rl")
+
+
+def main() -> None:
+    args, prof, stage = reward_bench_setup(__doc__.splitlines()[0], "reward_prompt", 50)
+    rl = stage.rl
     results = {"profile": args.profile, "steps": args.steps, "batch": rl.reward_model_batch,
                "pairs": rl.reward_model_pairs, "train_layers": rl.reward_model_layers, "lr": rl.reward_model_lr,
                "arms": {}}
