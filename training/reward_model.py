@@ -230,8 +230,8 @@ def train_reward_model(lm: LMConfig, data_dir: Path, out_dir: Path, *, pairs: in
     """Train (or resume) the reward model into `out_dir` (model/, reward_model.json); skips when it exists.
 
     `activation_checkpointing` stays off: TRL's RewardConfig turns it on, and transformers then makes the input
-    embeddings require grad, so backward (and the recomputed forward) ran through all 30 layers, the frozen ones
-    below `train_layers` included (bench/reward_model_speed.py)."""
+    embeddings require grad, so backward (and the recomputed forward) ran through every layer of the LM, the frozen
+    ones below `train_layers` included (twice the time a step, bench/reward_model_speed.py)."""
     from accelerate import PartialState
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer

@@ -44,8 +44,8 @@ class RLConfig:
     on_policy_rows: int = 200  # wrong rows whose SFT greedy call becomes a reward-model negative (~1 s each)
     hard_share: float = 0.8  # share of prompts drawn from the hard rows (the rest at random)
     # share of prompts drawn from the irrelevant rows (no function fits), hard or not: the stage-2 model declines
-    # them, so few are hard and the random rest held ~3% of them; with 40 GRPO steps on that mix the quick
-    # model's Chinese rejections fell from 93.5 / 95.7% to 82.6 / 87.0% (two runs, 46 rows teacher-forced)
+    # them, so few are hard and the random rest held 2-3% of them; 40 GRPO steps on that mix took the quick
+    # model's Chinese rejections 93.5 -> 82.6% and 95.7 -> 87.0% (two runs, 46 rows teacher-forced; README)
     irrelevant_share: float = 0.1
     probe_rows: int = 96  # train rows kept out of the prompts: greedy accuracy every `probe_every` steps
     probe_every: int = 10
