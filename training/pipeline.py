@@ -190,11 +190,11 @@ def _mined(stage, previous: Path, data_dir: Path, stage_dir: Path, on_policy: bo
 def train_reward(prof: Profile, data_dir: Path, out_dir: Path, sft: Path | None = None) -> Path:
     """Stage 3's reward model into OUT/reward_model (skips when it exists), with the SFT model's own wrong calls
     as extra negatives when the stage-2 agent is there."""
-    from octopus.training.reward_model import train_reward_model
+    from octopus.training.reward_model import is_trained, train_reward_model
 
     stage = next(s for s in prof.stages if s.kind == "rl")
     target = out_dir / "reward_model"
-    existed = (target / "reward_model.json").is_file()
+    existed = is_trained(target)
     on_policy = []
     # the SFT model's wrong calls (~1.4 s each on 2 cores) only feed a reward model still to be trained
     if not existed and sft is not None and (sft / "config.json").is_file():
@@ -210,14 +210,14 @@ def train_reward(prof: Profile, data_dir: Path, out_dir: Path, sft: Path | None 
 
 
 def _run_rl(prof: Profile, stage, previous: Path, data_dir: Path, out_dir: Path, max_steps: int | None) -> Path:
-    from octopus.training.reward_model import RewardModel
+    from octopus.training.reward_model import RewardModel, is_trained
     from octopus.training.rewards import build_rewards
     from octopus.training.rl import run_rl_stage
 
     rl = stage.rl
     stage_dir = out_dir / stage.name
     needs_reward_model = bool(rl.rewards.get("reward_model")) and not rl.reward_model
-    trained = (out_dir / "reward_model" / "reward_model.json").is_file()
+    trained = is_trained(out_dir / "reward_model")
     mined = _mined(stage, previous, data_dir, stage_dir, on_policy=needs_reward_model and not trained)
     reward_model = None
     if rl.rewards.get("reward_model"):

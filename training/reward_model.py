@@ -223,6 +223,11 @@ def _tokenized(pairs: list[dict], tokenizer, max_length: int = 256) -> list[dict
             for p in pairs]
 
 
+def is_trained(out_dir: Path) -> bool:
+    """A reward model folder is trained once its report is written (the last thing training does)."""
+    return (out_dir / "reward_model.json").is_file()
+
+
 def train_reward_model(lm: LMConfig, data_dir: Path, out_dir: Path, *, pairs: int, steps: int, batch_size: int,
                        lr: float, seed: int = 0, on_policy: list[dict] | None = None,
                        source: str | Path | None = None, train_layers: int | None = None,
@@ -236,7 +241,7 @@ def train_reward_model(lm: LMConfig, data_dir: Path, out_dir: Path, *, pairs: in
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
-    if (out_dir / "reward_model.json").is_file():
+    if is_trained(out_dir):
         log.info("reward model: %s exists, skipping", out_dir)
         return out_dir
     state = PartialState()
