@@ -182,17 +182,22 @@ class OctopusAgent(nn.Module):
         return torch.where(mask[..., None], gathered, embeds)
 
     def forward(self, input_ids, pixels=None, attention_mask=None, labels=None, image_embeds=None,
-                vision_features=None, labelled_only: bool = False, image_only: bool = False, name_index=None):
+                vision_features=None, labelled_only: bool = False, image_only: bool = False, name_index=None,
+                prompt_groups: bool = False):
         """The LM's output for a batch; image input as pixels, the vision encoder's output (`vision_features`,
         e.g. cached) or ready image embeddings. `labelled_only=True` (training) returns `LabelledLogits`;
         `image_only=True` returns the image embeddings without running the LM. `name_index` (B,): the name
-        slots to show per row where >= 0 instead of the read-back ones (training's name swap)."""
+        slots to show per row where >= 0 instead of the read-back ones (training's name swap).
+        `prompt_groups=True` (with `labelled_only`): rows are a prompt then its labelled completion, and rows in a
+        run with the same prompt share one pass over it (GRPO's G samples of a prompt)."""
         if vision_features is not None:
             image_embeds = self.projector(vision_features, name_index)  # (B, N, D)
         elif pixels is not None and image_embeds is None:
             image_embeds = self.image_embeds(pixels, name_index)
         if image_only:
             return image_embeds
+        if labelled_only and prompt_groups:
+            return self.grouped_labelled_logits(input_ids, labels, image_embeds)
         if labelled_only:
             return self.labelled_logits(input_ids, labels, attention_mask, image_embeds)
         embeds = self.embed(input_ids, image_embeds=image_embeds)
@@ -227,6 +232,53 @@ class OctopusAgent(nn.Module):
         keep = targets != LABEL_IGNORE
         logits = causal.get_output_embeddings()(hidden[:, :-1][keep])  # (N, V)
         return LabelledLogits(logits, targets[keep], image_embeds)
+
+    def grouped_labelled_logits(self, input_ids: torch.Tensor, labels: torch.Tensor,
+                                image_embeds: torch.Tensor | None = None) -> LabelledLogits:
+        """`labelled_logits` for rows that are each a prompt (every position before the first label) and then a
+        completion (the labelled positions, contiguous, right-padded), where runs of rows share a prompt, as the
+        G samples of a GRPO prompt do. Each distinct prompt runs once (left-padded, with its own positions), its
+        KV cache goes to each of its rows, and the completions run after it: the same logits and gradients as
+        `labelled_logits` (tests/test_rl.py), for a prompt of ~80 tokens and completions of ~15 a third of the
+        token-steps at G = 4."""
+        embeds = self.embed(input_ids, image_embeds=image_embeds)  # (B, T, D)
+        if not self.input_grad:
+            embeds = embeds.detach()
+        causal = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+        decoder = causal.get_decoder()
+        labelled = labels != LABEL_IGNORE  # (B, T)
+        starts, counts = labelled.long().argmax(1).tolist(), labelled.sum(1).tolist()
+        if min(counts) < 1 or any(not bool(labelled[i, s:s + n].all()) for i, (s, n) in enumerate(zip(starts, counts))):
+            raise ValueError("prompt_groups needs each row's labels to be one contiguous, non-empty completion")
+        heads: list[int] = []  # the first row of each run of rows sharing a prompt
+        group: list[int] = []  # each row's run
+        for i, s in enumerate(starts):
+            h = heads[-1] if heads else None
+            if h is None or starts[h] != s or not torch.equal(embeds[h, :s], embeds[i, :s]):
+                heads.append(i)
+            group.append(len(heads) - 1)
+        width = max(starts[h] for h in heads)
+        prompt = embeds.new_zeros((len(heads), width, embeds.shape[-1]))
+        prompt_mask = torch.zeros((len(heads), width), dtype=torch.long, device=embeds.device)
+        for k, h in enumerate(heads):
+            prompt[k, width - starts[h]:], prompt_mask[k, width - starts[h]:] = embeds[h, :starts[h]], 1
+        positions = (prompt_mask.cumsum(1) - 1).clamp(min=0)  # left padding: each prompt counts from 0
+        head = decoder(inputs_embeds=prompt, attention_mask=prompt_mask, position_ids=positions, use_cache=True)
+        past = head.past_key_values
+        index = torch.tensor(group, device=embeds.device)
+        past.batch_select_indices(index)  # autograd sums each row's gradient back into its prompt's one pass
+        length = max(counts)
+        completion = embeds.new_zeros((len(starts), length, embeds.shape[-1]))
+        completion_mask = torch.zeros((len(starts), length), dtype=torch.long, device=embeds.device)
+        for i, (s, n) in enumerate(zip(starts, counts)):
+            completion[i, :n], completion_mask[i, :n] = embeds[i, s:s + n], 1
+        rest = decoder(inputs_embeds=completion, attention_mask=torch.cat([prompt_mask[index], completion_mask], 1),
+                       position_ids=positions[index, -1:] + 1 + torch.arange(length, device=embeds.device),
+                       past_key_values=past, use_cache=True).last_hidden_state  # (B, L, D)
+        last = head.last_hidden_state[:, -1]  # (heads, D): each prompt's last position predicts the first label
+        hidden = torch.cat([torch.cat([last[group[i]][None], rest[i, :n - 1]]) for i, n in enumerate(counts)])
+        targets = torch.cat([labels[i, s:s + n] for i, (s, n) in enumerate(zip(starts, counts))])
+        return LabelledLogits(causal.get_output_embeddings()(hidden), targets, image_embeds)
 
     # --- generation ---------------------------------------------------------------------------------
     @torch.no_grad()

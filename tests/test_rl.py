@@ -221,6 +221,121 @@ def test_train_cli_rejects_a_bad_stage3_setting_in_one_line(tmp_path):
     assert "unknown rewards" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def _sharp_tiny_agent():
+    """A tiny random agent with weights far from a fresh init's: a fresh tiny LM repeats one token whatever it
+    reads, so neither positions nor pads would show (checked: at 0.3, dropping either the position ids or the
+    decode's attention mask fails the sampling test below)."""
+    from octopus.model.agent import OctopusAgent
+    from octopus.model.presets import tiny
+
+    torch.manual_seed(0)
+    agent = OctopusAgent.build(tiny()).eval()
+    with torch.no_grad():
+        for p in agent.lm.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.3)
+    return agent
+
+
+def test_one_batch_samples_each_prompt_as_it_would_alone(photo):
+    """Stage 3 samples every prompt's group in one left-padded batch; each prompt's completions must be what it
+    samples alone (near-greedy temperature: padding may not shift a row's positions or let it see the pads)."""
+    from octopus.training.rl import sample_groups
+
+    tiny_agent = _sharp_tiny_agent()
+    queries = ["order this", "email ann@example.com that the pizza is here, thanks a lot", "帮我处理一下这个"]
+    prompts = [tiny_agent.encode_prompt(q) for q in queries]
+    assert len({len(p) for p in prompts}) == 3  # different lengths: the batch pads
+    with torch.no_grad():
+        embeds = [tiny_agent.image_embeds(tiny_agent.pixels(photo.rotate(90 * i, expand=True))) for i in range(3)]
+
+    def sample(ps, es, seed=0):
+        return sample_groups(tiny_agent, ps, es, 2, 1e-4, 12, torch.Generator().manual_seed(seed))
+
+    together = sample(prompts, embeds)
+    alone = [sample([p], [e])[0] for p, e in zip(prompts, embeds)]
+    assert together == alone
+    assert len(set(map(str, alone))) > 1  # the prompts' images and words make a difference
+    first = set(tiny_agent.tokens.first_token_ids)
+    for group in together:
+        assert len(group) == 2
+        for completion in group:
+            assert completion[0] in first and 0 < len(completion) <= 12
+            assert tiny_agent.tokens.end_id not in completion[:-1]  # nothing is appended after the end
+    hot = sample(prompts, embeds, seed=1)  # at temperature 1e-4 the seed changes nothing ...
+    assert hot == together
+    warm = sample_groups(tiny_agent, prompts, embeds, 4, 1.0, 12, torch.Generator().manual_seed(0))
+    assert any(len(set(map(tuple, g))) > 1 for g in warm)  # ... at 1.0 a group's samples differ
+
+
+def test_batched_greedy_calls_are_what_the_agent_generates_one_at_a_time(photo, tmp_path):
+    """The reward model's on-policy negatives are the SFT model's greedy calls, decoded in batches: each must be
+    what `agent.generate` writes for its row alone (its reject bias and argument constraint included)."""
+    from octopus.training.rl import greedy_calls, sft_calls
+
+    agent = _sharp_tiny_agent()
+    images = []
+    for i in range(3):
+        images.append(tmp_path / f"{i}.jpg")
+        photo.rotate(90 * i, expand=True).save(images[-1])
+    queries = ["email ann@example.com that the pizza is here", "order this", "帮我处理一下这个", "给李雷发短信说我到了"]
+    pairs = [(images[i % 3], q) for i, q in enumerate(queries)]
+    for bias in ({}, {"zh": 50.0}):
+        agent.reject_bias = bias
+        alone = [agent.generate(image, query, max_new_tokens=20).raw for image, query in pairs]
+        assert greedy_calls(agent, [i for i, _ in pairs], [q for _, q in pairs], max_new_tokens=20) == alone
+        assert len(set(alone)) > 1
+    assert all(a.startswith(agent.tokenizer.convert_ids_to_tokens(agent.tokens.first_token_ids[-1]))
+               for a in alone[2:])  # the bias took the Chinese requests to "no function"
+    agent.reject_bias = {}
+    rows = [{"image": str(i), "query": q} for i, q in pairs]
+    assert [c["completion"] for c in sft_calls(agent, rows, progress=False, batch_size=3)] == [
+        agent.generate(i, q).raw for i, q in pairs]
+
+
+def test_a_groups_prompt_runs_once_with_the_same_logits_and_gradients(photo):
+    """GRPO's policy pass runs each prompt once for its G completions (`prompt_groups`): the logits at the
+    completion tokens and the LM's gradients must be those of running every row whole, prompts of different
+    lengths, completions of different lengths, a group of one."""
+    from octopus.training.datasets import IGNORE
+
+    agent = _sharp_tiny_agent()
+    queries = ["order this", "email ann@example.com that the pizza is here", "帮我处理一下这个"]
+    groups = [[[5, 9, 2], [5, 7], [6, 3, 3, 8]], [[4, 1], [4, 1]], [[9]]]
+    rows, embeds = [], []
+    with torch.no_grad():
+        for i, (query, group) in enumerate(zip(queries, groups)):
+            image = agent.image_embeds(agent.pixels(photo.rotate(90 * i, expand=True)))
+            for completion in group:
+                rows.append((agent.encode_prompt(query), completion))
+                embeds.append(image)
+    width = max(len(p) + len(c) for p, c in rows)
+    input_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (p, c) in enumerate(rows):
+        input_ids[i, :len(p) + len(c)], mask[i, :len(p) + len(c)] = torch.tensor(p + c), 1
+        labels[i, len(p):len(p) + len(c)] = torch.tensor(c)
+    image_embeds = torch.cat(embeds)
+    results = {}
+    for grouped in (False, True):
+        agent.zero_grad()
+        out = agent(input_ids, image_embeds=image_embeds, attention_mask=mask, labels=labels, labelled_only=True,
+                    prompt_groups=grouped)
+        torch.nn.functional.cross_entropy(out.logits, out.targets).backward()
+        grads = {n: p.grad.clone() for n, p in agent.lm.named_parameters() if p.grad is not None}
+        results[grouped] = (out.logits.detach(), out.targets, grads)
+    (whole, targets, grads), (once, grouped_targets, grouped_grads) = results[False], results[True]
+    assert torch.equal(targets, grouped_targets) and len(targets) == sum(len(c) for g in groups for c in g)
+    torch.testing.assert_close(once, whole, atol=1e-4, rtol=1e-4)
+    assert grads.keys() == grouped_grads.keys() and len(grads) > 10
+    for name in grads:
+        torch.testing.assert_close(grouped_grads[name], grads[name], atol=1e-4, rtol=1e-3, msg=name)
+    with pytest.raises(ValueError, match="contiguous"):
+        agent(input_ids, image_embeds=image_embeds, labels=torch.full_like(labels, IGNORE), labelled_only=True,
+              prompt_groups=True)
+
+
 def test_profiles_are_a_registry_and_stages_are_found_by_kind():
     from octopus.training.stages import PROFILES, STAGE_KINDS
 

@@ -115,6 +115,26 @@ def test_stage3_logs_rewards_probe_and_reward_model_accuracy(run_dir):
     assert {"stage3_rl_seconds_last_run", "reward_model_seconds"} <= set(pipeline)
 
 
+def test_the_reward_model_scores_each_distinct_text_once_and_the_same_as_alone(run_dir):
+    """A GRPO group's samples are often the same call: the reward model scores each distinct text once, and a
+    text scores the same in a batch with repeats and padding as alone."""
+    from octopus.training.reward_model import RewardModel
+
+    rm = RewardModel(run_dir / "reward_model", batch_size=2)
+    texts = ["Request: order this\nCall: doordash_delivery(dish=\"pizza\")", "Request: hi\nCall: none()",
+             "Request: order this\nCall: doordash_delivery(dish=\"pizza\")", "Request: email ann about lunch, "
+             "she is late\nCall: send_email(recipient=\"ann\", subject=\"lunch\")"]
+    calls = []
+    forward = rm.model.forward
+    rm.model.forward = lambda *a, **k: calls.append(len(k["input_ids"])) or forward(*a, **k)
+    together = rm.scores(texts)
+    assert calls == [2, 1]  # three distinct texts, batches of two
+    rm.model.forward = forward
+    alone = [rm.scores([t])[0] for t in texts]
+    assert together == pytest.approx(alone, abs=1e-4) and together[0] == together[2]
+    assert len(set(together)) == 3
+
+
 def test_a_trained_reward_model_is_reused_without_mining_its_negatives(data_dir, run_dir, tmp_path):
     """The SFT model's wrong calls feed only a reward model still to be trained: with one in place (a rerun of
     stage 3, a resume), training it again is skipped before they are decoded (3.4 min on the quick profile)."""

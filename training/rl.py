@@ -6,9 +6,9 @@ equations (pinned by tests/test_rl.py against TRL's own `_compute_loss` and adva
 
 1. prompts: train rows the SFT model gets wrong or is unsure of (teacher-forced, batched: a row is greedy-right
    exactly when every gold token is the argmax), topped up with random rows; never the test splits;
-2. per prompt: image tokens from the frozen encoder's cached features; the prompt's KV cache computed once and
-   repeated G times; G completions sampled (first token constrained to the functional tokens as at inference,
-   stop at `<nexa_end>`), decoded with special tokens kept;
+2. per prompt: image tokens from the frozen encoder's cached features; the step's prompts prefilled together
+   (left-padded), each one's KV cache repeated G times; G completions of each sampled in one batch (first token
+   constrained to the functional tokens as at inference, stop at `<nexa_end>`), decoded with special tokens kept;
 3. rewards: weighted sum (None = no opinion, TRL's nansum), advantages relative to the group
    ((r - mean) / (std + 1e-4)); groups with zero spread carry no signal and are dropped (their share logged);
 4. loss: DAPO's clipped surrogate, token-level, normalised by the global number of completion tokens, plus an
@@ -27,6 +27,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from octopus.generation import MAX_NEW_TOKENS, first_choice, reject_bias_for
 from octopus.model.agent import OctopusAgent
 from octopus.training.checkpoints import load_checkpoint, remove_checkpoints, save_checkpoint
 from octopus.training.datasets import IGNORE, Collator, FeatureCache, _balanced, read_data_file
@@ -129,10 +131,16 @@ def probe_accuracy(agent: OctopusAgent, rows: list[dict], features: FeatureCache
             "exact": round(sum(s["exact"] for s in scored) / len(scored), 4)}
 
 
-def sft_calls(agent: OctopusAgent, rows: list[dict], progress: bool = True) -> list[dict]:
-    """The SFT model's greedy calls on rows it gets wrong: on-policy negatives for the reward model."""
-    return [{"row": row, "completion": agent.generate(row["image"], row["query"]).raw}
-            for row in tqdm(rows, desc="SFT calls on wrong rows", disable=not progress, mininterval=2)]
+def sft_calls(agent: OctopusAgent, rows: list[dict], progress: bool = True, batch_size: int = 16) -> list[dict]:
+    """The SFT model's greedy calls on rows it gets wrong (as `agent.generate` writes them, `batch_size` rows a
+    batch): on-policy negatives for the reward model."""
+    out = []
+    for start in tqdm(range(0, len(rows), batch_size), desc="SFT calls on wrong rows", disable=not progress,
+                      mininterval=2):
+        chunk = rows[start:start + batch_size]
+        calls = greedy_calls(agent, [r["image"] for r in chunk], [r["query"] for r in chunk])
+        out += [{"row": row, "completion": call} for row, call in zip(chunk, calls)]
+    return out
 
 
 def mine_prompts(agent: OctopusAgent, stage: StageConfig, data_dir: Path, features_dir: Path,
@@ -177,38 +185,94 @@ def mine_prompts(agent: OctopusAgent, stage: StageConfig, data_dir: Path, featur
 
 # --- sampling and log-probs ------------------------------------------------------------------------------------
 @torch.no_grad()
-def sample_group(agent: OctopusAgent, prompt_ids: list[int], image_embeds: torch.Tensor, group_size: int,
-                 temperature: float, max_new_tokens: int, generator: torch.Generator) -> list[list[int]]:
-    """G completions of one prompt: one prefill, its KV cache repeated G times, first token constrained."""
-    t = agent.tokens
-    embeds = agent.embed(torch.tensor([prompt_ids]), image_embeds=image_embeds)
-    out = agent.lm(inputs_embeds=embeds, use_cache=True)
+def decode_batch(agent: OctopusAgent, prompts: list[list[int]], image_embeds: list[torch.Tensor], repeat: int,
+                 first: Callable[[torch.Tensor], list[int]], pick: Callable[[torch.Tensor, list[list[int]]], list[int]],
+                 max_new_tokens: int) -> list[list[int]]:
+    """`repeat` completions of each prompt, all in one batch: the prompts left-padded (each with its own
+    positions) and prefilled together, the KV cache repeated `repeat` times, then one decode loop for the whole
+    batch until every row wrote `<nexa_end>` or `max_new_tokens`. `first(logits)` picks each row's first token
+    from the prefill's (R, V) last logits; `pick(logits, completions)` each next one. Rows finished early run
+    along; nothing is appended to them. A loop per prompt at a batch of G left 2 cores idle between small matrix
+    products (bench/results/grpo_step.md)."""
+    rows = [agent.embed(torch.tensor([p]), image_embeds=e)[0] for p, e in zip(prompts, image_embeds)]  # (T_i, D)
+    width = max(len(r) for r in rows)
+    embeds = rows[0].new_zeros((len(rows), width, rows[0].shape[-1]))
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        embeds[i, width - len(r):], mask[i, width - len(r):] = r, 1
+    positions = (mask.cumsum(1) - 1).clamp(min=0)  # left padding: each row's own positions count from 0
+    out = agent.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
     past = out.past_key_values
-    past.batch_repeat_interleave(group_size)
-    logits = out.logits[:, -1].float().expand(group_size, -1)
-    allowed = torch.tensor(t.first_token_ids)
-    first = torch.full_like(logits, -math.inf).index_copy(1, allowed, logits[:, allowed])
-    tokens = torch.multinomial(F.softmax(first / temperature, -1), 1, generator=generator)[:, 0]
-    completions = [[int(x)] for x in tokens]
-    done = tokens == t.end_id
-    while not bool(done.all()) and max(len(c) for c in completions) < max_new_tokens:
-        out = agent.lm(input_ids=tokens[:, None], past_key_values=past, use_cache=True)
+    past.batch_repeat_interleave(repeat)
+    mask = mask.repeat_interleave(repeat, 0)
+    position = positions[:, -1:].repeat_interleave(repeat, 0)  # (R, 1)
+    completions = [[token] for token in first(out.logits[:, -1].float().repeat_interleave(repeat, 0))]
+    end = agent.tokens.end_id
+    done = [c[-1] == end for c in completions]
+    while not all(done) and max(len(c) for c in completions) < max_new_tokens:
+        mask = torch.cat([mask, mask.new_ones((len(mask), 1))], 1)
+        position = position + 1
+        tokens = torch.tensor([[c[-1]] for c in completions])
+        out = agent.lm(input_ids=tokens, attention_mask=mask, position_ids=position, past_key_values=past,
+                       use_cache=True)
         past = out.past_key_values
-        logits = out.logits[:, -1].float()
-        logits[:, t.image_id] = -math.inf  # an image placeholder is never text
-        tokens = torch.multinomial(F.softmax(logits / temperature, -1), 1, generator=generator)[:, 0]
-        for i in range(group_size):
+        for i, token in enumerate(pick(out.logits[:, -1].float(), completions)):
             if not done[i]:
-                completions[i].append(int(tokens[i]))
-        done |= tokens == t.end_id  # finished rows run along (batched) until all are done; nothing is appended
+                completions[i].append(token)
+                done[i] = token == end
     return completions
 
 
+def sample_groups(agent: OctopusAgent, prompts: list[list[int]], image_embeds: list[torch.Tensor], group_size: int,
+                  temperature: float, max_new_tokens: int, generator: torch.Generator) -> list[list[list[int]]]:
+    """G completions of each prompt, every prompt's group in one batch (`decode_batch`): sampled at
+    `temperature`, the first token among the functional tokens as at inference, never an image placeholder."""
+    t = agent.tokens
+    allowed = torch.tensor(t.first_token_ids)
+
+    def first(logits: torch.Tensor) -> list[int]:
+        constrained = torch.full_like(logits, -math.inf).index_copy(1, allowed, logits[:, allowed])
+        return torch.multinomial(F.softmax(constrained / temperature, -1), 1, generator=generator)[:, 0].tolist()
+
+    def pick(logits: torch.Tensor, completions: list[list[int]]) -> list[int]:
+        logits[:, t.image_id] = -math.inf  # an image placeholder is never text
+        return torch.multinomial(F.softmax(logits / temperature, -1), 1, generator=generator)[:, 0].tolist()
+
+    flat = decode_batch(agent, prompts, image_embeds, group_size, first, pick, max_new_tokens)
+    return [flat[i:i + group_size] for i in range(0, len(flat), group_size)]
+
+
+@torch.no_grad()
+def greedy_calls(agent: OctopusAgent, images: list, queries: list[str],
+                 max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
+    """What `agent.generate` writes for each (image, query), decoded in one batch (`decode_batch`): the same
+    first choice (with the agent's reject bias) and the same argument constraint, row by row."""
+    image_embeds = [agent.image_embeds(agent.pixels(image)) for image in images]
+    prompts = [agent.encode_prompt(q) for q in queries]
+    allowed = agent.tokens.first_token_ids
+
+    def first(logits: torch.Tensor) -> list[int]:
+        return [allowed[first_choice([float(row[a]) for a in allowed], reject_bias_for(agent.reject_bias, q))]
+                for row, q in zip(logits, queries)]
+
+    def pick(logits: torch.Tensor, completions: list[list[int]]) -> list[int]:
+        if agent.constraint is None:
+            return logits.argmax(-1).tolist()
+        end = agent.tokens.end_id  # a finished row takes nothing more (decode_batch drops it): no need to choose
+        return [end if c[-1] == end else agent.constraint.choose(c, row, q)
+                for row, c, q in zip(logits, completions, queries)]
+
+    completions = decode_batch(agent, prompts, image_embeds, 1, first, pick, max_new_tokens)
+    return [agent.tokenizer.decode(c, skip_special_tokens=False) for c in completions]
+
+
 def completion_logps(model, agent: OctopusAgent, prompts: list[list[int]], completions: list[list[int]],
-                     image_embeds: torch.Tensor, temperature: float) -> tuple[torch.Tensor, ...]:
+                     image_embeds: torch.Tensor, temperature: float,
+                     prompt_groups: bool = True) -> tuple[torch.Tensor, ...]:
     """(B, C) log-probs of each completion token (the first under the constrained first-token distribution, as
     sampled), the (B, C) mask and (B, C) entropies. `model` is what the forward goes through (the prepared,
-    possibly distributed module); labels mark the completion so only its logits are computed."""
+    possibly distributed module); labels mark the completion so only its logits are computed, and with
+    `prompt_groups` the rows that share a prompt (a group's G samples) run it once."""
     pad = agent.tokenizer.pad_token_id if agent.tokenizer.pad_token_id is not None else agent.tokenizer.eos_token_id
     width = max(len(p) + len(c) for p, c in zip(prompts, completions))
     batch = len(prompts)
@@ -221,7 +285,7 @@ def completion_logps(model, agent: OctopusAgent, prompts: list[list[int]], compl
         attention[i, :len(p) + len(c)] = 1
     device = image_embeds.device
     out = model(input_ids.to(device), image_embeds=image_embeds, attention_mask=attention.to(device),
-                labels=labels.to(device), labelled_only=True)
+                labels=labels.to(device), labelled_only=True, prompt_groups=prompt_groups)  # a group's prompt runs once
     logits, targets = out.logits.float() / temperature, out.targets
     lengths = [len(c) for c in completions]
     first = torch.zeros(len(targets), dtype=torch.bool, device=logits.device)
@@ -309,11 +373,12 @@ def run_rl_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_
         if lora:  # sampling decodes token by token: 210 unmerged LoRA modules cost more than the model itself
             unwrapped.lm.merge_adapter()
         with torch.no_grad(), accelerator.autocast():
-            for row in batch_rows:
-                image_embeds = unwrapped.projector(features([row["image"]]).to(accelerator.device))
-                prompt = unwrapped.encode_prompt(row["query"])
-                for completion in sample_group(unwrapped, prompt, image_embeds, rl.group_size, rl.temperature,
-                                               rl.max_new_tokens, generator):
+            row_embeds = [unwrapped.projector(features([row["image"]]).to(accelerator.device)) for row in batch_rows]
+            row_prompts = [unwrapped.encode_prompt(row["query"]) for row in batch_rows]
+            groups = sample_groups(unwrapped, row_prompts, row_embeds, rl.group_size, rl.temperature,
+                                   rl.max_new_tokens, generator)
+            for prompt, image_embeds, group in zip(row_prompts, row_embeds, groups):
+                for completion in group:
                     prompts.append(prompt)
                     completions.append(completion)
                     embeds.append(image_embeds)
