@@ -5,7 +5,9 @@
 - the policy pass (forward and backward over the sampled completions, stage 3's fresh LoRA on the LM): before,
   every row ran its prompt whole; now each prompt runs once for its G completions (`prompt_groups`);
 - the reward model: before, it scored every completion; now each distinct text once, in batches of similar
-  length (`RewardModel.scores`).
+  length (`RewardModel.scores`);
+- and, once before the steps, the stage-2 agent's greedy calls that become the reward model's on-policy
+  negatives: before, `agent.generate` row by row; now a batch (`sft_calls`), checked to write the same calls.
 
 Same rows, seeds and quick-profile settings (batch, G, temperature, token limit) in both arms, alternating which
 goes first; the policy pass runs on the "now" arm's completions in both arms, and its loss is checked to agree.
@@ -29,7 +31,7 @@ from tables import save_table
 from octopus.model.agent import OctopusAgent
 from octopus.training.datasets import FeatureCache, _balanced, read_data_file
 from octopus.training.loop import apply_train_modes
-from octopus.training.rl import completion_logps, sample_groups
+from octopus.training.rl import completion_logps, sample_groups, sft_calls
 from octopus.training.stages import profile
 
 ARMS = ("before", "now")
@@ -42,6 +44,8 @@ def main() -> None:
     parser.add_argument("--reward-model", type=Path, help="a trained reward-model folder (its part is left out "
                                                           "without one)")
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--sft-rows", type=int, default=16, help="rows whose greedy calls (the reward model's "
+                                                                    "on-policy negatives) are timed both ways; 0: none")
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--cache", type=Path, default=Path("runs/grpo_step_cache"))
     args = parser.parse_args()
@@ -59,8 +63,9 @@ def main() -> None:
     stage = profile(args.profile).stages[-1]
     rl = stage.rl
     agent = OctopusAgent.load(args.model)
-    apply_train_modes(agent, stage)  # stage 3's fresh LoRA: the policy pass trains it
     rows = _balanced(read_data_file(args.data, "train.jsonl"), args.steps * stage.batch_size, random.Random(0))
+    sft = sft_calls_side_by_side(agent, rows[:args.sft_rows]) if args.sft_rows else None
+    apply_train_modes(agent, stage)  # stage 3's fresh LoRA: the policy pass trains it
     features = FeatureCache(args.cache, agent, [r["image"] for r in rows])
     parts = ("sampling", "policy pass", "reward model") if reward_model else ("sampling", "policy pass")
     seconds = {part: {arm: [] for arm in ARMS} for part in parts}
@@ -127,6 +132,9 @@ def main() -> None:
     lines.append(("these parts together",
                   [f"{total[a]:.2f}" for a in ARMS] + [f"{total['before'] / total['now']:.2f}x"]))
     lines.append(("decode passes a step, mean", [f"{statistics.mean(passes[a]):.1f}" for a in ARMS] + [""]))
+    if sft is not None:
+        lines.append((f"greedy calls of {args.sft_rows} rows (reward-model negatives), s",
+                      [f"{sft[a]:.2f}" for a in ARMS] + [f"{sft['before'] / sft['now']:.2f}x"]))
     table = "\n".join(["| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
                        *("| " + " | ".join([label, *cells]) + " |" for label, cells in lines)])
     table += (f"\n\n{args.steps} steps of {stage.batch_size} prompts x {rl.group_size} samples (temperature "
@@ -136,7 +144,23 @@ def main() -> None:
     save_table("grpo_step", table, {"model": str(args.model), "steps": args.steps, "batch": stage.batch_size,
                                     "group_size": rl.group_size, "seconds": seconds, "passes": passes,
                                     "median": median, "distinct_share": distinct, "completion_tokens": tokens,
-                                    "max_loss_gap": max(loss_gaps)})
+                                    "max_loss_gap": max(loss_gaps), "sft_calls_seconds": sft})
+
+
+def sft_calls_side_by_side(agent: OctopusAgent, rows: list[dict]) -> dict[str, float]:
+    """Seconds for the stage-2 agent's greedy calls on `rows`, one `agent.generate` at a time (before) and in one
+    batch (now); the calls must be the same."""
+    started = time.perf_counter()
+    alone = [agent.generate(r["image"], r["query"]).raw for r in rows]
+    before = time.perf_counter() - started
+    started = time.perf_counter()
+    together = [c["completion"] for c in sft_calls(agent, rows, progress=False, batch_size=len(rows))]
+    now = time.perf_counter() - started
+    if together != alone:
+        differ = sum(a != b for a, b in zip(alone, together))
+        print(f"warning: {differ} of {len(rows)} batched greedy calls differ from agent.generate's")
+    return {"before": before, "now": now, "same_calls": sum(a == b for a, b in zip(alone, together)),
+            "rows": len(rows)}
 
 
 @torch.no_grad()

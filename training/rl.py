@@ -12,7 +12,8 @@ equations (pinned by tests/test_rl.py against TRL's own `_compute_loss` and adva
 3. rewards: weighted sum (None = no opinion, TRL's nansum), advantages relative to the group
    ((r - mean) / (std + 1e-4)); groups with zero spread carry no signal and are dropped (their share logged);
 4. loss: DAPO's clipped surrogate, token-level, normalised by the global number of completion tokens, plus an
-   optional KL (k3) to the reference policy = the same model with the LoRA disabled (the SFT model);
+   optional KL (k3) to the reference policy = the same model with the LoRA disabled (the SFT model); the
+   policy's pass runs each prompt once for its G completions (`prompt_groups`: the same logits and gradients);
 5. every `probe_every` steps, greedy accuracy on probe rows held out of the prompts; the checkpoint kept at the
    end is the best by that probe (step 0 = the SFT model itself), never the best by reward.
 

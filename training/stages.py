@@ -270,8 +270,9 @@ def _tiny() -> Profile:
 
 def _quick() -> Profile:
     """SmolLM2-135M + the ImageNet EfficientNet-Lite0 trunk, data and stages 1 and 2 on 2 cores: 27.6 minutes on an
-    AVX2 EPYC (2026-12-05: data 5.1, stage 1 2.8, stage 2 19.7); stage 3 29.7 more with its reward model reused,
-    and the reward model ~20 to train (its negatives 3.4, its steps 12.4, pairs and accuracy ~4.7)."""
+    AVX2 EPYC (2026-12-05: data 5.1, stage 1 2.8, stage 2 19.7); on a faster one (2026-12-06: data 4.9, stage 1
+    1.8, stage 2 14.4) stage 3 took 20.4 more, its reward model included (mining 3.3, reward model 6.8, 40 GRPO
+    steps at 15 s 10.0)."""
     # 5 epochs of 48 naming scenes a concept (1,000 steps); 20 epochs of 12 a concept read held-out categories
     # back at 78% against 93%: more scenes, not more epochs
     stages = [_alignment(data="naming.jsonl", batch_size=64, max_length=40, epochs=5.0, lr=1e-3,
@@ -286,8 +287,8 @@ def _quick() -> Profile:
                           train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"}),
               # rules + environment + reward model at lr 1e-4 (README, "The ablation"): on every held-out row
               # argument exact +2.8 / +2.9 points EN / ZH, no metric down beyond row noise; rules alone at
-              # 2e-5 or 2e-4 never beat the stage-2 model. 29 min on a 2-core Xeon (mining 3.3, reward model
-              # 8.1, 40 GRPO steps at ~25 s 17.4); an AVX2 EPYC takes ~2x that
+              # 2e-5 or 2e-4 never beat the stage-2 model. 20.4 min fresh on 2 cores since each step's sampling
+              # and policy pass are batched by prompt (bench/results/grpo_step.md; ~30 before on that machine)
               _rl(lr=1e-4, rl=dict(steps=40, probe_every=5))]
     return Profile("quick", preset("quick"), ClipStageConfig(), stages, data_n_per_function=1000)
 
