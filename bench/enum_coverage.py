@@ -18,7 +18,7 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
-from tables import labelled_files, save_table
+from tables import labelled_files, markdown_table, save_table
 from teacher_forced import sample_rows, score
 
 from octopus.functions import get_function
@@ -59,13 +59,12 @@ def main() -> None:
         report["exact"][label] = {k: [round(sum(v) / len(v), 4), len(v)] for k, v in sorted(exact.items())}
     keys = sorted({k for by_key in report["exact"].values() for k in by_key},
                   key=lambda k: ("=" in k, k))
-    lines = [f"| exact call, teacher-forced | rows | {' | '.join(models)} |",
-             f"| --- | --- |{' --- |' * len(models)}"]
+    rows = []
     for key in keys:
         cells = [report["exact"][label].get(key) for label in models]
         n = next(c[1] for c in cells if c)
-        lines.append(f"| {key} | {n} | " + " | ".join(f"{100 * c[0]:.1f}%" if c else "–" for c in cells) + " |")
-    save_table("enum_coverage", "\n".join(lines), report)
+        rows.append([key, str(n), *(f"{100 * c[0]:.1f}%" if c else "–" for c in cells)])
+    save_table("enum_coverage", markdown_table(["exact call, teacher-forced", "rows", *models], rows), report)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from tables import labelled_files, save_table
+from tables import labelled_files, markdown_table, save_table
 
 SPLITS = ("test", "test_trained_objects", "test_unseen_style", "test_new_wordings")
 
@@ -79,10 +79,9 @@ def main() -> None:
         if missing:
             raise SystemExit(f"error: {folder} has no {', '.join(f'{s}.json' for s in missing)}")
         evals[label] = {s: json.loads((folder / f"{s}.json").read_text()) for s in SPLITS}
-    lines = ["| " + " | ".join(["int8, 400 rows a split", *evals]) + " |",
-             "| " + " | ".join(["---"] * (len(evals) + 1)) + " |"]
-    lines += ["| " + " | ".join([label, *(cell(e) for e in evals.values())]) + " |" for label, cell in ROWS]
-    save_table(args.name, "\n".join(lines), {"evals": {label: str(f) for label, f in folders.items()}, **evals})
+    table = markdown_table(["int8, 400 rows a split", *evals],
+                           [[label, *(cell(e) for e in evals.values())] for label, cell in ROWS])
+    save_table(args.name, table, {"evals": {label: str(f) for label, f in folders.items()}, **evals})
 
 
 if __name__ == "__main__":

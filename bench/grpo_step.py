@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from tables import save_table
+from tables import markdown_table, save_table
 
 from octopus.model.agent import OctopusAgent
 from octopus.training.datasets import FeatureCache, _balanced, read_data_file
@@ -135,8 +135,7 @@ def main() -> None:
     if sft is not None:
         lines.append((f"greedy calls of {args.sft_rows} rows (reward-model negatives), s",
                       [f"{sft[a]:.2f}" for a in ARMS] + [f"{sft['before'] / sft['now']:.2f}x"]))
-    table = "\n".join(["| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
-                       *("| " + " | ".join([label, *cells]) + " |" for label, cells in lines)])
+    table = markdown_table(header, [[label, *cells] for label, cells in lines])
     table += (f"\n\n{args.steps} steps of {stage.batch_size} prompts x {rl.group_size} samples (temperature "
               f"{rl.temperature}, at most {rl.max_new_tokens} tokens), {torch.get_num_threads()} threads, alternating "
               f"order. Completions average {statistics.mean(tokens):.1f} tokens; {statistics.mean(distinct):.0%} of "

@@ -16,7 +16,7 @@ import json
 import time
 
 from reward_prompt import reward_bench_setup
-from tables import save_table
+from tables import markdown_table, save_table
 
 from octopus.training.reward_model import train_reward_model
 
@@ -47,8 +47,7 @@ def main() -> None:
                                   for r in reports.values()]),
             ("final logged loss", [f"{v[-1]:.4f}" for v in losses.values()])]
     header = ["reward model", *ARMS]
-    table = "\n".join(["| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
-                       *("| " + " | ".join([label, *cells]) + " |" for label, cells in rows)])
+    table = markdown_table(header, [[label, *cells] for label, cells in rows])
     table += (f"\n\n{args.steps} steps of {rl.reward_model_batch} pairs, top {rl.reward_model_layers} layers trained, "
               f"same pairs and seed; the logged losses differ by at most {gap:.4f} over {len(first)} logged steps.")
     save_table("reward_model_speed", table,

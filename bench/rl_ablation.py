@@ -21,7 +21,7 @@ import argparse
 import math
 from pathlib import Path
 
-from tables import save_table
+from tables import markdown_table, save_table
 from teacher_forced import sample_rows, score
 
 from octopus.evaluate import KIND_NAMES, swap_rows
@@ -80,8 +80,7 @@ def main() -> None:
         row["target"] = f"<nexa_{names.index(row['function'])}>"
     results = {name: evaluate(path, splits, swapped, Path(args.cache)) for name, path in models.items()}
     before = results["before"]
-    header = "| metric | rows | before (stage 2) | " + " | ".join(n for n in models if n != "before") + " |"
-    lines = [header, "| --- |" + " --- |" * (len(models) + 1)]
+    lines = []
     report = {"models": models, "metrics": {}}
     for metric in sorted(before, key=lambda m: (m.startswith("trained"), "exact" in m, m)):
         base = before[metric]
@@ -99,8 +98,9 @@ def main() -> None:
                                     "p": round(p, 4)}
             cells.append(f"{100 * rate(hits[metric]):.1f}% ({delta:+.1f}; +{gained}/−{lost}{'*' if p < 0.05 else ''})")
         report["metrics"][metric] = entry
-        lines.append(f"| {metric} | {len(base)} | {100 * rate(base):.1f}% | " + " | ".join(cells) + " |")
-    table = "\n".join(lines) + "\n\n(+gained/−lost rows against before; * McNemar p < 0.05)"
+        lines.append([metric, str(len(base)), f"{100 * rate(base):.1f}%", *cells])
+    table = markdown_table(["metric", "rows", "before (stage 2)", *(n for n in models if n != "before")], lines)
+    table += "\n\n(+gained/−lost rows against before; * McNemar p < 0.05)"
     save_table(args.name, table, report)
 
 

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tables import save_table
+from tables import markdown_table, save_table
 
 
 def figures(result: dict) -> dict[str, float | None]:
@@ -44,15 +44,14 @@ def main() -> int:
     for item in args.after:
         name, _, file = item.partition("=")
         runs[name] = figures(json.loads(Path(file).read_text()))
-    header = "| metric | before (stage 2) | " + " | ".join(runs) + " |"
-    lines = [header, "|" + " --- |" * (2 + len(runs))]
+    rows = []
     for key, value in before.items():
         cells = []
         for run in runs.values():
             after = run.get(key)
             cells.append("—" if after is None or value is None else f"{after:.3f} ({after - value:+.3f})")
-        lines.append(f"| {key} | {'—' if value is None else f'{value:.3f}'} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines)
+        rows.append([key, "—" if value is None else f"{value:.3f}", *cells])
+    table = markdown_table(["metric", "before (stage 2)", *runs], rows)
     save_table(args.name, table, {"before": before, "after": runs})
     return 0
 

@@ -8,6 +8,12 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A markdown table: the header row, its rule, then one line a row (cells already formatted)."""
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
+                      *("| " + " | ".join(row) + " |" for row in rows)])
+
+
 def save_table(name: str, table: str, report: dict) -> None:
     """Print `table` and write it to bench/results/<name>.md, `report` to <name>.json."""
     print(table)

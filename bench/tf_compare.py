@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from tables import labelled_files, save_table
+from tables import labelled_files, markdown_table, save_table
 
 # (label, split, group, metric)
 ROWS = [
@@ -58,10 +58,7 @@ def main() -> None:
     reports = {label: json.loads(path.read_text()) for label, path in labelled_files(args.reports, "report").items()}
     rows = [(label, [cell(r, split, groups, metric) for r in reports.values()])
             for label, split, groups, metric in ROWS]
-    lines = ["| teacher-forced (equal to greedy) | " + " | ".join(reports) + " |",
-             "| --- |" + " --- |" * len(reports)]
-    lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
-    table = "\n".join(lines)
+    table = markdown_table(["teacher-forced (equal to greedy)", *reports], [[label, *cells] for label, cells in rows])
     save_table(args.name, table, reports)
 
 

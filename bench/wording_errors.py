@@ -16,7 +16,7 @@ import argparse
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from tables import save_table
+from tables import markdown_table, save_table
 from teacher_forced import score
 
 from octopus.evaluate import KIND_NAMES
@@ -67,13 +67,12 @@ def main() -> None:
                             "misses_carried": round(carried / max(1, misses), 4)})
         for e in entries[:args.worst]:
             taken = ", ".join(f"{f} {n}" for f, n in e["taken_for"]) or "–"
-            lines.append(f"| {KIND_NAMES[kind]} | {e['example']} | {e['rows']} | {e['function']:.0%} | {taken} | "
-                         f"{e['misses_carried']:.0%} |")
+            lines.append([KIND_NAMES[kind], e["example"], str(e["rows"]), f"{e['function']:.0%}", taken,
+                          f"{e['misses_carried']:.0%}"])
         report["kinds"][kind] = {"rows": total, "wordings": len(wordings), "function": round(1 - misses / total, 4),
                                  "misses": misses, "by_wording": entries}
-    header = ("| kind | a row of the wording | rows | function | taken for (rows) "
-              "| misses carried by this and the worse ones |")
-    table = "\n".join([header, "|" + " --- |" * 6, *lines])
+    table = markdown_table(["kind", "a row of the wording", "rows", "function", "taken for (rows)",
+                            "misses carried by this and the worse ones"], lines)
     table += "\n\n" + "; ".join(
         f"{KIND_NAMES[k]}: {v['function']:.1%} of {v['rows']} rows over {v['wordings']} wordings, {v['misses']} missed"
         for k, v in report["kinds"].items()) + (f" ({args.split}, {args.language}, teacher-forced, {args.model}).")
