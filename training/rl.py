@@ -194,11 +194,13 @@ def decode_batch(agent: OctopusAgent, prompts: list[list[int]], image_embeds: li
     batch until every row wrote `<nexa_end>` or `max_new_tokens`. `first(logits)` picks each row's first token
     from the prefill's (R, V) last logits; `pick(logits, completions)` each next one. Rows finished early run
     along; nothing is appended to them. A loop per prompt at a batch of G left 2 cores idle between small matrix
-    products (bench/results/grpo_step.md)."""
-    rows = [agent.embed(torch.tensor([p]), image_embeds=e)[0] for p, e in zip(prompts, image_embeds)]  # (T_i, D)
+    products (bench/results/grpo_step.md). Runs where the LM is; `first` and `pick` get logits there."""
+    device = next(agent.lm.parameters()).device
+    rows = [agent.embed(torch.tensor([p], device=device), image_embeds=e)[0]  # (T_i, D)
+            for p, e in zip(prompts, image_embeds)]
     width = max(len(r) for r in rows)
     embeds = rows[0].new_zeros((len(rows), width, rows[0].shape[-1]))
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
     for i, r in enumerate(rows):
         embeds[i, width - len(r):], mask[i, width - len(r):] = r, 1
     positions = (mask.cumsum(1) - 1).clamp(min=0)  # left padding: each row's own positions count from 0
@@ -213,7 +215,7 @@ def decode_batch(agent: OctopusAgent, prompts: list[list[int]], image_embeds: li
     while not all(done) and max(len(c) for c in completions) < max_new_tokens:
         mask = torch.cat([mask, mask.new_ones((len(mask), 1))], 1)
         position = position + 1
-        tokens = torch.tensor([[c[-1]] for c in completions])
+        tokens = torch.tensor([[c[-1]] for c in completions], device=device)
         out = agent.lm(input_ids=tokens, attention_mask=mask, position_ids=position, past_key_values=past,
                        use_cache=True)
         past = out.past_key_values
@@ -227,15 +229,18 @@ def decode_batch(agent: OctopusAgent, prompts: list[list[int]], image_embeds: li
 def sample_groups(agent: OctopusAgent, prompts: list[list[int]], image_embeds: list[torch.Tensor], group_size: int,
                   temperature: float, max_new_tokens: int, generator: torch.Generator) -> list[list[list[int]]]:
     """G completions of each prompt, every prompt's group in one batch (`decode_batch`): sampled at
-    `temperature`, the first token among the functional tokens as at inference, never an image placeholder."""
+    `temperature`, the first token among the functional tokens as at inference, never an image placeholder.
+    The draws are made on the CPU, where `generator` is (the same samples for a seed on any device)."""
     t = agent.tokens
     allowed = torch.tensor(t.first_token_ids)
 
     def first(logits: torch.Tensor) -> list[int]:
+        logits = logits.cpu()
         constrained = torch.full_like(logits, -math.inf).index_copy(1, allowed, logits[:, allowed])
         return torch.multinomial(F.softmax(constrained / temperature, -1), 1, generator=generator)[:, 0].tolist()
 
     def pick(logits: torch.Tensor, completions: list[list[int]]) -> list[int]:
+        logits = logits.cpu()
         logits[:, t.image_id] = -math.inf  # an image placeholder is never text
         return torch.multinomial(F.softmax(logits / temperature, -1), 1, generator=generator)[:, 0].tolist()
 
@@ -248,15 +253,18 @@ def greedy_calls(agent: OctopusAgent, images: list, queries: list[str],
                  max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
     """What `agent.generate` writes for each (image, query), decoded in one batch (`decode_batch`): the same
     first choice (with the agent's reject bias) and the same argument constraint, row by row."""
-    image_embeds = [agent.image_embeds(agent.pixels(image)) for image in images]
+    device = next(agent.lm.parameters()).device
+    image_embeds = [agent.image_embeds(agent.pixels(image).to(device)) for image in images]
     prompts = [agent.encode_prompt(q) for q in queries]
     allowed = agent.tokens.first_token_ids
 
     def first(logits: torch.Tensor) -> list[int]:
+        logits = logits.cpu()
         return [allowed[first_choice([float(row[a]) for a in allowed], reject_bias_for(agent.reject_bias, q))]
                 for row, q in zip(logits, queries)]
 
     def pick(logits: torch.Tensor, completions: list[list[int]]) -> list[int]:
+        logits = logits.cpu()
         if agent.constraint is None:
             return logits.argmax(-1).tolist()
         end = agent.tokens.end_id  # a finished row takes nothing more (decode_batch drops it): no need to choose
