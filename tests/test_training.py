@@ -100,6 +100,9 @@ def test_stage3_logs_rewards_probe_and_reward_model_accuracy(run_dir):
     assert {"format", "function", "arguments", "end", "language", "environment", "reward_model"} == set(
         steps[0]["rewards"])
     assert all("zero_spread_groups" in h for h in steps)
+    # where each step's time went, in order: sampling, rewards, the update (none where every group had no spread)
+    assert all(set(h["seconds"]) == {"sampling", "rewards", "update"} and min(h["seconds"].values()) >= 0
+               and h["seconds"]["sampling"] > 0 for h in steps)
     # the diagnostics every diagnose_every-th step (5) and the last: the reward model on the gold calls, and the
     # KL to the reference where the step updated
     assert [h["step"] for h in steps if "reward_model_gold" in h] == [4]

@@ -18,7 +18,8 @@ equations (pinned by tests/test_rl.py against TRL's own `_compute_loss` and adva
    end is the best by that probe (step 0 = the SFT model itself), never the best by reward.
 
 `losses.json` and `losses.png` hold the curves: mean reward per reward function, KL, entropy, share of
-zero-spread groups, the reward model's score of samples vs gold, probe accuracy.
+zero-spread groups, the reward model's score of samples vs gold, probe accuracy, and each step's seconds
+(sampling, rewards, update).
 """
 
 from __future__ import annotations
@@ -377,6 +378,7 @@ def run_rl_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_
         batch_rows = mined["schedule"][step * stage.batch_size:(step + 1) * stage.batch_size]
         batch_rows = batch_rows[accelerator.process_index * per_process:(accelerator.process_index + 1) * per_process]
         unwrapped.eval()
+        clock = [time.perf_counter()]  # where a step's time goes: sampling, rewards, the update (losses.json)
         prompts, completions, embeds, texts = [], [], [], []
         lora = hasattr(unwrapped.lm, "merge_adapter")
         if lora:  # sampling decodes token by token: 210 unmerged LoRA modules cost more than the model itself
@@ -394,6 +396,7 @@ def run_rl_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_
                     texts.append(unwrapped.tokenizer.decode(completion, skip_special_tokens=False))
         if lora:
             unwrapped.lm.unmerge_adapter()
+        clock.append(time.perf_counter())
         columns = {c: [row.get(c) for row in batch_rows for _ in range(rl.group_size)] for c in COLUMNS}
         per_function = {name: fn(texts, texts, **columns) for name, (fn, _) in reward_fns.items()}
         rewards = weighted_rewards(per_function, weights)
@@ -410,6 +413,7 @@ def run_rl_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_
             gold = [row["target"] for row in batch_rows]
             gold_columns = {c: [row.get(c) for row in batch_rows] for c in COLUMNS}
             record["reward_model_gold"] = _mean(rm(gold, gold, **gold_columns))
+        clock.append(time.perf_counter())
         kept_tokens = torch.tensor(float(sum(len(completions[i]) for i in keep)), device=accelerator.device)
         global_tokens = accelerator.reduce(kept_tokens, reduction="sum")
         if float(global_tokens) > 0:
@@ -451,6 +455,9 @@ def run_rl_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_
             record["entropy"] = round(float((entropy * mask).sum() / tokens), 4)
             if ref_logps is not None:
                 record["kl"] = round(float((kl_k3(logps.detach(), ref_logps) * mask).sum() / tokens), 5)
+        clock.append(time.perf_counter())
+        record["seconds"] = {part: round(b - a, 2) for part, a, b in zip(("sampling", "rewards", "update"), clock,
+                                                                           clock[1:])}
         step += 1
         history.append(record)
         progress.update(1)
