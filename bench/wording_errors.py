@@ -4,7 +4,7 @@ The test split's wordings are held out of training, so a wording the model does 
 its rows, whatever the image or the slot values: a language's accuracy is then decided by a few wordings, not
 spread evenly. This scores every row of one language of a split (by request kind), lists the worst wordings
 with what they were taken for, and how much of the misses the worst few carry. Writes
-bench/results/wording_errors.{md,json}.
+bench/results/wording_errors_<language>.{md,json}.
 
     .venv/bin/python bench/wording_errors.py --model runs/quick/stage2_functional/agent --data runs/data \
         --language zh
@@ -76,7 +76,7 @@ def main() -> None:
     table += "\n\n" + "; ".join(
         f"{KIND_NAMES[k]}: {v['function']:.1%} of {v['rows']} rows over {v['wordings']} wordings, {v['misses']} missed"
         for k, v in report["kinds"].items()) + (f" ({args.split}, {args.language}, teacher-forced, {args.model}).")
-    save_table("wording_errors", table, report)
+    save_table(f"wording_errors_{args.language}", table, report)
 
 
 if __name__ == "__main__":
