@@ -53,7 +53,7 @@ def main() -> None:
         raise SystemExit(f"error: {args.model} is not a saved agent (no config.json)")
     reward_model = None
     if args.reward_model is not None:
-        from octopus.training.reward_model import RewardModel
+        from octopus.training.reward_model import RewardModel, encode_text
         from octopus.training.rewards import call_as_text, describe_request
 
         try:
@@ -116,9 +116,10 @@ def main() -> None:
                          for r, t in zip((r for r in batch for _ in range(rl.group_size)), texts)]
             for arm in order:
                 started = time.perf_counter()
-                if arm == "before":  # every completion, in batches of the reward model's size, as before
+                if arm == "before":  # every completion, repeats included, in batches of the model's size, as before
                     for i in range(0, len(row_texts), reward_model.batch_size):
-                        _score_all(reward_model, row_texts[i:i + reward_model.batch_size])
+                        reward_model.batch_scores([encode_text(reward_model.tokenizer, t)
+                                                   for t in row_texts[i:i + reward_model.batch_size]])
                 else:
                     reward_model.scores(row_texts)
                 seconds["reward model"][arm].append(time.perf_counter() - started)
@@ -160,20 +161,6 @@ def sft_calls_side_by_side(agent: OctopusAgent, rows: list[dict]) -> dict[str, f
         print(f"warning: {differ} of {len(rows)} batched greedy calls differ from agent.generate's")
     return {"before": before, "now": now, "same_calls": sum(a == b for a, b in zip(alone, together)),
             "rows": len(rows)}
-
-
-@torch.no_grad()
-def _score_all(reward_model, texts: list[str]) -> None:
-    """The reward model's forward over every text, repeats included (what scoring did before it deduplicated)."""
-    ids = [reward_model.tokenizer(t + (reward_model.tokenizer.eos_token or ""), add_special_tokens=False)["input_ids"]
-           for t in texts]
-    pad = reward_model.tokenizer.pad_token_id if reward_model.tokenizer.pad_token_id is not None else 0
-    width = max(len(i) for i in ids)
-    input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for r, row in enumerate(ids):
-        input_ids[r, :len(row)], mask[r, :len(row)] = torch.tensor(row), 1
-    reward_model.model(input_ids=input_ids, attention_mask=mask)
 
 
 if __name__ == "__main__":

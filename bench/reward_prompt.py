@@ -47,7 +47,7 @@ def write_rows(out: Path, n_per_function: int, seed: int) -> None:
 
 def reward_bench_setup(description: str, name: str, steps: int):
     """What the reward-model benches share: --profile, --steps, --work (default runs/<name>_<steps>) and --seed
-    parsed, the profile's stage 3, and the planned rows written under WORK/rows. (args, stage)."""
+    parsed, and the planned rows written under WORK/rows: (args, the profile, its stage 3)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--steps", type=int, default=steps)

@@ -48,6 +48,17 @@ def shared_prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, 
     return length if length >= MIN_SHARED_PREFIX else 0
 
 
+def left_padded(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows of embeddings (T_i, D) as one batch, padded on the left so each ends at the last column: (B, T, D)
+    embeddings, the (B, T) attention mask and (B, T) position ids counting from 0 at each row's first token."""
+    width = max(len(r) for r in rows)
+    embeds = rows[0].new_zeros((len(rows), width, rows[0].shape[-1]))
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=rows[0].device)
+    for i, r in enumerate(rows):
+        embeds[i, width - len(r):], mask[i, width - len(r):] = r, 1
+    return embeds, mask, (mask.cumsum(1) - 1).clamp(min=0)
+
+
 def text_key(table: torch.Tensor, tokenizer, texts) -> torch.Tensor:
     """(D,) the unit mean of each text's unit mean token embedding (rows of `table`, (V, D)): the vector stage 1
     pulls the mean image token of an object (its EN and ZH names) or a category towards, and a name slot's key."""
@@ -257,12 +268,7 @@ class OctopusAgent(nn.Module):
             if h is None or starts[h] != s or not torch.equal(embeds[h, :s], embeds[i, :s]):
                 heads.append(i)
             group.append(len(heads) - 1)
-        width = max(starts[h] for h in heads)
-        prompt = embeds.new_zeros((len(heads), width, embeds.shape[-1]))
-        prompt_mask = torch.zeros((len(heads), width), dtype=torch.long, device=embeds.device)
-        for k, h in enumerate(heads):
-            prompt[k, width - starts[h]:], prompt_mask[k, width - starts[h]:] = embeds[h, :starts[h]], 1
-        positions = (prompt_mask.cumsum(1) - 1).clamp(min=0)  # left padding: each prompt counts from 0
+        prompt, prompt_mask, positions = left_padded([embeds[h, :starts[h]] for h in heads])
         head = decoder(inputs_embeds=prompt, attention_mask=prompt_mask, position_ids=positions, use_cache=True)
         past = head.past_key_values
         index = torch.tensor(group, device=embeds.device)

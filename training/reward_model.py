@@ -183,21 +183,24 @@ class RewardModel:
     def scores(self, texts: list[str]) -> list[float]:
         """One score a text; each distinct text runs once (a GRPO group's samples are often the same call), in
         batches of similar lengths (English and Chinese texts differ by 2x in tokens: less padding)."""
-        eos = self.tokenizer.eos_token or ""
-        encoded = {t: self.tokenizer(t + eos, add_special_tokens=False)["input_ids"][:256] for t in texts}
+        encoded = {t: encode_text(self.tokenizer, t) for t in texts}
         unique = sorted(encoded, key=lambda t: len(encoded[t]))
         out: list[float] = []
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         for start in range(0, len(unique), self.batch_size):
-            ids = [encoded[t] for t in unique[start:start + self.batch_size]]
-            width = max(len(i) for i in ids)
-            input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(ids), width), dtype=torch.long)
-            for r, row in enumerate(ids):
-                input_ids[r, :len(row)], mask[r, :len(row)] = torch.tensor(row), 1
-            out += self.model(input_ids=input_ids, attention_mask=mask).logits[:, 0].float().tolist()
+            out += self.batch_scores([encoded[t] for t in unique[start:start + self.batch_size]])
         score = dict(zip(unique, out))
         return [score[t] for t in texts]
+
+    @torch.no_grad()
+    def batch_scores(self, ids: list[list[int]]) -> list[float]:
+        """The scores of one batch of encoded texts (`encode_text`), right-padded."""
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        width = max(len(i) for i in ids)
+        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for r, row in enumerate(ids):
+            input_ids[r, :len(row)], mask[r, :len(row)] = torch.tensor(row), 1
+        return self.model(input_ids=input_ids, attention_mask=mask).logits[:, 0].float().tolist()
 
     def __call__(self, prompts, completions, **columns) -> list[float]:
         queries = columns.get("query") or [""] * len(completions)
@@ -220,11 +223,14 @@ class RewardModel:
                 "by_kind": share(by_kind), "by_language": share(by_language)}
 
 
+def encode_text(tokenizer, text: str, max_length: int = 256) -> list[int]:
+    """A reward-model input as training and scoring both read it: the text, then the end-of-text token."""
+    return tokenizer(text + (tokenizer.eos_token or ""), add_special_tokens=False)["input_ids"][:max_length]
+
+
 def _tokenized(pairs: list[dict], tokenizer, max_length: int = 256) -> list[dict]:
-    eos = tokenizer.eos_token or ""
-    encode = lambda text: tokenizer(text + eos, add_special_tokens=False)["input_ids"][:max_length]  # noqa: E731
-    return [{"chosen_ids": encode(p["prompt"] + p["chosen"]), "rejected_ids": encode(p["prompt"] + p["rejected"])}
-            for p in pairs]
+    return [{"chosen_ids": encode_text(tokenizer, p["prompt"] + p["chosen"], max_length),
+             "rejected_ids": encode_text(tokenizer, p["prompt"] + p["rejected"], max_length)} for p in pairs]
 
 
 def is_trained(out_dir: Path) -> bool:

@@ -38,7 +38,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from octopus.generation import MAX_NEW_TOKENS, first_choice, reject_bias_for
-from octopus.model.agent import OctopusAgent
+from octopus.model.agent import OctopusAgent, left_padded
 from octopus.training.checkpoints import load_checkpoint, remove_checkpoints, save_checkpoint
 from octopus.training.datasets import IGNORE, Collator, FeatureCache, _balanced, read_data_file
 from octopus.training.loop import (
@@ -197,14 +197,8 @@ def decode_batch(agent: OctopusAgent, prompts: list[list[int]], image_embeds: li
     along; nothing is appended to them. A loop per prompt at a batch of G left 2 cores idle between small matrix
     products (bench/results/grpo_step.md). Runs where the LM is; `first` and `pick` get logits there."""
     device = next(agent.lm.parameters()).device
-    rows = [agent.embed(torch.tensor([p], device=device), image_embeds=e)[0]  # (T_i, D)
-            for p, e in zip(prompts, image_embeds)]
-    width = max(len(r) for r in rows)
-    embeds = rows[0].new_zeros((len(rows), width, rows[0].shape[-1]))
-    mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
-    for i, r in enumerate(rows):
-        embeds[i, width - len(r):], mask[i, width - len(r):] = r, 1
-    positions = (mask.cumsum(1) - 1).clamp(min=0)  # left padding: each row's own positions count from 0
+    embeds, mask, positions = left_padded([agent.embed(torch.tensor([p], device=device), image_embeds=e)[0]
+                                           for p, e in zip(prompts, image_embeds)])  # each row its own positions
     out = agent.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
     past = out.past_key_values
     past.batch_repeat_interleave(repeat)
