@@ -281,3 +281,38 @@ def test_name_slots_export_and_the_runtime_reads_the_same_name(tmp_path, photo):
     assert onnx_embeds.shape == torch_embeds.shape
     np.testing.assert_allclose(onnx_embeds[0, 4:], torch_embeds[0, 4:], atol=1e-6)  # the same name, exactly
     assert runtime.generate(photo, "order this for me").raw == agent.generate(photo, "order this for me").raw
+
+
+def test_a_large_quantized_matrix_is_split_by_rows_and_answers_the_same(tmp_path):
+    """onnxruntime repacks each quantized matrix at load beside the file's mapped copy, so the export splits
+    the large ones (a big vocabulary's output layer) by output rows: the logits must be the same (up to the
+    kernel's float rounding, which tiles the rows differently)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from octopus.exporters.onnx_export import quantize_graph
+
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(64, 1001)).astype(np.float32)  # K 64, N 1001: slices of unequal length
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "head",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1001])],
+        [numpy_helper.from_array(weight, "w")])
+    source = tmp_path / "head.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), source)
+    whole, sliced = tmp_path / "whole.onnx", tmp_path / "sliced.onnx"
+    assert "split" not in quantize_graph(source, whole, "nbits8")  # 64 KB: under the default threshold
+    assert "split by output rows: 1" in quantize_graph(source, sliced, "nbits8", split_bytes=24_000)
+    nodes = [n.op_type for n in onnx.load(str(sliced)).graph.node]
+    assert nodes.count("MatMulNBits") == 3 and nodes.count("Concat") == 1, nodes
+    assert [n.op_type for n in onnx.load(str(whole)).graph.node].count("MatMulNBits") == 1
+    x = rng.normal(size=(5, 64)).astype(np.float32)
+    run = lambda path: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(  # noqa: E731
+        None, {"x": x})[0]
+    a, b = run(whole), run(sliced)
+    assert a.shape == b.shape == (5, 1001)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert (a.argmax(-1) == b.argmax(-1)).all()
+    assert np.abs(a - x @ weight).max() < 0.05 * np.abs(x @ weight).max()  # and it is still the product
