@@ -4,7 +4,9 @@ MODEL_RUN/eval: test, test_trained_objects, test_unseen_style, test_new_wordings
     .venv/bin/python bench/eval_compare.py --name recipe_no_lora_dropout \
         shipped=runs/model6/eval "no dropout"=runs/model7/eval
 
-Prints a markdown table and writes bench/results/<name>.json (every eval output) and .md.
+`--splits test` compares folders that hold the test split alone (e.g. an eval of all its 4,444 rows), leaving
+out the rows over the other splits. Prints a markdown table and writes bench/results/<name>.json (every eval
+output) and .md.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ def _swap(e: dict) -> str:
 
 
 def _all_splits(e: dict) -> str:
+    if any(s not in e for s in SPLITS):
+        raise KeyError("all four splits")
     rows = sum(e[s]["rows"] for s in SPLITS)
     return _pct(sum(e[s]["function_accuracy"] * e[s]["rows"] for s in SPLITS) / rows)
 
 
-# (label, cell of one model's evals)
+# (label, cell of one model's evals); a row is shown when every split it reads was evaluated
 ROWS = [
     ("test function EN / ZH", lambda e: _languages(e["test"]["function_accuracy_by_language"])),
     ("argument exact EN / ZH", lambda e: _languages(e["test"]["argument_exact_match_by_language"])),
@@ -67,20 +71,31 @@ ROWS = [
 ]
 
 
+def _cells(cell, evals: dict) -> list[str] | None:
+    """One row's cells, or None where a model lacks a split the row reads."""
+    try:
+        return [cell(e) for e in evals.values()]
+    except KeyError:
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True, help="writes bench/results/<name>.md and .json")
+    parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS),
+                        help="the splits each folder holds (default: all four); rows over others are left out")
     parser.add_argument("evals", nargs="+", metavar="LABEL=EVAL_DIR")
     args = parser.parse_args()
     folders = labelled_files(args.evals, "eval folder (with test.json)", inside="test.json")
     evals = {}
     for label, folder in folders.items():
-        missing = [s for s in SPLITS if not (folder / f"{s}.json").is_file()]
+        missing = [s for s in args.splits if not (folder / f"{s}.json").is_file()]
         if missing:
             raise SystemExit(f"error: {folder} has no {', '.join(f'{s}.json' for s in missing)}")
-        evals[label] = {s: json.loads((folder / f"{s}.json").read_text()) for s in SPLITS}
-    table = markdown_table(["int8, 400 rows a split", *evals],
-                           [[label, *(cell(e) for e in evals.values())] for label, cell in ROWS])
+        evals[label] = {s: json.loads((folder / f"{s}.json").read_text()) for s in args.splits}
+    rows = sorted({e[s]["rows"] for e in evals.values() for s in args.splits})
+    table = markdown_table([f"int8, {'/'.join(map(str, rows))} rows a split", *evals],
+                           [[label, *cells] for label, cell in ROWS if (cells := _cells(cell, evals))])
     save_table(args.name, table, {"evals": {label: str(f) for label, f in folders.items()}, **evals})
 
 

@@ -116,3 +116,34 @@ def test_the_latency_bench_puts_another_export_beside_the_default_in_one_run(tin
     assert results[3]["decode_passes_mean"] <= results[2]["decode_passes_mean"]  # drafts never add passes
     assert "| same graphs |" in (tmp_path / "lat.md").read_text()
     assert (tmp_path / "lat.png").stat().st_size > 0
+
+
+def test_eval_compare_over_the_test_split_alone_leaves_out_the_rows_of_other_splits(tmp_path):
+    import json
+    import subprocess
+
+    def write(folder: Path, zh: float) -> None:
+        folder.mkdir()
+        langs = {"en": 0.9, "zh": zh}
+        (folder / "test.json").write_text(json.dumps({
+            "rows": 4444, "function_accuracy": 0.9, "function_accuracy_by_language": langs,
+            "argument_exact_match_by_language": langs, "argument_exact_match_by_kind": {"text_decides": langs},
+            "image_rows_by_object_split": {"image_decides/held_out_objects": langs},
+            "function_accuracy_by_kind": {"text_decides": langs}, "irrelevant_rejection_by_language": langs,
+            "image_swap": {"rows": 960, "follow_rate": 0.95}, "latency_ms": {"p50": 130.0}}))
+
+    write(tmp_path / "a", 0.936)
+    write(tmp_path / "b", 0.9496)
+    script = Path(__file__).parent.parent / "bench" / "eval_compare.py"
+    done = subprocess.run([sys.executable, str(script), "--splits", "test", "--name", str(tmp_path / "cmp"),
+                           f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    table = (tmp_path / "cmp.md").read_text()
+    assert table.startswith("| int8, 4444 rows a split | a | b |")
+    assert "| test function EN / ZH | 90.0 / 93.6 | 90.0 / 95.0 |" in table
+    assert "| image swap follows | 95.0 (960) | 95.0 (960) |" in table
+    assert "trained objects" not in table and "Noto" not in table and "all four splits" not in table
+    done = subprocess.run([sys.executable, str(script), "--name", str(tmp_path / "all"), f"a={tmp_path / 'a'}"],
+                          capture_output=True, text=True)  # all four splits asked for, one held
+    assert done.returncode != 0 and "has no test_trained_objects.json" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "all.md").exists()
