@@ -272,10 +272,10 @@ def split_large_matmuls(model, max_bytes: int) -> int:
     """Split every MatMulNBits whose packed weights exceed `max_bytes` into MatMulNBits over slices of its
     output rows and a Concat of their outputs; returns how many were split. Each output row is computed from
     its own weight row, blocks and scales, so the result is the same up to the kernel's float rounding (it
-    tiles the rows differently: 3e-6 at most in the test). onnxruntime repacks each
-    matrix at load while the file's copy is still mapped, so the load peaks at the largest matrix twice: for
-    Gemma 3's output layer (93k shortlisted rows, 60 MB at 8 bits) the load peak fell 422 -> 374 MB with four
-    slices (measured, 2 threads; the same answers, no slower)."""
+    tiles the rows differently: 3e-6 at most in the test). onnxruntime repacks each matrix at load while the
+    file's copy is still mapped, so the load peaks at the largest matrix twice: for Gemma 3's output layer (93k
+    shortlisted rows, 60 MB at 8 bits) the load peak fell 422 -> 374 MB with four slices (measured, 2 threads;
+    the same 100 answers, no slower)."""
     from onnx import helper, numpy_helper
 
     graph = model.graph
@@ -292,13 +292,15 @@ def split_large_matmuls(model, max_bytes: int) -> int:
             continue
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         rows = attrs["N"]
-        scales = scales.reshape(rows, -1)  # (N, blocks), whether stored flat or not
+        flat = scales.ndim == 1  # (N * blocks,) or (N, blocks): each slice is stored the same way
+        scales = scales.reshape(rows, -1)
         bounds = np.linspace(0, rows, parts + 1).astype(int)
         nodes, outputs = [], []
         for k, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
             names = [f"{node.input[1]}_rows{k}", f"{node.input[2]}_rows{k}", f"{node.output[0]}_rows{k}"]
             graph.initializer.extend([numpy_helper.from_array(np.ascontiguousarray(weights[lo:hi]), names[0]),
-                                      numpy_helper.from_array(np.ascontiguousarray(scales[lo:hi]), names[1])])
+                                      numpy_helper.from_array(np.ascontiguousarray(
+                                          scales[lo:hi].reshape(-1) if flat else scales[lo:hi]), names[1])])
             nodes.append(helper.make_node("MatMulNBits", [node.input[0], *names[:2]], [names[2]],
                                           name=f"{node.name}_rows{k}", domain=node.domain,
                                           **{**attrs, "N": int(hi - lo)}))
