@@ -147,3 +147,30 @@ def test_eval_compare_over_the_test_split_alone_leaves_out_the_rows_of_other_spl
                           capture_output=True, text=True)  # all four splits asked for, one held
     assert done.returncode != 0 and "has no test_trained_objects.json" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "all.md").exists()
+
+
+def test_the_request_memory_bench_measures_loads_and_requests_of_each_export(tiny_onnx, tmp_path, photo):
+    import json
+    import subprocess
+
+    photo.save(tmp_path / "p.jpg")
+    data = tmp_path / "test.jsonl"
+    data.write_text("".join(json.dumps({"image": "p.jpg", "query": q, "language": "en"}) + "\n"
+                            for q in ("order this for me", "what is this")))
+    bench = Path(__file__).parent.parent / "bench" / "request_memory.py"
+    done = subprocess.run([sys.executable, str(bench), "--data", str(data), "--rows", "2", "--name",
+                           str(tmp_path / "mem"), f"tiny={tiny_onnx}", f"again={tiny_onnx}"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "mem.json").read_text())
+    for label in ("tiny", "again"):
+        r = report[label]
+        assert r["rows"] == 2 and any(k.startswith("after decoder_model_merged") for k in r["load_mb"])
+        assert r["load_mb"]["start"] < r["load_mb"]["loaded"] <= r["load_mb"]["load peak"]
+        assert 0 <= r["request_working_mb"]["median"] <= r["request_working_mb"]["max"]
+        assert r["request_peak_mb"] >= r["request_base_mb"]
+    assert (tmp_path / "mem.md").read_text().startswith("| int8, 2 threads, 2 rows | tiny | again |")
+    done = subprocess.run([sys.executable, str(bench), "--data", str(data), f"x={tmp_path / 'missing'}"],
+                          capture_output=True, text=True)
+    assert done.returncode != 0 and "expected label=path of an existing export folder" in done.stderr
+    assert "Traceback" not in done.stderr
