@@ -18,15 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tables import labelled_files, markdown_table, save_table
-
-
-def _status(key: str) -> float:
-    """A /proc/self/status figure in MB (VmRSS: now, VmHWM: the peak since the last reset)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    raise SystemExit(f"error: /proc/self/status has no {key} (this bench needs Linux)")
+from tables import labelled_files, markdown_table, save_table, status_mb
 
 
 def _reset_peak() -> None:
@@ -39,12 +31,12 @@ def measure(onnx_dir: str, data: str, rows: int) -> dict:
 
     import octopus.device.runtime as runtime
 
-    load = {"start": _status("VmRSS")}
+    load = {"start": status_mb("VmRSS")}
     opened = ort.InferenceSession
 
     def session(path, *args, **kwargs):  # the RSS after each graph the runtime opens
         s = opened(path, *args, **kwargs)
-        load[f"after {Path(path).name}"] = _status("VmRSS")
+        load[f"after {Path(path).name}"] = status_mb("VmRSS")
         return s
 
     ort.InferenceSession = session
@@ -52,7 +44,7 @@ def measure(onnx_dir: str, data: str, rows: int) -> dict:
         agent = runtime.OnnxAgent(onnx_dir, precision="int8", threads=2)
     finally:
         ort.InferenceSession = opened
-    load.update({"loaded": _status("VmRSS"), "load peak": _status("VmHWM")})
+    load.update({"loaded": status_mb("VmRSS"), "load peak": status_mb("VmHWM")})
     base = Path(data).parent
     lines = Path(data).read_text(encoding="utf-8").splitlines()[:rows]
     working, before = [], []
@@ -60,10 +52,10 @@ def measure(onnx_dir: str, data: str, rows: int) -> dict:
         row = json.loads(line)
         runtime.release_freed_memory()
         _reset_peak()
-        start = _status("VmRSS")
+        start = status_mb("VmRSS")
         agent.generate(str(base / row["image"]), row["query"])
         before.append(start)
-        working.append(_status("VmHWM") - start)
+        working.append(status_mb("VmHWM") - start)
     return {"load_mb": {k: round(v, 1) for k, v in load.items()}, "rows": len(lines),
             "request_base_mb": round(statistics.median(before), 1),
             "request_working_mb": {"median": round(statistics.median(working), 1), "max": round(max(working), 1)},

@@ -25,15 +25,13 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+from tables import status_mb
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+    return status_mb("VmRSS", pid)
 
 
 def post(base: str, path: str, payload: dict) -> tuple[int, dict]:

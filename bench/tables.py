@@ -1,4 +1,5 @@
-"""What the side-by-side bench scripts share: a markdown table printed and saved with its figures."""
+"""What the side-by-side bench scripts share: a markdown table printed and saved with its figures, labelled
+inputs, and a process's memory figures."""
 
 from __future__ import annotations
 
@@ -32,3 +33,12 @@ def labelled_files(items: list[str], what: str, inside: str = "") -> dict[str, P
             raise SystemExit(f"error: expected label=path of an existing {what}, got {item!r}")
         out[label] = Path(path)
     return out
+
+
+def status_mb(key: str, pid: int | str = "self") -> float:
+    """A memory figure of /proc/<pid>/status in MB (VmRSS: resident now; VmHWM: the peak since the process
+    started or since "5" was written to its clear_refs). Linux only."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit(f"error: /proc/{pid}/status has no {key} (this bench needs Linux)")
