@@ -174,3 +174,50 @@ def test_the_request_memory_bench_measures_loads_and_requests_of_each_export(tin
                           capture_output=True, text=True)
     assert done.returncode != 0 and "expected label=path of an existing export folder" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_argument_errors_files_each_miss_under_its_cause(tmp_path):
+    import json
+    import subprocess
+
+    def row(query, language, function, gold, predicted_function, predicted):
+        return {"query": query, "language": language, "function": function, "arguments": gold,
+                "predicted_function": predicted_function, "predicted_arguments": predicted}
+
+    rows = [
+        row("email ann@x.org about the car repair", "en", "send_email",
+            {"recipient": "ann@x.org", "subject": "the car repair"}, "send_email",
+            {"recipient": "ann@x.org", "subject": "the car repair"}),  # exact
+        row("帮我给ann@x.org发一封关于修车的邮件", "zh", "send_email", {"recipient": "ann@x.org", "subject": "修车"},
+            "send_email", {"recipient": "ann@x.org", "subject": "修车的邮件"}),  # ends long
+        row("发信息告诉王阿姨面包没了", "zh", "send_text_message", {"recipient": "王阿姨", "message": "面包没了"},
+            "send_text_message", {"recipient": "王阿姨", "message": "告诉王阿姨面包没了"}),  # starts early
+        row("where should I throw a jam jar", "en", "smart_recycling", {"item": "jam jar", "material": "glass"},
+            "smart_recycling", {"item": "jam jar", "material": "paper"}),  # enum
+        row("order 5 cheeseburger", "en", "doordash_delivery", {"dish": "cheeseburger", "quantity": 5},
+            "doordash_delivery", {"dish": "cheeburger"}),  # reworded + left out
+        row("find a pet sitter for him", "en", "pet_care", {"pet": "poodle"}, "pet_care",
+            {"pet": "poodle", "service": "boarding"}),  # added
+        row("order this", "en", "doordash_delivery", {"dish": "ramen"}, "amazon_shopping", {"product": "ramen"}),
+        row("turn off the wifi", "en", None, {}, None, {}),  # irrelevant: no arguments to judge
+    ]
+    data = tmp_path / "pred.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    script = Path(__file__).parent.parent / "bench" / "argument_errors.py"
+    done = subprocess.run([sys.executable, str(script), "--name", str(tmp_path / "ae"), f"a={data}", f"b={data}"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "ae.json").read_text())["a"]
+    assert report["rows"] == {"en": 5, "zh": 2} and report["row_exact"] == {"en": 0.2, "zh": 0.0}
+    assert report["misses"]["zh"] == {"span ends long": 1, "span starts early": 1}
+    assert report["misses"]["en"] == {"enumerated value wrong": 1, "copied, reworded": 1, "left out": 1,
+                                      "added": 1, "function wrong": 1}
+    assert report["enum_confusions"]["en"] == {"smart_recycling.material: glass -> paper": 1}
+    table = (tmp_path / "ae.md").read_text()
+    assert table.startswith("| argument misses by cause | a | b |")
+    assert "| span ends long EN / ZH | 0 (0.0%) / 1 (25.0%) | 0 (0.0%) / 1 (25.0%) |" in table
+    (tmp_path / "bad.jsonl").write_text('{"query": "hi"}\n')
+    done = subprocess.run([sys.executable, str(script), "--name", str(tmp_path / "x"), f"a={tmp_path / 'bad.jsonl'}"],
+                          capture_output=True, text=True)
+    assert done.returncode != 0 and "is not an `octopus eval --out` prediction" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "x.md").exists()
