@@ -39,7 +39,10 @@ model: setup
 	  swap=$$( [ $$split = test_unseen_style ] || [ $$split = test_new_wordings ] || echo --swap ); \
 	  limit=$$( [ $$split = test ] || echo --limit 400 ); \
 	  $(BIN)/octopus eval --model $(MODEL_RUN)/onnx --precision int8 --data runs/data/$$split.jsonl $$limit \
-	    $$swap --json > $(MODEL_RUN)/eval/$$split.json || exit 1; done
+	    $$swap --json --out $(MODEL_RUN)/eval/$$split.predictions.jsonl > $(MODEL_RUN)/eval/$$split.json || exit 1; done
+	# why arguments miss, on the whole test split (bench/argument_errors.py): beside the evals
+	$(BIN)/python bench/argument_errors.py --name $(abspath $(MODEL_RUN))/eval/argument_errors \
+	  test=$(MODEL_RUN)/eval/test.predictions.jsonl
 	$(BIN)/python bench/latency.py --model $(MODEL_RUN)/assembled --onnx $(MODEL_RUN)/onnx --data runs/data/test.jsonl
 	cp $(MODEL_RUN)/delta/delta.safetensors $(MODEL_RUN)/delta/delta.json model/default/
 	$(BIN)/python bench/card.py --delta model/default --data runs/data --eval $(MODEL_RUN)/eval \
