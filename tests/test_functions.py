@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -62,3 +63,15 @@ def test_cli_functions_plain_and_bad_usage():
     assert "pet_care(pet: string, service?: string)" in out.stdout
     bad = subprocess.run([_octopus_script(), "no-such-command"], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_cli_output_into_a_closed_pipe_exits_quietly():
+    """`octopus functions --json | head -c 10`: the reader goes away before the output is written."""
+    read, write = os.pipe()
+    os.close(read)  # no reader: the first write fails with EPIPE
+    try:
+        done = subprocess.run([_octopus_script(), "functions", "--json"], stdout=write, stderr=subprocess.PIPE,
+                              text=True)
+    finally:
+        os.close(write)
+    assert done.returncode == 141 and done.stderr == ""
