@@ -9,7 +9,8 @@ but not why. This reads the per-row predictions and files each miss under one ca
 - a value copied from the request with the wrong span: it starts early or late, ends long or short, or is
   another part of the request ("修车的邮件" for "修车"; "告诉王阿姨面包没了" for "面包没了");
 - a value the request holds, written differently ("cheeburger" for "cheeseburger");
-- an enumerated value mapped wrong (`material="paper"` for a jam jar), with the commonest confusions;
+- an enumerated value mapped wrong (`material="paper"` for a jam jar), with the commonest confusions (the ten
+  built-in functions' enumerations; a user function's enumerated values fall under the causes below);
 - a value the request does not hold (an object the picture names), wrong;
 - a number wrong.
 

@@ -24,25 +24,23 @@ from octopus.function_file import language_of
 BIASES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 
 
-def biased(agent: OnnxAgent, language: str, bias: float) -> None:
-    """Wrap the agent's constraint so a copied value's closing tokens get `bias` in `language`'s requests."""
-    constraint = agent.constraint
-    choose = getattr(constraint, "_unbiased_choose", constraint.choose)
-    constraint._unbiased_choose = choose
-    if not hasattr(constraint, "_closing"):
-        vocabulary = agent.tokenizer.get_vocab_size()
-        constraint._closing = np.array([t for t in range(vocabulary) if constraint.piece(t).startswith(b'"')])
+def closing_tokens(agent: OnnxAgent) -> np.ndarray:
+    """The tokens whose bytes begin with '"': those that close a quoted value."""
+    return np.array([t for t in range(agent.tokenizer.get_vocab_size()) if agent.constraint.piece(t).startswith(b'"')])
+
+
+def biased_choose(constraint, choose, closing: np.ndarray, language: str, bias: float):
+    """`choose` (the constraint's own) with `bias` added to `closing` while a copied value is open and non-empty,
+    in `language`'s requests."""
 
     def choose_biased(generated, logits, request=""):
         if bias and language_of(request) == language:
             state = constraint.state(generated)
-            copied = constraint.copied.get(int(generated[0]), {})
-            if state is not None and state[0] in copied and state[1]:
+            if state is not None and state[1] and state[0] in constraint.copied.get(int(generated[0]), {}):
                 logits = np.array(logits, np.float32, copy=True)
-                logits[constraint._closing] += bias
+                logits[closing] += bias
         return choose(generated, logits, request)
-
-    constraint.choose = choose_biased
+    return choose_biased
 
 
 def score(agent: OnnxAgent, rows: list[dict], copied: dict[str, set[str]]) -> dict:
@@ -72,6 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     agent = OnnxAgent(args.onnx, precision="int8")
     copied = {f.name: {a.name for a in f.arguments if a.copied} for f in agent.registry}
+    unbiased, closing = agent.constraint.choose, closing_tokens(agent)
     report, table = {"onnx": str(args.onnx), "language": args.language, "splits": {}}, []
     for split in (args.choose_on, args.judge_on):
         rows = [r for r in read_eval_rows(args.data / f"{split}.jsonl")
@@ -80,7 +79,7 @@ def main() -> None:
         rows = sample_rows(rows, args.rows)
         report["splits"][split] = {}
         for bias in BIASES:
-            biased(agent, args.language, bias)
+            agent.constraint.choose = biased_choose(agent.constraint, unbiased, closing, args.language, bias)
             result = score(agent, rows, copied)
             report["splits"][split][str(bias)] = result
             print(split, bias, result, flush=True)

@@ -199,6 +199,12 @@ def _reject_bias(args: argparse.Namespace) -> dict[str, float]:
         raise CliError(str(exc)) from None
 
 
+def _shows_progress(args: argparse.Namespace) -> bool:
+    """A progress bar on stderr, also with --json (stdout holds the JSON) where a person watches: a whole test
+    split takes ~15 minutes on 2 cores. Quiet where stderr is captured (CI logs, tests)."""
+    return not args.json or sys.stderr.isatty()
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -215,9 +221,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     rows = sample_rows(rows, args.limit)
-    # a progress bar on stderr, also with --json (its stdout is the JSON) where a person watches: a whole test
-    # split takes ~15 minutes on 2 cores
-    progress = not args.json or sys.stderr.isatty()
+    progress = _shows_progress(args)
     backend = _backend(args.model, args.precision)
     backend.reject_bias = {**backend.reject_bias, **reject_bias}
     from octopus.preprocess import ImageError
@@ -256,7 +260,7 @@ def _probe(args: argparse.Namespace, data) -> int:
         raise CliError("the naming probe needs a torch agent folder (the exported graphs only answer calls)")
     from octopus.training.probes import naming_probe
 
-    result, answers = naming_probe(agent, rows, data.parent, progress=not args.json or sys.stderr.isatty())
+    result, answers = naming_probe(agent, rows, data.parent, progress=_shows_progress(args))
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
             for a in answers:
