@@ -154,7 +154,7 @@ def tables(reports: dict[str, dict], worst: int) -> str:
 
 def read_predictions(path: Path) -> list[dict]:
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
