@@ -24,12 +24,12 @@ the arguments that carry the most misses; writes bench/results/<name>.{md,json} 
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
 from tables import labelled_files, markdown_table, save_table
 
+from octopus.evaluate import jsonl_rows
 from octopus.functions import FUNCTIONS
 
 CAUSES = ("function wrong", "left out", "added", "span starts early", "span starts late", "span ends long",
@@ -154,17 +154,14 @@ def tables(reports: dict[str, dict], worst: int) -> str:
 
 def read_predictions(path: Path) -> list[dict]:
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise SystemExit(f"error: {path}:{number} is not JSON") from None
-        if not isinstance(row, dict) or "predicted_function" not in row or "query" not in row:
-            raise SystemExit(f"error: {path}:{number} is not an `octopus eval --out` prediction "
-                             "(no predicted_function or query)")
-        rows.append(row)
+    try:
+        for number, row in jsonl_rows(path):
+            if not isinstance(row, dict) or "predicted_function" not in row or "query" not in row:
+                raise SystemExit(f"error: {path}:{number} is not an `octopus eval --out` prediction "
+                                 "(no predicted_function or query)")
+            rows.append(row)
+    except ValueError as error:  # a line that is not JSON
+        raise SystemExit(f"error: {error}") from None
     return rows
 
 

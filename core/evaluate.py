@@ -17,22 +17,28 @@ import json
 import random
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 
-def read_eval_rows(path: Path) -> list[dict]:
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+def jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed line) of each non-blank line of a JSONL file; a ValueError naming the line that is
+    not JSON."""
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            yield number, json.loads(line)
         except json.JSONDecodeError:
             raise ValueError(f"{path}:{number} is not JSON") from None
+
+
+def read_eval_rows(path: Path) -> list[dict]:
+    rows = []
+    for number, row in jsonl_rows(path):
         missing = {"image", "query", "function"} - set(row)
         if missing:
             raise ValueError(f"{path}:{number} lacks {', '.join(sorted(missing))}")
