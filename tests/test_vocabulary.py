@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
+from octopus.bpe import CompactBPE
 from octopus.exporters.vocabulary import VocabularyError, kept_ids, parse_scripts, trimmed_tokenizer
 from octopus.functions import FUNCTIONS
 from octopus.model.lm import OTHER_SCRIPTS, build_tiny_tokenizer
@@ -96,6 +97,7 @@ def test_a_trimmed_export_answers_as_the_full_torch_agent(tmp_path, photo):
     trimmed, full = OnnxAgent(tmp_path / "onnx", precision="fp32"), OnnxAgent(tmp_path / "full", precision="fp32")
     trimmed8, full8 = OnnxAgent(tmp_path / "onnx"), OnnxAgent(tmp_path / "full")
     assert trimmed.tokenizer.get_vocab_size() == vocabulary["kept"]
+    assert isinstance(trimmed.tokenizer, CompactBPE) and isinstance(full.tokenizer, CompactBPE)  # read exactly
     assert trimmed.tokenizer.id_to_token(trimmed.end_id) == "<nexa_end>"
     for query in ["order this for me", "帮我处理一下这个", "email bob@example.com about lunch"]:
         expected = agent.generate(photo, query, max_new_tokens=10).raw
