@@ -7,12 +7,13 @@ offsets, the merges as sorted integer keys (left id × vocabulary size + right i
 and a table from a character to its piece. It encodes and decodes exactly as `tokenizers` does for the pipelines
 it accepts (`CompactBPE.unsupported` says why it does not take one): a word-marker normalizer (" " -> "▁"), an
 optional split on a plain string, a BPE model with byte fallback, the decoder "▁" -> " ", byte fallback, fuse;
-added tokens that are not special are split out of the raw text first (leftmost, longest); special ones are
-never read from text (`encode_special_tokens`: a user typing "<nexa_0>" gets plain text), only written by id.
+added tokens that are not special are split out of the text first (leftmost, longest; the normalized ones
+after normalizing); special ones are never read from text (`encode_special_tokens`: a user typing "<nexa_0>"
+gets plain text), only written by id.
 
 It knows nothing of models or prompts; it offers the part of `tokenizers.Tokenizer` the runtime uses, and only
-with `add_special_tokens=False` (the runtime places every control token by id). Pure Python and the standard
-library: a request's text is a few dozen characters, encoded in well under a millisecond a text.
+with `add_special_tokens=False` (the runtime places every control token by id). Python, with numpy only to sort
+the merges at load: a request's text is a few dozen characters, encoded in well under a millisecond.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WORD_MARKER = "\u2581"
-_BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 _SPLIT_BEHAVIORS = {"MergedWithPrevious", "MergedWithNext", "Isolated", "Removed"}
 
 
@@ -92,6 +92,8 @@ class CompactBPE:
         result = np.array([vocab[a + b] for a, b in pairs], np.int32)
         keys = left * self.size + right
         order = np.argsort(keys, kind="stable")
+        last = np.append(keys[order][1:] != keys[order][:-1], True)  # a pair listed twice: its last rank, as
+        order = order[last]  # tokenizers' map keeps it
         self.merge_keys = array("q", keys[order].tobytes())  # (left id × size + right id), sorted
         self.merge_ranks = array("i", order.astype(np.int32).tobytes())  # the merge's place in the file
         self.merge_results = array("i", result[order].tobytes())
