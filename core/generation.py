@@ -219,8 +219,8 @@ class ArgumentConstraint:
         else:
             return int(logits.argmax())
         best = int(logits.argmax())
-        if fits(self.piece(best)):  # the usual case, without ranking the vocabulary
-            return best
+        if self.piece(best) and fits(self.piece(best)):  # the usual case, without ranking the vocabulary; a token
+            return best  # of no text (a functional token: Gemma wrote body="<nexa_0>邮") never goes in a value
         for token in (-logits).argsort().tolist():
             piece = self.piece(token)
             if piece and fits(piece):

@@ -258,3 +258,24 @@ def test_a_copied_value_cannot_close_empty_or_begin_outside_the_request():
     assert constraint.choose(opened, logits, "text ethan good luck") != quote[0]
     began = [*opened, *tokenizer.encode("Zed", add_special_tokens=False)]  # not in the request: left to greedy
     assert constraint.choose(began, logits, "text Ethan good luck") == quote[0]
+
+
+def test_a_token_of_no_text_never_goes_inside_a_constrained_value():
+    """A functional or other special token adds no text, so it "keeps" any value a prefix; the constraint must
+    still pass it over (Gemma once wrote body="<nexa_0>邮"), for a copied value and an enumerated one."""
+    pytest.importorskip("transformers")
+    from octopus.functions import BUILTIN
+
+    tokenizer, function_ids, constraint = _tiny_constraint()
+    email, pet = (function_ids[BUILTIN.names().index(n)] for n in ("send_email", "pet_care"))
+    for token, opening, request, expected in (
+            (email, '(recipient="ann@x.io", body="', "email ann@x.io lunch is ready", "lunch"),
+            (pet, '(pet="cat", service="', "walk my cat", "walking")):
+        opened = [token, *tokenizer.encode(opening, add_special_tokens=False)]
+        assert constraint.piece(function_ids[0]) == b""
+        logits = np.zeros(function_ids[-1] + 1, np.float32)
+        logits[function_ids[0]] = 9  # the model's favourite: a functional token inside the value
+        for t in tokenizer.encode(expected, add_special_tokens=False)[:1]:
+            logits[t] = 5
+        chosen = constraint.choose(opened, logits, request)
+        assert chosen != function_ids[0] and expected.encode().startswith(constraint.piece(chosen))
