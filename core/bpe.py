@@ -109,6 +109,8 @@ class CompactBPE:
                 or model.get("ignore_merges"):
             return "the BPE model uses dropout, a subword prefix or suffix, or ignore_merges"
         vocab = model.get("vocab") or {}
+        if not isinstance(vocab, dict) or not isinstance(model.get("merges"), list):
+            return "the BPE model has no vocabulary map or merge list"
         if any(f"<0x{b:02X}>" not in vocab for b in range(256)):
             return "a byte-fallback piece <0x00>..<0xFF> is missing"
         if data.get("normalizer") != {"type": "Replace", "pattern": {"String": " "}, "content": WORD_MARKER}:
@@ -122,7 +124,9 @@ class CompactBPE:
         if data.get("decoder") != {"type": "Sequence", "decoders": decoders}:
             return "the decoder is not Replace('▁', ' '), ByteFallback, Fuse"
         for t in data.get("added_tokens", []):
-            if t["single_word"] or t["lstrip"] or t["rstrip"]:
+            if not {"id", "content", "special", "normalized"} <= set(t):
+                return f"added token {t!r} lacks its id, content or flags"
+            if t.get("single_word") or t.get("lstrip") or t.get("rstrip"):
                 return f"added token {t['content']!r} is single-word or stripped"
         return None
 

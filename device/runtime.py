@@ -1,4 +1,5 @@
-"""The torch-free runtime: an exported model folder answered with onnxruntime + numpy + tokenizers.
+"""The torch-free runtime: an exported model folder answered with onnxruntime + numpy + tokenizers (or, for a
+SentencePiece-style tokenizer, `octopus.bpe`).
 
 At load it checks the graphs against the manifest's sha256s, opens one session per graph (intra-op threads
 set, no spinning: the Pi's cores stay free between requests) and computes the KV cache of the fixed prompt

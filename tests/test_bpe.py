@@ -116,3 +116,8 @@ def test_other_pipelines_are_left_to_tokenizers_with_the_reason(tmp_path):
     assert isinstance(load_tokenizer(path), CompactBPE)
     sentencepiece["decoder"]["decoders"] = sentencepiece["decoder"]["decoders"][:2]
     assert "decoder" in CompactBPE.unsupported(sentencepiece)
+    older = _tiny("added")
+    del older["added_tokens"][0]["normalized"]
+    assert "lacks its id, content or flags" in CompactBPE.unsupported(older)
+    del older["model"]["merges"]
+    assert "no vocabulary map or merge list" in CompactBPE.unsupported(older)
