@@ -287,13 +287,13 @@ def _bytes_text(data: bytearray) -> str:
 def load_tokenizer(path: str | Path):
     """The tokenizer of an exported model: `CompactBPE` where it reads the file exactly, else `tokenizers`'
     own. Either way special tokens are never read from text."""
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
+    text = Path(path).read_text(encoding="utf-8")
+    data = json.loads(text)
     if CompactBPE.unsupported(data) is None:
         return CompactBPE(data)
     del data
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer = Tokenizer.from_str(text)
     tokenizer.encode_special_tokens = True
     return tokenizer

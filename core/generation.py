@@ -218,12 +218,13 @@ class ArgumentConstraint:
                 return spans.continues(value) if end < 0 else spans.closes(value[:end], pattern)
         else:
             return int(logits.argmax())
+        def takes(token: int) -> bool:  # a token of no text (a functional token: Gemma once wrote
+            return bool(self.piece(token)) and fits(self.piece(token))  # body="<nexa_0>邮") never goes in a value
         best = int(logits.argmax())
-        if self.piece(best) and fits(self.piece(best)):  # the usual case, without ranking the vocabulary; a token
-            return best  # of no text (a functional token: Gemma wrote body="<nexa_0>邮") never goes in a value
+        if takes(best):  # the usual case, without ranking the vocabulary
+            return best
         for token in (-logits).argsort().tolist():
-            piece = self.piece(token)
-            if piece and fits(piece):
+            if takes(token):
                 return int(token)
         return int(logits.argmax())
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 import re
 
-WORD_MARKER = "\u2581"  # SentencePiece's "▁"
+from octopus.bpe import WORD_MARKER  # SentencePiece's "▁"
+
 _ALWAYS = [(0x20, 0x7E)]  # printable ASCII: digits, addresses and code appear in every language's requests
 _ALWAYS_CHARS = {"\t", "\n", "\r", WORD_MARKER}
 SCRIPTS: dict[str, list[tuple[int, int]]] = {
