@@ -350,3 +350,24 @@ def test_cli_and_profiles_build_the_data_the_build_config_defines():
     quick = profile("quick")
     assert (quick.data_n_per_function, quick.data_captions_per_concept) == (
         defaults.n_per_function, defaults.captions_per_concept)
+
+
+def test_training_on_a_folder_built_otherwise_says_so_and_keeps_it(dataset, caplog):
+    """`train all` uses an existing data folder as it is (never rebuilds a user's data), and logs where its build
+    differs from the profile's recipe: the naming scenes a concept decide stage 1's read-back."""
+    from octopus.training.pipeline import ensure_data
+    from octopus.training.stages import profile
+
+    before = (dataset / "train.jsonl").read_bytes()
+    with caplog.at_level("WARNING", logger="octopus.training.pipeline"):
+        ensure_data(dataset, profile("quick"))
+    assert (dataset / "train.jsonl").read_bytes() == before
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "captions_per_concept 1 (the quick profile builds 32)" in warned
+    assert "n_per_function 10 (the quick profile builds 1000)" in warned
+    caplog.clear()
+    tiny = profile("tiny")
+    tiny.data_captions_per_concept = SMALL_DATA["captions_per_concept"]
+    with caplog.at_level("WARNING", logger="octopus.training.pipeline"):
+        ensure_data(dataset, tiny)
+    assert not caplog.records  # the same build: nothing to say

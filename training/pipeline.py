@@ -37,6 +37,7 @@ STAGES = ("stage0", "stage1", "stage2", "stage3")
 
 def ensure_data(data_dir: Path, prof: Profile, out_dir: Path | None = None) -> None:
     if (data_dir / "train.jsonl").is_file():
+        warn_if_other_build(data_dir, prof)
         return
 
     log.info("no data in %s: building %d rows per function per language", data_dir, prof.data_n_per_function)
@@ -45,6 +46,22 @@ def ensure_data(data_dir: Path, prof: Profile, out_dir: Path | None = None) -> N
                                 captions_per_concept=prof.data_captions_per_concept))
     if out_dir is not None:
         _record(out_dir, "data_seconds", round(time.perf_counter() - started, 1))
+
+
+def warn_if_other_build(data_dir: Path, prof: Profile) -> list[str]:
+    """A data folder is used as it is; say so where its build (`build.json`) differs from what the profile would
+    build, since its figures are then not the recipe's. Returns the differences it logged."""
+    try:
+        built = json.loads((data_dir / "build.json").read_text(encoding="utf-8"))["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    wanted = {"n_per_function": prof.data_n_per_function, "captions_per_concept": prof.data_captions_per_concept}
+    differ = [f"{key} {built[key]} (the {prof.name} profile builds {value})"
+              for key, value in wanted.items() if key in built and built[key] != value]
+    if differ:
+        log.warning("%s was built with %s; training on it as it is (build a fresh folder to follow the recipe)",
+                    data_dir, ", ".join(differ))
+    return differ
 
 
 def git_commit() -> str:
