@@ -480,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--irrelevant-share", type=float, default=0.1, help="share of rows whose answer is no function")
     p.add_argument("--with-description", action="store_true", help="append 'Function description: ...' to targets")
-    p.add_argument("--captions-per-concept", type=int, default=32,
+    p.add_argument("--captions-per-concept", type=int, default=16,
                    help="caption and naming scenes per concept per training style")
     p.add_argument("--workers", type=int, default=2, help="rendering processes")
     p.add_argument("--extra-wordings", choices=["off", "text", "all"], default="off",

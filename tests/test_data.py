@@ -363,7 +363,7 @@ def test_training_on_a_folder_built_otherwise_says_so_and_keeps_it(dataset, capl
         ensure_data(dataset, profile("quick"))
     assert (dataset / "train.jsonl").read_bytes() == before
     warned = " ".join(r.getMessage() for r in caplog.records)
-    assert "captions_per_concept 1 (the quick profile builds 32)" in warned
+    assert "captions_per_concept 1 (the quick profile builds 16)" in warned
     assert "n_per_function 10 (the quick profile builds 1000)" in warned
     caplog.clear()
     tiny = profile("tiny")

@@ -69,11 +69,11 @@ class BuildConfig:
     irrelevant_share: float = 0.1  # share of rows (per split and language) whose answer is no function
     seed: int = 0
     with_description: bool = False  # append "Function description: ..." to targets (Octopus v2 style)
-    # naming/caption scenes per concept per training style: 16 (48 a concept) lifted stage 1's read-back of a new
-    # image's category from 81% to 94% (held-out objects 78% -> 93%) over 4; 32 (96 a concept) lift it again, by
-    # +1.0 / +1.6 / +0.5 points on held-out objects / trained objects / the Noto style (three seeds each, same
-    # 1,000 stage-1 steps; README, "Stage 1 on 96 naming scenes"). They cost ~40 s to render, ~60 s to cache
-    captions_per_concept: int = 32
+    # naming/caption scenes per concept per training style: 16 (48 a concept) lift stage 1's read-back of a new
+    # image's category from 81% to 94% (held-out objects 78% -> 93%) over 4; they cost ~50 s to render. 32 lifted
+    # it again (+1.0 / +1.6 / +0.5 points, three seeds, bench/stage1_scenes.py), but a whole quick build with them
+    # was not better on the bars (README, "Stage 1 on 96 naming scenes"), so the recipe stays at 16
+    captions_per_concept: int = 16
     # the extra bank's training wordings: "off" (its held-out fourth still makes test_new_wordings), "text" or
     # "all". Off by default: with "all", stage 2 declined the vague "这个需要帮忙" over a picture (README, Data)
     extra_wordings: str = "off"
