@@ -4,7 +4,8 @@ nearest concept, `NameSlots.index`). The agent follows that read-back: on the sh
 trained-object image-decided row whose slot read the right category was answered right, and every other one
 wrong. Prints one table and writes bench/results/stage1_scenes.{md,json}.
 
-    python bench/stage1_scenes.py --variant 48=runs/data16:5 --variant 96=runs/data:2.5 --seeds 0 1 2 \
+    octopus data build --out runs/data96 --captions-per-concept 32  # the same scenes and rows, plus 16 a style
+    python bench/stage1_scenes.py --variant 48=runs/data:5 --variant 96=runs/data96:2.5 --seeds 0 1 2 \
         --eval-data runs/data --work runs/stage1_scenes --agent shipped=runs/default/agent
 
 A variant is NAME=DATA:EPOCHS: stage 1 (`octopus train stage1 --profile quick`) on DATA's naming.jsonl for

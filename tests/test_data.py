@@ -371,3 +371,16 @@ def test_training_on_a_folder_built_otherwise_says_so_and_keeps_it(dataset, capl
     with caplog.at_level("WARNING", logger="octopus.training.pipeline"):
         ensure_data(dataset, tiny)
     assert not caplog.records  # the same build: nothing to say
+
+
+def test_a_folder_without_a_readable_build_record_trains_without_a_warning(tmp_path, caplog):
+    from octopus.training.pipeline import warn_if_other_build
+    from octopus.training.stages import profile
+
+    quick = profile("quick")
+    assert warn_if_other_build(tmp_path, quick) == []  # a user's own data: no build.json
+    for text in ("[]", "{not json", '{"config": "16"}', '{"stats": {}}'):
+        (tmp_path / "build.json").write_text(text)
+        assert warn_if_other_build(tmp_path, quick) == []
+    (tmp_path / "build.json").write_text(json.dumps({"config": {"captions_per_concept": 32}}))
+    assert warn_if_other_build(tmp_path, quick) == ["captions_per_concept 32 (the quick profile builds 16)"]

@@ -55,6 +55,8 @@ def warn_if_other_build(data_dir: Path, prof: Profile) -> list[str]:
         built = json.loads((data_dir / "build.json").read_text(encoding="utf-8"))["config"]
     except (OSError, ValueError, KeyError, TypeError):
         return []
+    if not isinstance(built, dict):
+        return []
     wanted = {"n_per_function": prof.data_n_per_function, "captions_per_concept": prof.data_captions_per_concept}
     differ = [f"{key} {built[key]} (the {prof.name} profile builds {value})"
               for key, value in wanted.items() if key in built and built[key] != value]
