@@ -63,8 +63,10 @@ def train(run: Path, data: Path, epochs: float, seed: int, shared_cache: Path | 
     return agent
 
 
-def read_back(agent_dir: Path, eval_data: Path, cache_dir: Path) -> dict[str, dict[str, float]]:
-    """{split: {"concept": %, "category": %, "scenes": n}} of the agent's slot read-back on each split's scenes."""
+def read_back(agent_dir: Path, eval_data: Path, cache_dir: Path, flip: bool = False) -> dict[str, dict[str, float]]:
+    """{split: {"concept": %, "category": %, "scenes": n}} of the agent's slot read-back on each split's scenes.
+    `flip`: read back from the sum of the unit mean image tokens of the scene and its mirror image (a candidate
+    for inference: one more vision pass; not what the runtime does today)."""
     import torch
 
     from octopus.model.agent import OctopusAgent
@@ -89,6 +91,12 @@ def read_back(agent_dir: Path, eval_data: Path, cache_dir: Path) -> dict[str, di
         for start in range(0, len(images), 256):
             batch = images[start:start + 256]
             tokens = projector.norm(projector.mlp(projector.pool @ cache(batch)))  # the image tokens proper
+            if flip:
+                mirrored = torch.cat([agent.vision_encoder(torch.cat([agent.pixels(p) for p in batch[i:i + 16]])
+                                                           .flip(3)) for i in range(0, len(batch), 16)])
+                mirror = projector.norm(projector.mlp(projector.pool @ mirrored))
+                unit = [torch.nn.functional.normalize(t.mean(1), dim=-1) for t in (tokens, mirror)]
+                tokens = (unit[0] + unit[1])[:, None, :]  # one token whose direction is the summed read-back
             read.update(zip(batch, (names[i] for i in projector.names.index(tokens).tolist())))
     out = {}
     for split, scenes in truth.items():
@@ -107,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("runs/stage1_scenes"))
     parser.add_argument("--agent", action="append", default=[],
                         help="LABEL=AGENT_FOLDER: also read back a trained agent as it is (e.g. the shipped default)")
+    parser.add_argument("--flip", action="store_true",
+                        help="also read each --agent back flip-averaged (the scene and its mirror image)")
     parser.add_argument("--name", default="stage1_scenes", help="bench/results/<name>.{md,json}")
     args = parser.parse_args(argv)
     variants = [parse_variant(v) for v in args.variant]
@@ -132,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         report["variants"][name] = {"data": str(data), "epochs": epochs, "naming_scenes": scenes, "runs": runs}
 
     for label, folder in agents.items():
-        report["agents"] = {**report.get("agents", {}), label: read_back(folder, args.eval_data,
-                                                                         args.work / "eval_cache")}
+        report.setdefault("agents", {})[label] = read_back(folder, args.eval_data, args.work / "eval_cache")
+        if args.flip:
+            report["agents"][f"{label}, flip-averaged"] = read_back(folder, args.eval_data, args.work / "eval_cache",
+                                                                    flip=True)
 
     header = ["stage 1", "scenes a concept"] + [f"{what}: {field}" for _, what in SPLITS
                                                 for field in ("category", "concept")]
