@@ -90,11 +90,11 @@ def read_back(agent_dir: Path, eval_data: Path, cache_dir: Path, flip: bool = Fa
     with torch.no_grad():
         for start in range(0, len(images), 256):
             batch = images[start:start + 256]
-            tokens = projector.norm(projector.mlp(projector.pool @ cache(batch)))  # the image tokens proper
+            tokens = projector.image_tokens(cache(batch))
             if flip:
                 mirrored = torch.cat([agent.vision_encoder(torch.cat([agent.pixels(p) for p in batch[i:i + 16]])
                                                            .flip(3)) for i in range(0, len(batch), 16)])
-                mirror = projector.norm(projector.mlp(projector.pool @ mirrored))
+                mirror = projector.image_tokens(mirrored)
                 unit = [torch.nn.functional.normalize(t.mean(1), dim=-1) for t in (tokens, mirror)]
                 tokens = (unit[0] + unit[1])[:, None, :]  # one token whose direction is the summed read-back
             read.update(zip(batch, (names[i] for i in projector.names.index(tokens).tolist())))

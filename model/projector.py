@@ -110,6 +110,13 @@ class Projector(nn.Module):
         self.names = names
 
     def forward(self, patches: torch.Tensor, name_index: torch.Tensor | None = None) -> torch.Tensor:
+        tokens = self.image_tokens(patches)  # (B, N, d_model)
+        if self.names is None:
+            return tokens
+        return torch.cat([tokens, self.names(tokens, name_index)], 1)  # (B, N + S, d_model): the name slots follow
+
+    def image_tokens(self, patches: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) patch features -> (B, N, d_model) image tokens proper, without the name slots."""
         b, t, c = patches.shape  # (B, T, C)
         if self.downsample == "pool":
             tokens = self.pool.to(patches.dtype) @ patches  # (S*S, G*G) @ (B, G*G, C) -> (B, S*S, C)
@@ -118,7 +125,4 @@ class Projector(nn.Module):
             f = self.grid // self.side
             grid = F.pixel_unshuffle(grid, f)  # (B, C*f*f, S, S)
             tokens = grid.flatten(2).transpose(1, 2)  # (B, S*S, C*f*f)
-        tokens = self.norm(self.mlp(tokens))  # (B, N, d_model)
-        if self.names is None:
-            return tokens
-        return torch.cat([tokens, self.names(tokens, name_index)], 1)  # (B, N + S, d_model): the name slots follow
+        return self.norm(self.mlp(tokens))  # (B, N, d_model)
