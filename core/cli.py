@@ -70,14 +70,19 @@ def cmd_model(args: argparse.Namespace) -> int:
     try:
         if args.model_command == "pack":
             from octopus.model.agent import OctopusAgent
+            from octopus.model.config import AgentConfig
             from octopus.model.delta import base_agent, pack
 
             model = Path(args.model)
             reject_bias = _reject_bias(args)
             if not (model / "config.json").is_file():
                 raise CliError(f"{model} is not a trained agent folder (no config.json)")
+            if args.slot_flip and not AgentConfig.load(model / "config.json").projector.name_slots:
+                raise CliError(f"{model} has no name slots to read back flip-averaged (projector.name_slots is "
+                               "empty)")
             trained = OctopusAgent.load(model)
             trained.config.reject_bias.update(reject_bias)  # a decoding setting the delta records
+            trained.config.projector.slot_flip |= args.slot_flip  # a read-back setting the delta records
             base = base_agent(trained.config)
             meta = pack(trained, base, Path(args.out))
             kinds = {}
@@ -466,6 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reject-bias", action="append", default=[], metavar="LANG=X",
                    help="record a bias toward 'no function' for requests in LANG (en, zh) in the delta's config, "
                    "replacing the agent's own (bench/reject_bias.py recommends one); repeatable")
+    p.add_argument("--slot-flip", action="store_true",
+                   help="record that the name slots read the object back from the image and its mirror image "
+                   "together (projector.slot_flip: one more vision pass at inference, no training)")
     p.set_defaults(handler=cmd_model)
     p = model_sub.add_parser("assemble", help="rebuild an agent folder from the packaged weights plus a delta")
     p.add_argument("--delta", required=True, help="a folder written by `octopus model pack`")

@@ -173,7 +173,11 @@ class OctopusAgent(nn.Module):
 
     # --- forward ------------------------------------------------------------------------------------
     def image_embeds(self, pixels: torch.Tensor, name_index: torch.Tensor | None = None) -> torch.Tensor:
-        return self.projector(self.vision_encoder(pixels), name_index)  # (B, N, D)
+        if self.projector.names is None or not self.config.projector.slot_flip:
+            return self.projector(self.vision_encoder(pixels), name_index)  # (B, N, D)
+        # the image and its mirror in one vision pass; the mirror only steers which name the slots show
+        patches, mirror = self.vision_encoder(torch.cat([pixels, pixels.flip(-1)])).chunk(2)
+        return self.projector(patches, name_index, mirror)  # (B, N, D)
 
     def embed(self, input_ids: torch.Tensor, pixels: torch.Tensor | None = None,
               image_embeds: torch.Tensor | None = None) -> torch.Tensor:

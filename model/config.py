@@ -60,6 +60,11 @@ class ProjectorConfig:
     # the concept table spells its own name) or "category" (each spells its category's name, which held-out
     # objects share with trained ones)
     slot_text: str = "name"
+    # read the name slots back from the image and its mirror image together (the summed unit mean tokens of
+    # both): one more vision pass where pixels are at hand (inference, the export's vision graph, stage 3's
+    # rollouts); paths given cached features (stages 1-2) read from the image alone. An inference setting that
+    # `octopus model pack --slot-flip` records; it needs no training (bench/stage1_scenes.py --flip measures it)
+    slot_flip: bool = False
 
     def spells_names(self) -> bool:
         """Whether some name slots spell the object's own name (a `name.` key, or no entry `show`s other text),

@@ -63,15 +63,20 @@ class NameSlots(nn.Module):
     def slots(self) -> int:
         return self.table.shape[1]
 
-    def index(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B,) the object each row's image tokens read back as."""
+    def index(self, tokens: torch.Tensor, mirror: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) the object each row's image tokens read back as. `mirror` (B, N, D): the image tokens of each
+        row's mirror image, read back together with the row's own (the sum of the two unit mean tokens)."""
         mean = F.normalize(tokens.float().mean(1), dim=-1)  # (B, D)
+        if mirror is not None:
+            mean = mean + F.normalize(mirror.float().mean(1), dim=-1)  # argmax needs no second normalising
         return (mean @ self.keys.T).argmax(-1)
 
-    def forward(self, tokens: torch.Tensor, override: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, override: torch.Tensor | None = None,
+                mirror: torch.Tensor | None = None) -> torch.Tensor:
         """`override` (B,): a row's name index to show instead of the read-back one where >= 0, in the
-        swappable slots only (training's name swap, `StageConfig.name_swap`); never set at inference."""
-        index = self.index(tokens)
+        swappable slots only (training's name swap, `StageConfig.name_swap`); never set at inference.
+        `mirror`: as in `index`."""
+        index = self.index(tokens, mirror)
         shown = self.table[index]  # (B, S, D)
         if override is not None:
             swapped = self.table[torch.where(override >= 0, override.to(index.device), index)]
@@ -109,11 +114,15 @@ class Projector(nn.Module):
         self.grid_tokens = config.num_image_tokens  # the image tokens proper; name slots follow them
         self.names = names
 
-    def forward(self, patches: torch.Tensor, name_index: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, patches: torch.Tensor, name_index: torch.Tensor | None = None,
+                mirror: torch.Tensor | None = None) -> torch.Tensor:
+        """`mirror` (B, T, C): the patch features of each image's mirror image, for the name slots' read-back
+        only (`ProjectorConfig.slot_flip`); the image tokens are the image's own."""
         tokens = self.image_tokens(patches)  # (B, N, d_model)
         if self.names is None:
             return tokens
-        return torch.cat([tokens, self.names(tokens, name_index)], 1)  # (B, N + S, d_model): the name slots follow
+        mirrored = None if mirror is None else self.image_tokens(mirror)
+        return torch.cat([tokens, self.names(tokens, name_index, mirrored)], 1)  # (B, N + S, d_model): slots follow
 
     def image_tokens(self, patches: torch.Tensor) -> torch.Tensor:
         """(B, T, C) patch features -> (B, N, d_model) image tokens proper, without the name slots."""

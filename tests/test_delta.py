@@ -99,6 +99,26 @@ def test_pack_records_a_reject_bias_and_assemble_gives_it_back(tmp_path):
     assert not (tmp_path / "e").exists()
 
 
+def test_pack_records_a_flip_averaged_read_back_only_where_there_are_name_slots(tmp_path):
+    _trained().save(tmp_path / "plain")
+    bad = subprocess.run([OCTOPUS, "model", "pack", "--model", str(tmp_path / "plain"), "--out", str(tmp_path / "e"),
+                          "--slot-flip"], capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "name slots" in bad.stderr
+    assert not (tmp_path / "e").exists()
+    config = tiny().override('projector.name_slots={"en": 2}')
+    config.projector.names = [{"en": "cat"}, {"en": "lamp"}]
+    torch.manual_seed(0)
+    OctopusAgent.build(config).save(tmp_path / "slots")
+    packed = subprocess.run([OCTOPUS, "model", "pack", "--model", str(tmp_path / "slots"), "--out",
+                             str(tmp_path / "d"), "--slot-flip"], capture_output=True, text=True)
+    assert packed.returncode == 0, packed.stderr[-2000:]
+    assert json.loads((tmp_path / "d" / DELTA_META).read_text())["config"]["projector"]["slot_flip"] is True
+    built = subprocess.run([OCTOPUS, "model", "assemble", "--delta", str(tmp_path / "d"), "--out",
+                            str(tmp_path / "a")], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert OctopusAgent.load(tmp_path / "a").config.projector.slot_flip
+
+
 def test_the_shipped_default_delta_matches_its_card():
     from octopus.model.delta import read_meta
     from octopus.training.demo import DEFAULT_DELTA

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 torch = pytest.importorskip("torch")
 
@@ -264,11 +265,15 @@ def test_reject_bias_travels_into_the_manifest_and_both_backends_decline_alike(t
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "decoding.reject_bias" in out.stderr, out.stderr
 
 
-def test_name_slots_export_and_the_runtime_reads_the_same_name(tmp_path, photo):
+@pytest.mark.parametrize("slot_flip", [False, True])
+def test_name_slots_export_and_the_runtime_reads_the_same_name(tmp_path, photo, slot_flip):
     """An agent with name slots exports them inside the vision graph (ArgMax + Gather on constant tables): the
-    manifest counts them as image placeholders, and onnxruntime returns the very name embeddings torch does."""
-    torch.manual_seed(5)
+    manifest counts them as image placeholders, and onnxruntime returns the very name embeddings torch does,
+    also where the slots read the image and its mirror together (the mirror inside the graph): then a photo and
+    its mirror image show the same name, where this agent reads them apart alone."""
+    torch.manual_seed(7)
     config = tiny().override('projector.name_slots={"en": 2, "zh": 3}')
+    config.projector.slot_flip = slot_flip
     config.projector.names = [{"en": "cat", "zh": "猫"}, {"en": "tin can", "zh": "罐头盒"}, {"en": "lamp", "zh": "灯"}]
     agent = OctopusAgent.build(config).eval()
     agent.save(tmp_path / "agent")
@@ -281,6 +286,8 @@ def test_name_slots_export_and_the_runtime_reads_the_same_name(tmp_path, photo):
     assert onnx_embeds.shape == torch_embeds.shape
     np.testing.assert_allclose(onnx_embeds[0, 4:], torch_embeds[0, 4:], atol=1e-6)  # the same name, exactly
     assert runtime.generate(photo, "order this for me").raw == agent.generate(photo, "order this for me").raw
+    mirror_embeds = runtime.image_embeds(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+    assert np.array_equal(mirror_embeds[0, 4:], onnx_embeds[0, 4:]) == slot_flip
 
 
 def test_a_large_quantized_matrix_is_split_by_rows_and_answers_the_same(tmp_path):

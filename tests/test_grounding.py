@@ -72,6 +72,51 @@ def test_image_tokens_start_on_the_scale_the_lm_reads_its_words(model_type, phot
         Projector(ProjectorConfig(output_norm="layer"), 16, 32, 8)
 
 
+def test_a_mirror_steers_the_read_back_by_the_sum_of_the_two_unit_mean_tokens():
+    """With a mirror, the name read back is the key nearest the sum of the image's and the mirror's unit mean
+    tokens: here the image alone reads key 0, the mirror alone key 1, and together key 2 (between them)."""
+    from octopus.model.projector import NameSlots
+
+    keys = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    slots = NameSlots(keys, torch.arange(3.0).reshape(3, 1, 1).expand(3, 1, 2))
+    image = torch.tensor([[[1.0, 0.3], [3.0, 0.9]]])  # (1, 2, 2): mean (2, 0.6), nearest key 0
+    mirror = torch.tensor([[[0.03, 0.1]]])  # a short mean: unit-normalised, it still counts as much as the image
+    assert slots.index(image).tolist() == [0] and slots.index(mirror).tolist() == [1]
+    assert slots.index(image, mirror).tolist() == [2]
+    assert slots(image, mirror=mirror).tolist() == [[[2.0, 2.0]]]
+    assert slots(image, torch.tensor([1]), mirror).tolist() == [[[1.0, 1.0]]]  # training's override still wins
+
+
+def test_flip_averaged_slots_read_an_image_and_its_mirror_alike(photo, tmp_path):
+    """`projector.slot_flip`: the image tokens stay the image's own, and the slots show the name read back from
+    the image and its mirror together, so a scene and its mirror image show the same name; saved in the config."""
+    from octopus.training.data.concepts import CONCEPTS
+
+    config = tiny().override('projector.name_slots={"en": 3}')
+    config.projector.names = [{"en": c.en, "zh": c.zh} for c in CONCEPTS]
+    torch.manual_seed(1)  # an agent that reads this photo and its mirror as different objects
+    agent = OctopusAgent.build(config).eval()
+    grid = config.projector.num_image_tokens
+    pixels = agent.pixels(photo)
+    pixels = torch.cat([pixels, pixels.flip(-1)])  # the photo and its mirror
+    names = agent.projector.names
+    with torch.no_grad():
+        plain = agent.image_embeds(pixels)
+        agent.config.projector.slot_flip = True
+        flipped = agent.image_embeds(pixels)
+    torch.testing.assert_close(flipped[:, :grid], plain[:, :grid])
+    alone = names.index(plain[:, :grid]).tolist()
+    assert alone[0] != alone[1]
+    unit = torch.nn.functional.normalize(plain[:, :grid].mean(1), dim=-1)  # (2, D): the photo's, the mirror's
+    both = int(((unit[0] + unit[1]) @ names.keys.T).argmax())
+    torch.testing.assert_close(flipped[:, grid:], names.table[[both, both]])
+    agent.save(tmp_path / "agent")
+    again = OctopusAgent.load(tmp_path / "agent")
+    assert again.config.projector.slot_flip
+    with torch.no_grad():
+        torch.testing.assert_close(again.image_embeds(pixels), flipped)
+
+
 def test_name_slots_spell_the_read_back_object_in_the_lms_own_embeddings(photo, tmp_path):
     """Name slots follow the image tokens: the tokens of the name (EN, then ZH, each left-padded with zeros)
     of the object whose key is nearest the mean image token, as the LM's input embeddings; derived, not saved;
