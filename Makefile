@@ -29,7 +29,9 @@ model: setup
 	# chosen on (cross-validated over the test split's templates; see bench/reject_bias.py)
 	$(BIN)/python bench/reject_bias.py --model $(MODEL_RUN)/agent --data runs/data --cache $(MODEL_RUN)/reject_bias \
 	  --out $(MODEL_RUN)/reject_bias.json
-	$(BIN)/octopus model pack --model $(MODEL_RUN)/agent --out $(MODEL_RUN)/delta \
+	# --slot-flip: the name slots read the object back from the image and its mirror (no training; README,
+	# "Flip-averaged read-back")
+	$(BIN)/octopus model pack --model $(MODEL_RUN)/agent --out $(MODEL_RUN)/delta --slot-flip \
 	  $$($(BIN)/python bench/reject_bias.py --pack-flags $(MODEL_RUN)/reject_bias.json)
 	$(BIN)/octopus model assemble --delta $(MODEL_RUN)/delta --out $(MODEL_RUN)/assembled
 	$(BIN)/octopus export --model $(MODEL_RUN)/assembled --out $(MODEL_RUN)/onnx --int8
