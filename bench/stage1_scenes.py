@@ -2,7 +2,9 @@
 category back, through the very route the category and name slots take at inference (the mean image token's
 nearest concept, `NameSlots.index`). The agent follows that read-back: on the shipped default every
 trained-object image-decided row whose slot read the right category was answered right, and every other one
-wrong. Prints one table and writes bench/results/stage1_scenes.{md,json}.
+wrong. An `--agent` is read back from the image alone whatever its `projector.slot_flip`; `--flip` adds the
+read-back from the image and its mirror (what an agent with the flag, such as the shipped default, shows).
+Prints one table and writes bench/results/stage1_scenes.{md,json}.
 
     octopus data build --out runs/data96 --captions-per-concept 32  # the same scenes and rows, plus 16 a style
     python bench/stage1_scenes.py --variant 48=runs/data:5 --variant 96=runs/data96:2.5 --seeds 0 1 2 \
