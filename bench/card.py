@@ -2,9 +2,13 @@
 
     python bench/card.py --delta model/default --profile quick --data runs/data --eval DIR --latency FILE \
         [--pipeline runs/model/pipeline.json]
+    python bench/card.py --delta model/default --data runs/data --eval DIR --onnx DIR --from-card [--latency FILE]
 
 `--eval DIR` holds `octopus eval --json` outputs of the int8 export: test.json (with --swap),
 test_trained_objects.json (with --swap) and test_unseen_style.json. `--latency` is bench/latency.py's JSON.
+`--from-card` rewrites the card of the same delta from new measurements: the training day, commit and wall times
+come from its current card.json (the training run's pipeline.json may be long gone), and so does the latency
+where no `--latency` is given.
 """
 
 from __future__ import annotations
@@ -33,19 +37,37 @@ def _pct(x) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
 
 
+def _old_card(delta: Path) -> dict:
+    """The delta's current card.json, which `--from-card` keeps what it does not measure again from."""
+    try:
+        old = json.loads((delta / "card.json").read_text())
+        return {k: old[k] for k in ("date", "commit", "training_seconds", "int8_latency_ms", "int8_peak_rss_mb")}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"error: --from-card needs the delta's card.json with its training figures: {e}") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--delta", required=True)
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--data", required=True, help="the data folder the model was trained on")
     parser.add_argument("--eval", required=True, help="folder of `octopus eval --json` outputs")
-    parser.add_argument("--latency", required=True, help="bench/latency.py's JSON")
+    parser.add_argument("--latency", default=None, help="bench/latency.py's JSON (required unless --from-card)")
     parser.add_argument("--pipeline", default=None, help="the training run's pipeline.json (wall time per stage)")
     parser.add_argument("--date", default=None, help="the day the model was trained (YYYY-MM-DD; default today), "
                         "for a card rewritten later from new measurements of the same delta")
     parser.add_argument("--onnx", required=True, help="the assembled delta's export: its int8 calls on the bundled "
                         "examples go into the card, and CI checks that the shipped delta still gives them")
+    parser.add_argument("--from-card", action="store_true", help="take the training day, commit and wall times "
+                        "(and the latency, without --latency) from the delta's current card.json")
     args = parser.parse_args()
+    old = _old_card(Path(args.delta)) if args.from_card else None
+    if old is not None and (args.pipeline or args.date):
+        raise SystemExit("error: --from-card takes the day and wall times from the card; drop --pipeline / --date")
+    if old is None and not args.latency:
+        raise SystemExit("error: --latency is required (bench/latency.py's JSON) unless --from-card")
+    if old is not None:
+        args.date = old["date"]
     try:
         trained_on = (date.fromisoformat(args.date) if args.date else date.today()).isoformat()
     except ValueError:
@@ -57,9 +79,13 @@ def main() -> None:
              for name in ("test", "test_trained_objects", "test_unseen_style")}
     if (new_wordings := Path(args.eval) / "test_new_wordings.json").is_file():  # data built since 2026-12-05
         evals["test_new_wordings"] = _split(json.loads(new_wordings.read_text()))
-    latency = json.loads(Path(args.latency).read_text())
-    int8 = next(r for r in latency["results"] if r["backend"] == "onnx_int8")
+    if args.latency:
+        int8 = next(r for r in json.loads(Path(args.latency).read_text())["results"] if r["backend"] == "onnx_int8")
+    else:
+        int8 = {"total": old["int8_latency_ms"], "peak_rss_mb": old["int8_peak_rss_mb"]}
     pipeline = json.loads(Path(args.pipeline).read_text()) if args.pipeline else {}  # read before the card
+    if old is not None:
+        pipeline = {"commit": old["commit"], **old["training_seconds"]}
     from octopus.device.runtime import OnnxAgent
     from octopus.training.demo import examples
 

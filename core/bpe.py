@@ -288,10 +288,11 @@ def load_tokenizer(path: str | Path):
     """The tokenizer of an exported model: `CompactBPE` where it reads the file exactly, else `tokenizers`'
     own. Either way special tokens are never read from text."""
     text = Path(path).read_text(encoding="utf-8")
-    data = json.loads(text)
-    if CompactBPE.unsupported(data) is None:
-        return CompactBPE(data)
-    del data
+    if re.search(r'"byte_fallback"\s*:\s*true', text):  # else no CompactBPE (SmolLM2's byte-level BPE): one parse
+        data = json.loads(text)
+        if CompactBPE.unsupported(data) is None:
+            return CompactBPE(data)
+        del data
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_str(text)

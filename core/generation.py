@@ -219,7 +219,8 @@ class ArgumentConstraint:
         else:
             return int(logits.argmax())
         def takes(token: int) -> bool:  # a token of no text (a functional token: Gemma once wrote
-            return bool(self.piece(token)) and fits(self.piece(token))  # body="<nexa_0>邮") never goes in a value
+            piece = self.piece(token)  # body="<nexa_0>邮") never goes in a value
+            return bool(piece) and fits(piece)
         best = int(logits.argmax())
         if takes(best):  # the usual case, without ranking the vocabulary
             return best
