@@ -101,6 +101,7 @@ def main() -> None:
         "training_seconds": {k: v for k, v in pipeline.items() if "seconds" in k},
         "reject_bias": meta["config"].get("reject_bias") or {},
         "slot_flip": bool(meta["config"].get("projector", {}).get("slot_flip")),
+        "slot_imagenet": float(meta["config"].get("projector", {}).get("slot_imagenet") or 0.0),
         "figures": evals,
         "int8_latency_ms": int8["total"], "int8_peak_rss_mb": int8["peak_rss_mb"], "example_calls": example_calls,
     }
@@ -140,6 +141,12 @@ def main() -> None:
         *(["", "Name slots: the object is read back from the image and its mirror image together "
             "(`projector.slot_flip` in delta.json; one more vision pass, measured above with it)."]
           if card["slot_flip"] else []),
+        *(["", f"Photographs: where the image trunk's own ImageNet head (packaged with it) puts at least "
+            f"{card['slot_imagenet']:g} of its probability on the ImageNet classes of one name, the name slots show "
+            "that name (`projector.slot_imagenet` in delta.json; `model/imagenet_names.json` gives the classes of "
+            "the names ImageNet has). Every training scene is a rendered icon, and the slots' keys read a real "
+            "photograph as noise; the head rarely is that sure of an icon (`bench/results/slot_imagenet.md`)."]
+          if card["slot_imagenet"] else []),
         "", "Wall time on 2 CPU cores: " + ", ".join(f"{k.replace('_seconds_last_run', '').replace('_seconds', '')} "
                                                      f"{v / 60:.1f} min" for k, v in card["training_seconds"].items())
         + ".",

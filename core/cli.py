@@ -77,12 +77,24 @@ def cmd_model(args: argparse.Namespace) -> int:
             reject_bias = _reject_bias(args)
             if not (model / "config.json").is_file():
                 raise CliError(f"{model} is not a trained agent folder (no config.json)")
-            if args.slot_flip and not AgentConfig.load(model / "config.json").projector.name_slots:
+            config = AgentConfig.load(model / "config.json")
+            if args.slot_flip and not config.projector.name_slots:
                 raise CliError(f"{model} has no name slots to read back flip-averaged (projector.name_slots is "
                                "empty)")
+            if args.slot_imagenet is not None and not 0 <= args.slot_imagenet <= 1:
+                raise CliError(f"--slot-imagenet is a probability in [0, 1] (0: off), got {args.slot_imagenet}")
+            if args.slot_imagenet:
+                if not config.projector.name_slots:
+                    raise CliError(f"{model} has no name slots for the ImageNet head to choose (projector.name_slots "
+                                   "is empty)")
+                if config.vision.pretrained != "efficientnet-lite0-imagenet":
+                    raise CliError(f"{model}'s vision ({config.vision.pretrained!r}) has no packaged ImageNet head: "
+                                   "--slot-imagenet needs vision.pretrained=efficientnet-lite0-imagenet")
             trained = OctopusAgent.load(model)
             trained.config.reject_bias.update(reject_bias)  # a decoding setting the delta records
             trained.config.projector.slot_flip |= args.slot_flip  # a read-back setting the delta records
+            if args.slot_imagenet is not None:  # so is this one
+                trained.config.projector.slot_imagenet = args.slot_imagenet
             base = base_agent(trained.config)
             meta = pack(trained, base, Path(args.out))
             kinds = {}
@@ -474,6 +486,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slot-flip", action="store_true",
                    help="record that the name slots read the object back from the image and its mirror image "
                    "together (projector.slot_flip: one more vision pass at inference, no training)")
+    p.add_argument("--slot-imagenet", type=float, default=None, metavar="P",
+                   help="record that the name slots read a photo through the vision trunk's packaged ImageNet head "
+                   "where it puts at least P of its probability on one name's classes (projector.slot_imagenet; "
+                   "0 turns it off; no training)")
     p.set_defaults(handler=cmd_model)
     p = model_sub.add_parser("assemble", help="rebuild an agent folder from the packaged weights plus a delta")
     p.add_argument("--delta", required=True, help="a folder written by `octopus model pack`")

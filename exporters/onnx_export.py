@@ -1,7 +1,8 @@
 """`octopus export`: a trained agent folder -> separate ONNX graphs, a manifest, and parity numbers.
 
     vision_encoder.onnx          pixels (B, 3, S, S) -> image_embeds (B, N, D)   (image encoder + projector;
-                                 with projector.slot_flip the encoder runs on each image's mirror too, inside)
+                                 with projector.slot_flip the encoder runs on each image's mirror too, and
+                                 projector.slot_imagenet's ImageNet head is in it: both inside)
     embed_tokens.onnx            input_ids (B, T) -> inputs_embeds (B, T, D)
     decoder_model_merged.onnx    inputs_embeds, attention_mask, position_ids, past_key_values.* -> logits, present.*
     tokenizer.json, manifest.json

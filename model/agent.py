@@ -9,6 +9,7 @@ used as it is: no subclassing. `save`/`load` move the whole agent as one directo
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -21,13 +22,14 @@ from octopus.calls import parse_and_validate
 from octopus.generation import MAX_NEW_TOKENS, ArgumentConstraint, Generation, greedy_decode, reject_bias_for
 from octopus.model.config import NAME_KEY, AgentConfig, slot_spells_name
 from octopus.model.lm import input_embedding_table, load_lm
-from octopus.model.projector import NameSlots, Projector
+from octopus.model.projector import ClassNames, NameSlots, Projector
 from octopus.model.tokens import TokenTable, add_agent_tokens
-from octopus.model.vision import VisionEncoder
+from octopus.model.vision import VisionEncoder, imagenet_head
 from octopus.preprocess import load_image, preprocess
 from octopus.prompt import check_query_ids, check_query_text, query_limit, split_prompt
 
 VISION_WEIGHTS = "vision_projector.safetensors"
+IMAGENET_NAMES = Path(__file__).parent / "imagenet_names.json"  # name -> its ImageNet classes (slot_imagenet)
 LABEL_IGNORE = -100  # positions without a label, as transformers' losses mark them
 
 
@@ -107,6 +109,27 @@ def name_slots(names: list[dict[str, str]], slots: dict[str, int], tokenizer,
     return NameSlots(torch.stack(keys), torch.stack(rows), swappable)
 
 
+def imagenet_names(config: AgentConfig) -> ClassNames | None:
+    """The packaged ImageNet head as a reader of `projector.names` (`projector.slot_imagenet`): each name's
+    classes are its entry's `imagenet` list, else those `imagenet_names.json` gives its English name; a name with
+    none is never read this way. None when the setting is off."""
+    threshold = config.projector.slot_imagenet
+    if not threshold:
+        return None
+    if not config.projector.name_slots:
+        raise ValueError("projector.slot_imagenet chooses what the name slots show: the agent has no name slots")
+    weight, bias = imagenet_head(config.vision)
+    table = {k: v for k, v in json.loads(IMAGENET_NAMES.read_text(encoding="utf-8")).items() if not k.startswith("_")}
+    members = torch.zeros(len(weight), len(config.projector.names))
+    for j, entry in enumerate(config.projector.names):
+        classes = entry.get("imagenet", table.get(entry.get("en"), []))
+        if not isinstance(classes, list) or any(not isinstance(c, int) or not 0 <= c < len(weight) for c in classes):
+            raise ValueError(f"projector.names entry {entry.get('en')!r}: imagenet must list class indices in "
+                             f"0..{len(weight) - 1}, got {classes!r}")
+        members[classes, j] = 1
+    return ClassNames(weight, bias, members, threshold)
+
+
 class LabelledLogits(NamedTuple):
     logits: torch.Tensor  # (N, V) at the labelled positions
     targets: torch.Tensor  # (N,)
@@ -124,6 +147,7 @@ class OctopusAgent(nn.Module):
         text_rms = float(text_embeddings.float().pow(2).mean().sqrt())
         names = name_slots(config.projector.names, config.projector.name_slots, tokenizer, text_embeddings)
         self.projector = Projector(config.projector, grid_tokens, vision_width, d_model, text_rms, names)
+        self.class_names = imagenet_names(config)  # buffers only: nothing of it is saved or trained
         self.lm = lm
         self.tokenizer = tokenizer
         self.registry = config.registry()  # the ten, then any user functions
@@ -173,11 +197,15 @@ class OctopusAgent(nn.Module):
 
     # --- forward ------------------------------------------------------------------------------------
     def image_embeds(self, pixels: torch.Tensor, name_index: torch.Tensor | None = None) -> torch.Tensor:
-        if self.projector.names is None or not self.config.projector.slot_flip:
+        flip = self.projector.names is not None and self.config.projector.slot_flip
+        if not flip and self.class_names is None:
             return self.projector(self.vision_encoder(pixels), name_index)  # (B, N, D)
-        # the image and its mirror in one vision pass; the mirror only steers which name the slots show
-        patches, mirror = self.vision_encoder(torch.cat([pixels, pixels.flip(-1)])).chunk(2)
-        return self.projector(patches, name_index, mirror)  # (B, N, D)
+        if flip:  # the image and its mirror in one vision pass; the mirror only steers which name the slots show
+            patches, mirror = self.vision_encoder(torch.cat([pixels, pixels.flip(-1)])).chunk(2)
+        else:
+            patches, mirror = self.vision_encoder(pixels), None
+        known = None if self.class_names is None else self.class_names(patches, mirror)  # (B,): -1 where unsure
+        return self.projector(patches, name_index, mirror, known)  # (B, N, D)
 
     def embed(self, input_ids: torch.Tensor, pixels: torch.Tensor | None = None,
               image_embeds: torch.Tensor | None = None) -> torch.Tensor:

@@ -65,6 +65,14 @@ class ProjectorConfig:
     # rollouts); paths given cached features (stages 1-2) read from the image alone. An inference setting that
     # `octopus model pack --slot-flip` records; it needs no training (bench/stage1_scenes.py --flip measures it)
     slot_flip: bool = False
+    # > 0: the name slots read a photograph through the vision trunk's own ImageNet classifier (the packaged
+    # EfficientNet-Lite0's head, on the same pooled features) where it puts at least this probability on the
+    # ImageNet classes of one name (`imagenet` of the entry, else model/imagenet_names.json), and through the
+    # keys otherwise. The keys were learnt on rendered icons and read a real photo as noise; the head, trained on
+    # photographs, is confident on photos of the objects it knows and rarely on icons. Inference only, like
+    # `slot_flip` (with it, the head reads the image and its mirror together); `octopus model pack
+    # --slot-imagenet` records it. 0: off
+    slot_imagenet: float = 0.0
 
     def spells_names(self) -> bool:
         """Whether some name slots spell the object's own name (a `name.` key, or no entry `show`s other text),

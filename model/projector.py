@@ -63,25 +63,65 @@ class NameSlots(nn.Module):
     def slots(self) -> int:
         return self.table.shape[1]
 
-    def index(self, tokens: torch.Tensor, mirror: torch.Tensor | None = None) -> torch.Tensor:
+    def index(self, tokens: torch.Tensor, mirror: torch.Tensor | None = None,
+              known: torch.Tensor | None = None) -> torch.Tensor:
         """(B,) the object each row's image tokens read back as. `mirror` (B, N, D): the image tokens of each
-        row's mirror image, read back together with the row's own (the sum of the two unit mean tokens)."""
+        row's mirror image, read back together with the row's own (the sum of the two unit mean tokens).
+        `known` (B,): the object another reader is sure of where >= 0 (`ClassNames`), which wins there."""
         mean = F.normalize(tokens.float().mean(1), dim=-1)  # (B, D)
         if mirror is not None:
             mean = mean + F.normalize(mirror.float().mean(1), dim=-1)  # argmax needs no second normalising
-        return (mean @ self.keys.T).argmax(-1)
+        index = (mean @ self.keys.T).argmax(-1)
+        return index if known is None else torch.where(known >= 0, known.to(index.device), index)
 
     def forward(self, tokens: torch.Tensor, override: torch.Tensor | None = None,
-                mirror: torch.Tensor | None = None) -> torch.Tensor:
+                mirror: torch.Tensor | None = None, known: torch.Tensor | None = None) -> torch.Tensor:
         """`override` (B,): a row's name index to show instead of the read-back one where >= 0, in the
         swappable slots only (training's name swap, `StageConfig.name_swap`); never set at inference.
-        `mirror`: as in `index`."""
-        index = self.index(tokens, mirror)
+        `mirror`, `known`: as in `index`."""
+        index = self.index(tokens, mirror, known)
         shown = self.table[index]  # (B, S, D)
         if override is not None:
             swapped = self.table[torch.where(override >= 0, override.to(index.device), index)]
             shown = torch.where(self.swappable[None, :, None], swapped, shown)
         return shown.to(tokens.dtype)
+
+
+class ClassNames(nn.Module):
+    """(B, T, C) trunk features -> (B,) the name a classifier of the pooled features is sure of, or -1.
+
+    `weight` (M, C) and `bias` (M,) are a classifier over M classes on the mean of the T features (the packaged
+    EfficientNet-Lite0's ImageNet head); `members` (M, K) marks the classes of each of the K names. A row reads
+    as name k where the classes of k hold at least `threshold` of the softmax probability (of the image and its
+    mirror together, averaged, when `mirror` is given). Buffers, not saved: built with the agent from the
+    packaged weights. Exports as MatMul + Softmax + ReduceMax + Where.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, members: torch.Tensor, threshold: float):
+        super().__init__()
+        if weight.ndim != 2 or bias.shape != weight.shape[:1] or members.ndim != 2 or len(members) != len(weight):
+            raise ValueError(f"class names need weight (M, C), bias (M,) and members (M, K), got "
+                             f"{tuple(weight.shape)}, {tuple(bias.shape)} and {tuple(members.shape)}")
+        if not 0 < threshold <= 1:
+            raise ValueError(f"a class-name threshold is a probability in (0, 1], got {threshold}")
+        self.register_buffer("weight", weight.float(), persistent=False)
+        self.register_buffer("bias", bias.float(), persistent=False)
+        self.register_buffer("members", members.float(), persistent=False)
+        self.threshold = threshold
+
+    def probabilities(self, patches: torch.Tensor, mirror: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, M) the classifier's class probabilities (image and mirror averaged when `mirror` is given). The
+        image and its mirror go through one product, so an export holds the classifier's weights once."""
+        pooled = (patches if mirror is None else torch.cat([patches, mirror])).float().mean(1)  # (B or 2B, C)
+        prob = (pooled @ self.weight.T + self.bias).softmax(-1)
+        if mirror is None:
+            return prob
+        image, mirrored = prob.chunk(2)
+        return (image + mirrored) / 2
+
+    def forward(self, patches: torch.Tensor, mirror: torch.Tensor | None = None) -> torch.Tensor:
+        best, index = (self.probabilities(patches, mirror) @ self.members).max(-1)  # (B,), (B,)
+        return torch.where(best >= self.threshold, index, torch.full_like(index, -1))
 
 
 class Projector(nn.Module):
@@ -115,14 +155,16 @@ class Projector(nn.Module):
         self.names = names
 
     def forward(self, patches: torch.Tensor, name_index: torch.Tensor | None = None,
-                mirror: torch.Tensor | None = None) -> torch.Tensor:
+                mirror: torch.Tensor | None = None, known: torch.Tensor | None = None) -> torch.Tensor:
         """`mirror` (B, T, C): the patch features of each image's mirror image, for the name slots' read-back
-        only (`ProjectorConfig.slot_flip`); the image tokens are the image's own."""
+        only (`ProjectorConfig.slot_flip`); the image tokens are the image's own. `known` (B,): as in
+        `NameSlots.index` (`ProjectorConfig.slot_imagenet`)."""
         tokens = self.image_tokens(patches)  # (B, N, d_model)
         if self.names is None:
             return tokens
         mirrored = None if mirror is None else self.image_tokens(mirror)
-        return torch.cat([tokens, self.names(tokens, name_index, mirrored)], 1)  # (B, N + S, d_model): slots follow
+        slots = self.names(tokens, name_index, mirrored, known)
+        return torch.cat([tokens, slots], 1)  # (B, N + S, d_model): slots follow
 
     def image_tokens(self, patches: torch.Tensor) -> torch.Tensor:
         """(B, T, C) patch features -> (B, N, d_model) image tokens proper, without the name slots."""

@@ -44,6 +44,18 @@ def efficientnet_lite0_imagenet_state() -> dict[str, torch.Tensor]:
     return mapped
 
 
+def imagenet_head(config: VisionConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1000, C) weight and (1000,) bias of the ImageNet classifier that ships with the packaged trunk, for
+    `projector.slot_imagenet`: it reads the trunk's pooled features as the packaged weights left them (the agent
+    never trains the trunk). Only the packaged EfficientNet-Lite0 has one at hand."""
+    if config.pretrained != "efficientnet-lite0-imagenet" or config.model not in PACKAGED_WEIGHTS[config.pretrained][0]:
+        raise ValueError("projector.slot_imagenet reads the packaged ImageNet head of vision.pretrained="
+                         f"'efficientnet-lite0-imagenet'; this agent's vision is {config.model!r} / "
+                         f"{config.pretrained!r}")
+    state = efficientnet_lite0_imagenet_state()
+    return state["classifier.weight"], state["classifier.bias"]
+
+
 def _imagenet_trunk() -> dict[str, torch.Tensor]:
     return {k: v for k, v in efficientnet_lite0_imagenet_state().items() if not k.startswith("classifier.")}
 

@@ -42,6 +42,36 @@ def small_data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def packaged_trunk_agent():
+    """Build a tiny LM over the packaged ImageNet EfficientNet-Lite0 (the shipped default's image tower), name
+    slots over the concept table, `projector.slot_imagenet` at the threshold given."""
+    torch = pytest.importorskip("torch")
+    from octopus.model.agent import OctopusAgent
+    from octopus.model.config import VisionConfig
+    from octopus.model.presets import tiny
+    from octopus.training.data.concepts import CONCEPTS
+
+    def build(threshold: float) -> OctopusAgent:
+        config = tiny().override('projector.name_slots={"en": 3}')
+        config.vision = VisionConfig(model="octopus-effnet-lite0", pretrained="efficientnet-lite0-imagenet",
+                                     image_size=224, mean=[0.5] * 3, std=[0.5] * 3)
+        config.projector.names = [{"en": c.en, "zh": c.zh} for c in CONCEPTS]
+        config.projector.slot_imagenet = threshold
+        torch.manual_seed(0)
+        return OctopusAgent.build(config).eval()
+    return build
+
+
+EXAMPLES = Path(__file__).parents[1] / "model" / "default" / "examples"
+
+
+@pytest.fixture(scope="session")
+def cat_photo_and_icon() -> tuple[Path, Path]:
+    """A real photograph (the demo's cat) and a rendered icon scene (an alarm clock), from the shipped examples."""
+    return EXAMPLES / "photo_cat.jpg", EXAMPLES / "image_en_amazon_shopping.jpg"
+
+
+@pytest.fixture(scope="session")
 def tiny_agent():
     torch = pytest.importorskip("torch")
     from octopus.model.agent import OctopusAgent

@@ -154,3 +154,26 @@ def test_demo_assembles_exports_and_answers_the_bundled_examples_torch_free(tmp_
                             cwd=tmp_path, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "First run" not in second.stdout and second.stdout.count("call:  ") == 1
+
+
+def test_pack_records_the_imagenet_read_back_only_where_the_packaged_head_can_read(tmp_path, packaged_trunk_agent):
+    def pack(model: str, out: str, value: str) -> subprocess.CompletedProcess:
+        return subprocess.run([OCTOPUS, "model", "pack", "--model", str(tmp_path / model), "--out",
+                               str(tmp_path / out), "--slot-imagenet", value], capture_output=True, text=True)
+
+    config = tiny().override('projector.name_slots={"en": 2}')
+    config.projector.names = [{"en": "cat"}, {"en": "lamp"}]
+    torch.manual_seed(0)
+    OctopusAgent.build(config).save(tmp_path / "inline")
+    for model, value, says in (("inline", "0.8", "ImageNet head"), ("inline", "1.5", "probability")):
+        bad = pack(model, "e", value)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and says in bad.stderr, bad.stderr
+        assert not (tmp_path / "e").exists()
+    packaged_trunk_agent(0.0).save(tmp_path / "trunk")
+    packed = pack("trunk", "d", "0.8")
+    assert packed.returncode == 0, packed.stderr[-2000:]
+    assert json.loads((tmp_path / "d" / DELTA_META).read_text())["config"]["projector"]["slot_imagenet"] == 0.8
+    built = subprocess.run([OCTOPUS, "model", "assemble", "--delta", str(tmp_path / "d"), "--out",
+                            str(tmp_path / "a")], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert OctopusAgent.load(tmp_path / "a").class_names is not None

@@ -290,6 +290,30 @@ def test_name_slots_export_and_the_runtime_reads_the_same_name(tmp_path, photo, 
     assert np.array_equal(mirror_embeds[0, 4:], onnx_embeds[0, 4:]) == slot_flip
 
 
+def test_the_imagenet_head_exports_in_the_vision_graph_and_int8_names_the_photo_alike(
+        tmp_path, packaged_trunk_agent, cat_photo_and_icon):
+    """`projector.slot_imagenet` inside the exported vision graph: fp32 shows what torch shows, the cat's slots
+    for the demo's cat photograph and the keys' reading for a rendered icon scene; int8 (as deployed) too, where
+    the keys read its own int8 image tokens (this random projector's keys are near ties)."""
+    agent = packaged_trunk_agent(0.8)
+    agent.save(tmp_path / "agent")
+    export(tmp_path / "agent", tmp_path / "onnx", int8=True, decoder="torch")
+    names = [n["en"] for n in agent.config.projector.names]
+    grid = agent.config.projector.num_image_tokens
+    cat, icon = (Image.open(p).convert("RGB") for p in cat_photo_and_icon)
+    with torch.no_grad():
+        torch_slots = [agent.image_embeds(agent.pixels(im))[0, grid:].numpy() for im in (cat, icon)]
+    np.testing.assert_array_equal(torch_slots[0], agent.projector.names.table[names.index("cat")].numpy())
+    runtime = OnnxAgent(tmp_path / "onnx", precision="fp32")
+    for image, expected in zip((cat, icon), torch_slots):
+        np.testing.assert_allclose(runtime.image_embeds(image)[0, grid:], expected, atol=1e-6)
+    runtime = OnnxAgent(tmp_path / "onnx", precision="int8")
+    np.testing.assert_allclose(runtime.image_embeds(cat)[0, grid:], torch_slots[0], atol=1e-6)
+    icon_embeds = torch.from_numpy(runtime.image_embeds(icon))
+    keys = int(agent.projector.names.index(icon_embeds[:, :grid]))
+    np.testing.assert_allclose(icon_embeds[0, grid:].numpy(), agent.projector.names.table[keys].numpy(), atol=1e-6)
+
+
 def test_a_large_quantized_matrix_is_split_by_rows_and_answers_the_same(tmp_path):
     """onnxruntime repacks each quantized matrix at load beside the file's mapped copy, so the export splits
     the large ones (a big vocabulary's output layer) by output rows: the logits must be the same (up to the

@@ -87,6 +87,68 @@ def test_a_mirror_steers_the_read_back_by_the_sum_of_the_two_unit_mean_tokens():
     assert slots(image, torch.tensor([1]), mirror).tolist() == [[[1.0, 1.0]]]  # training's override still wins
 
 
+def test_class_names_take_over_only_where_the_classifier_is_sure():
+    """`ClassNames`: a name wins where its classes hold at least the threshold of the classifier's probability
+    (of an image and its mirror together, when given), and -1 leaves the keys' reading."""
+    from octopus.model.projector import ClassNames, NameSlots
+
+    members = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # classes 0 and 1 name 0, class 2 names 1
+    head = ClassNames(torch.eye(3), torch.zeros(3), members, threshold=0.8)
+    patches = torch.tensor([[[10.0, 0, 0]], [[0.0, 0, 0]], [[0.0, 0, 10]], [[6.0, 6.0, 0]]])  # (4, 1, 3)
+    assert head(patches).tolist() == [0, -1, 1, 0]  # uniform: 2/3 on name 0, not sure; two classes of one name
+    mirror = torch.tensor([[[0.0, 0, 10]], [[0.0, 0, 0]], [[0.0, 0, 10]], [[6.0, 6.0, 0]]])
+    assert head(patches, mirror).tolist() == [-1, -1, 1, 0]  # the image says 0, its mirror 1: half each
+    with pytest.raises(ValueError, match="probability"):
+        ClassNames(torch.eye(3), torch.zeros(3), members, threshold=0.0)
+    slots = NameSlots(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.arange(2.0).reshape(2, 1, 1).expand(2, 1, 2))
+    tokens = torch.tensor([[[1.0, 0.1]], [[1.0, 0.1]]])  # both read as key 0
+    assert slots.index(tokens, known=torch.tensor([-1, 1])).tolist() == [0, 1]
+    assert slots(tokens, known=torch.tensor([-1, 1])).tolist() == [[[0.0, 0.0]], [[1.0, 1.0]]]
+
+
+def test_the_packaged_imagenet_head_names_a_photograph_and_leaves_icons_to_the_keys(
+        tmp_path, packaged_trunk_agent, cat_photo_and_icon):
+    """`projector.slot_imagenet`: the trunk's own ImageNet head reads the demo's cat photograph as the cat (its
+    five cat classes hold ~0.9 of the probability) and shows the cat's slots; a rendered icon scene, where the
+    head is unsure, keeps the keys' reading. The setting is saved; the head's tables are not."""
+    agent = packaged_trunk_agent(0.8)
+    names = [n["en"] for n in agent.config.projector.names]
+    cat, icon = cat_photo_and_icon
+    pixels = torch.cat([agent.pixels(cat), agent.pixels(icon)])
+    grid = agent.config.projector.num_image_tokens
+    with torch.no_grad():
+        known = agent.class_names(agent.vision_encoder(pixels))
+        embeds = agent.image_embeds(pixels)
+        keys = agent.projector.names.index(embeds[:, :grid])
+    assert known.tolist() == [names.index("cat"), -1]
+    torch.testing.assert_close(embeds[:, grid:], agent.projector.names.table[[names.index("cat"), int(keys[1])]])
+    assert not any(k.startswith("class_names") for k in agent.state_dict(keep_vars=False))
+    agent.save(tmp_path / "agent")
+    again = OctopusAgent.load(tmp_path / "agent")
+    assert again.config.projector.slot_imagenet == 0.8
+    with torch.no_grad():
+        torch.testing.assert_close(again.image_embeds(pixels), embeds)
+
+
+def test_slot_imagenet_takes_an_entrys_own_classes_and_refuses_what_it_cannot_read(packaged_trunk_agent):
+    from octopus.model.agent import imagenet_names
+
+    config = packaged_trunk_agent(0.0).config
+    config.projector.slot_imagenet = 0.8
+    config.projector.names = [{"en": "cat", "zh": "猫"}, {"en": "kitty", "zh": "小猫", "imagenet": [285]},
+                              {"en": "lamp", "zh": "灯"}]
+    members = imagenet_names(config).members
+    assert members[:, 0].nonzero().flatten().tolist() == [281, 282, 283, 284, 285]  # imagenet_names.json
+    assert members[:, 1].nonzero().flatten().tolist() == [285] and not members[:, 2].any()
+    config.projector.names[2]["imagenet"] = [1000]
+    with pytest.raises(ValueError, match="class indices"):
+        imagenet_names(config)
+    inline = tiny().override('projector.name_slots={"en": 2}')
+    inline.projector.names, inline.projector.slot_imagenet = [{"en": "cat"}], 0.8
+    with pytest.raises(ValueError, match="efficientnet-lite0-imagenet"):
+        OctopusAgent.build(inline)
+
+
 def test_flip_averaged_slots_read_an_image_and_its_mirror_alike(photo, tmp_path):
     """`projector.slot_flip`: the image tokens stay the image's own, and the slots show the name read back from
     the image and its mirror together, so a scene and its mirror image show the same name; saved in the config."""
