@@ -33,6 +33,9 @@ def load_backend(path: str | Path, precision: str = "auto"):
             raise ModelError(f"{path} is a torch agent folder and needs torch (pip install 'octopus-agent[train]'); "
                              "export it with `octopus export` to run it without torch") from None
 
-        return OctopusAgent.load(path)
+        try:
+            return OctopusAgent.load(path)
+        except ValueError as exc:  # a config the agent cannot be built from (e.g. edited by hand)
+            raise ModelError(f"{path}: {exc}") from None
     raise ModelError(f"{path} is not an octopus model folder (no manifest.json, nor config.json with "
                      "vision_projector.safetensors)")

@@ -149,6 +149,21 @@ def test_slot_imagenet_takes_an_entrys_own_classes_and_refuses_what_it_cannot_re
         OctopusAgent.build(inline)
 
 
+def test_ask_refuses_an_agent_whose_config_asks_for_a_head_it_lacks_in_one_line(tmp_path, cat_photo_and_icon):
+    config = tiny().override('projector.name_slots={"en": 2}')
+    config.projector.names = [{"en": "cat"}, {"en": "lamp"}]
+    torch.manual_seed(0)
+    OctopusAgent.build(config).save(tmp_path / "agent")
+    edited = json.loads((tmp_path / "agent" / "config.json").read_text())
+    edited["projector"]["slot_imagenet"] = 0.8  # by hand, on an agent without the packaged trunk
+    (tmp_path / "agent" / "config.json").write_text(json.dumps(edited))
+    out = subprocess.run([OCTOPUS, "ask", "--model", str(tmp_path / "agent"), "--image", str(cat_photo_and_icon[0]),
+                          "--query", "take care of this"], capture_output=True, text=True)
+    lines = [line for line in out.stderr.splitlines() if line.startswith("octopus")]
+    assert out.returncode == 2 and "Traceback" not in out.stderr and len(lines) == 1, out.stderr[-2000:]
+    assert "efficientnet-lite0-imagenet" in lines[0]
+
+
 def test_flip_averaged_slots_read_an_image_and_its_mirror_alike(photo, tmp_path):
     """`projector.slot_flip`: the image tokens stay the image's own, and the slots show the name read back from
     the image and its mirror together, so a scene and its mirror image show the same name; saved in the config."""
