@@ -87,9 +87,11 @@ def cmd_model(args: argparse.Namespace) -> int:
                 if not config.projector.name_slots:
                     raise CliError(f"{model} has no name slots for the ImageNet head to choose (projector.name_slots "
                                    "is empty)")
-                if config.vision.pretrained != "efficientnet-lite0-imagenet":
+                from octopus.model.vision import IMAGENET_HEAD_TRUNK, has_imagenet_head
+
+                if not has_imagenet_head(config.vision):
                     raise CliError(f"{model}'s vision ({config.vision.pretrained!r}) has no packaged ImageNet head: "
-                                   "--slot-imagenet needs vision.pretrained=efficientnet-lite0-imagenet")
+                                   f"--slot-imagenet needs vision.pretrained={IMAGENET_HEAD_TRUNK}")
             trained = OctopusAgent.load(model)
             trained.config.reject_bias.update(reject_bias)  # a decoding setting the delta records
             trained.config.projector.slot_flip |= args.slot_flip  # a read-back setting the delta records

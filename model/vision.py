@@ -44,13 +44,21 @@ def efficientnet_lite0_imagenet_state() -> dict[str, torch.Tensor]:
     return mapped
 
 
+IMAGENET_HEAD_TRUNK = "efficientnet-lite0-imagenet"  # the packaged weights whose ImageNet classifier ships too
+
+
+def has_imagenet_head(config: VisionConfig) -> bool:
+    """Whether a vision config is the packaged EfficientNet-Lite0 trunk, whose ImageNet head is at hand."""
+    return config.pretrained == IMAGENET_HEAD_TRUNK and config.model in PACKAGED_WEIGHTS[IMAGENET_HEAD_TRUNK][0]
+
+
 def imagenet_head(config: VisionConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """(1000, C) weight and (1000,) bias of the ImageNet classifier that ships with the packaged trunk, for
     `projector.slot_imagenet`: it reads the trunk's pooled features as the packaged weights left them (the agent
     never trains the trunk). Only the packaged EfficientNet-Lite0 has one at hand."""
-    if config.pretrained != "efficientnet-lite0-imagenet" or config.model not in PACKAGED_WEIGHTS[config.pretrained][0]:
+    if not has_imagenet_head(config):
         raise ValueError("projector.slot_imagenet reads the packaged ImageNet head of vision.pretrained="
-                         f"'efficientnet-lite0-imagenet'; this agent's vision is {config.model!r} / "
+                         f"'{IMAGENET_HEAD_TRUNK}'; this agent's vision is {config.model!r} / "
                          f"{config.pretrained!r}")
     state = efficientnet_lite0_imagenet_state()
     return state["classifier.weight"], state["classifier.bias"]
