@@ -55,6 +55,7 @@ def run_backend(name: str, args) -> dict:
         import torch
 
         from octopus.model.agent import OctopusAgent
+        from octopus.model.lm import cache_of, with_cache
 
         torch.set_num_threads(args.threads)
         agent = OctopusAgent.load(args.model)
@@ -65,11 +66,11 @@ def run_backend(name: str, args) -> dict:
             with torch.no_grad():
                 out = agent.lm(input_ids=ids, use_cache=True)
                 prefill = time.perf_counter() - start
-                past, token, n = out.past_key_values, out.logits[0, -1].argmax(), 0
+                past, token, n = cache_of(out), out.logits[0, -1].argmax(), 0
                 t0 = time.perf_counter()
                 while n < 24 and int(token) != agent.tokenizer.eos_token_id:
-                    out = agent.lm(input_ids=token.view(1, 1), past_key_values=past, use_cache=True)
-                    past, token, n = out.past_key_values, out.logits[0, -1].argmax(), n + 1
+                    out = agent.lm(input_ids=token.view(1, 1), **with_cache(past), use_cache=True)
+                    past, token, n = cache_of(out), out.logits[0, -1].argmax(), n + 1
             timings["prefill"].append(prefill * 1e3)
             timings["decode_per_token"].append((time.perf_counter() - t0) * 1e3 / max(1, n))
             timings["image_encode"].append(0.0)

@@ -284,9 +284,17 @@ def _probe(args: argparse.Namespace, data) -> int:
         with open(args.out, "w", encoding="utf-8") as f:
             for a in answers:
                 f.write(json.dumps(a, ensure_ascii=False) + "\n")
-    print(json.dumps(result, ensure_ascii=False) if args.json else "\n".join(
-        [f"naming probe, {result['rows']} images: top-1 by language"] +
-        [f"  {group:<24} {d}" for group, d in result["top1"].items()]))
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+        return 0
+    lines = [f"naming probe, {result['rows']} images: top-1 by language"]
+    for metric, title in (("top1", "greedy: the LM's own continuation"),
+                          ("ranked_top1", "ranked: the best-scored of every known name"),
+                          ("ranked_over_blank_top1", "ranked, each name's score less its score over a grey image")):
+        lines += [f" {title}"] + [f"  {group:<24} {d}" for group, d in result.get(metric, {}).items()]
+    if "ranked_top1_blank" in result:
+        lines.append(f"  {'grey image (floor)':<24} {result['ranked_top1_blank']}")
+    print("\n".join(lines))
     return 0
 
 

@@ -39,7 +39,7 @@ from octopus.exporters.genai_decoder import build_decoder, supports
 from octopus.exporters.vocabulary import kept_ids, output_shortlist, parse_scripts, trimmed_tokenizer
 from octopus.generation import MAX_NEW_TOKENS
 from octopus.model.agent import OctopusAgent
-from octopus.model.lm import embedding_scale, input_embedding_table
+from octopus.model.lm import cache_of, embedding_scale, input_embedding_table, with_cache
 from octopus.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
 
 log = logging.getLogger(__name__)
@@ -104,14 +104,14 @@ class _Decoder(nn.Module):
         for i in range(self.layers):
             cache.update(past[2 * i], past[2 * i + 1], i)
         out = self.lm.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                 position_ids=position_ids, past_key_values=cache, use_cache=True)
+                                 position_ids=position_ids, **with_cache(cache), use_cache=True)
         hidden = out.last_hidden_state  # (B, T, D)
         hidden = torch.narrow(hidden, 1, hidden.shape[1] - logits_to_keep, logits_to_keep)  # traced: dynamic
         logits = self.head(hidden)
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         present = []
-        for layer in out.past_key_values.layers:
+        for layer in cache_of(out).layers:
             present += [layer.keys, layer.values]
         return (logits, *present, hidden) if self.hidden else (logits, *present)
 

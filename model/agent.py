@@ -21,7 +21,7 @@ from torch import nn
 from octopus.calls import parse_and_validate
 from octopus.generation import MAX_NEW_TOKENS, ArgumentConstraint, Generation, greedy_decode, reject_bias_for
 from octopus.model.config import NAME_KEY, AgentConfig, slot_spells_name
-from octopus.model.lm import input_embedding_table, load_lm
+from octopus.model.lm import cache_of, input_embedding_table, load_lm, with_cache
 from octopus.model.projector import ClassNames, NameSlots, Projector
 from octopus.model.tokens import TokenTable, add_agent_tokens
 from octopus.model.vision import VisionEncoder, imagenet_head
@@ -263,10 +263,10 @@ class OctopusAgent(nn.Module):
         shared = shared_prefix(input_ids, attention_mask, self.tokens.image_id)
         if shared:
             head = decoder(inputs_embeds=embeds[:1, :shared], use_cache=True)  # (1, P, D), once
-            past = head.past_key_values
+            past = cache_of(head)
             past.batch_repeat_interleave(len(embeds))  # autograd sums the rows' gradients back into the one pass
             mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
-            rest = decoder(inputs_embeds=embeds[:, shared:], attention_mask=mask, past_key_values=past,
+            rest = decoder(inputs_embeds=embeds[:, shared:], attention_mask=mask, **with_cache(past),
                            use_cache=True).last_hidden_state  # (B, T-P, D)
             hidden = torch.cat([head.last_hidden_state.expand(len(embeds), -1, -1), rest], 1)  # (B, T, D)
         else:
@@ -302,7 +302,7 @@ class OctopusAgent(nn.Module):
             group.append(len(heads) - 1)
         prompt, prompt_mask, positions = left_padded([embeds[h, :starts[h]] for h in heads])
         head = decoder(inputs_embeds=prompt, attention_mask=prompt_mask, position_ids=positions, use_cache=True)
-        past = head.past_key_values
+        past = cache_of(head)
         index = torch.tensor(group, device=embeds.device)
         past.batch_select_indices(index)  # autograd sums each row's gradient back into its prompt's one pass
         length = max(counts)
@@ -312,7 +312,7 @@ class OctopusAgent(nn.Module):
             completion[i, :n], completion_mask[i, :n] = embeds[i, s:s + n], 1
         rest = decoder(inputs_embeds=completion, attention_mask=torch.cat([prompt_mask[index], completion_mask], 1),
                        position_ids=positions[index, -1:] + 1 + torch.arange(length, device=embeds.device),
-                       past_key_values=past, use_cache=True).last_hidden_state  # (B, L, D)
+                       **with_cache(past), use_cache=True).last_hidden_state  # (B, L, D)
         last = head.last_hidden_state[:, -1]  # (heads, D): each prompt's last position predicts the first label
         hidden = torch.cat([torch.cat([last[group[i]][None], rest[i, :n - 1]]) for i, n in enumerate(counts)])
         targets = torch.cat([labels[i, s:s + n] for i, (s, n) in enumerate(zip(starts, counts))])
@@ -336,12 +336,12 @@ class OctopusAgent(nn.Module):
         t0 = time.perf_counter()
         out = self.lm(inputs_embeds=self.embed(ids, image_embeds=image_embeds), use_cache=True)
         timings["prefill"] = (time.perf_counter() - t0) * 1e3
-        past = out.past_key_values
+        past = cache_of(out)
 
         def step(token: int) -> torch.Tensor:
             nonlocal past
-            out = self.lm(input_ids=torch.tensor([[token]]), past_key_values=past, use_cache=True)
-            past = out.past_key_values
+            out = self.lm(input_ids=torch.tensor([[token]]), **with_cache(past), use_cache=True)
+            past = cache_of(out)
             return out.logits[0, -1]  # (V,)
 
         t0 = time.perf_counter()

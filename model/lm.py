@@ -11,6 +11,8 @@ or functional tokens.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib.util
 import logging
 import shutil
@@ -140,6 +142,26 @@ def input_embedding_table(lm):
     table = lm.get_input_embeddings().weight.detach()  # (V, D)
     scale = embedding_scale(lm)
     return table if abs(scale - 1.0) < 1e-6 else table * scale
+
+
+@functools.cache
+def cache_name() -> str:
+    """The keyword, and the output field, under which the installed transformers passes an LM's KV cache:
+    `cache` since its rename in 5.x (where `past_key_values` warns on every call and goes in 5.40),
+    `past_key_values` before it."""
+    from transformers.modeling_outputs import BaseModelOutputWithPast
+
+    return "cache" if "cache" in {f.name for f in dataclasses.fields(BaseModelOutputWithPast)} else "past_key_values"
+
+
+def with_cache(past) -> dict:
+    """`**with_cache(past)` passes a KV cache to an LM or decoder call under the installed transformers' name."""
+    return {cache_name(): past}
+
+
+def cache_of(output):
+    """The KV cache an LM or decoder call returned (`use_cache=True`), under the installed transformers' name."""
+    return getattr(output, cache_name())
 
 
 # text in scripts the agent never answers in, so the tiny SentencePiece-style tokenizer has tokens to trim

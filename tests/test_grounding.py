@@ -676,6 +676,46 @@ def test_image_swap_takes_a_donor_of_the_same_template_and_another_function():
     assert result["follow_rate"] == round(4 / 6, 4) and result["kept_original_rate"] == round(2 / 6, 4)
 
 
+def test_ranked_naming_scores_each_name_as_a_pass_over_the_whole_sequence_would(agent, photo):
+    """The ranked probe's one cue pass, cached keys and values and chunks of like-length, padded names give each
+    name the summed log-probability the LM gives image tokens + cue + name run whole, one name at a time."""
+    from octopus.training.data.build import NAMING_CUES
+    from octopus.training.probes import NameScorer, continuation
+
+    agent.eval()
+    keys = ("cat", "fried_chicken", "dog", "bento_box", "rabbit")
+    image_embeds = agent.image_embeds(agent.pixels(photo))
+    for language in ("en", "zh"):
+        scorer = NameScorer(agent, language, keys, chunk=2)
+        assert any(bool((mask == 0).any()) for _, _, mask in scorer.chunks)  # padding is exercised
+        expected = []
+        for key in keys:
+            prefix = [agent.tokens.image_id] * agent.num_image_tokens + \
+                agent.tokenizer.encode(NAMING_CUES[language], add_special_tokens=False)
+            name = agent.tokenizer.encode(continuation(key, language), add_special_tokens=False)
+            ids = torch.tensor([prefix + name])
+            with torch.no_grad():
+                logits = agent.lm(inputs_embeds=agent.embed(ids, image_embeds=image_embeds)).logits[0].float()
+            steps = logits.log_softmax(-1)
+            expected.append(sum(float(steps[len(prefix) + j - 1, t]) for j, t in enumerate(name)))
+        assert scorer.scores(image_embeds).tolist() == pytest.approx(expected, abs=1e-3)
+        assert scorer.best(image_embeds) == keys[max(range(len(keys)), key=expected.__getitem__)]
+
+
+def test_cached_calls_use_the_installed_transformers_cache_keyword(agent, photo):
+    """transformers 5.x renamed `past_key_values` to `cache` (the old name warns on every call and goes in 5.40):
+    generation and the probes pass a KV cache under whichever name the installed version takes."""
+    import warnings
+
+    from octopus.training.probes import NameScorer
+
+    agent.eval()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*past_key_values.*")
+        agent.generate(photo, "help me with this")
+        NameScorer(agent, "en", ("cat", "dog")).scores(agent.image_embeds(agent.pixels(photo)))
+
+
 def test_eval_cli_reports_kinds_swap_and_naming_probe(agent, data_dir, tmp_path):
     agent.eval().save(tmp_path / "agent")
     out = subprocess.run([OCTOPUS, "eval", "--model", str(tmp_path / "agent"), "--data",
@@ -690,6 +730,9 @@ def test_eval_cli_reports_kinds_swap_and_naming_probe(agent, data_dir, tmp_path)
     assert probe.returncode == 0, probe.stderr[-2000:]
     result = json.loads(probe.stdout)
     assert result["rows"] == 6 and set(result["top1"]["all"]) == {"en", "zh"}
+    assert set(result["ranked_top1"]["all"]) == {"en", "zh"} and set(result["ranked_top1_blank"]) == {"en", "zh"}
+    assert all(0 <= v <= 1 for v in result["ranked_top1"]["all"].values())
+    assert set(result["ranked_over_blank_top1"]["all"]) == {"en", "zh"}
     wrong = subprocess.run([OCTOPUS, "eval", "--model", str(tmp_path / "agent"), "--data",
                             str(data_dir / "test.jsonl"), "--probe", "naming"], capture_output=True, text=True)
     assert wrong.returncode == 2 and "concept" in wrong.stderr and "Traceback" not in wrong.stderr

@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from octopus.generation import MAX_NEW_TOKENS, first_choice, reject_bias_for
 from octopus.model.agent import OctopusAgent, left_padded
+from octopus.model.lm import cache_of, with_cache
 from octopus.training.checkpoints import load_checkpoint, remove_checkpoints, save_checkpoint
 from octopus.training.datasets import IGNORE, Collator, FeatureCache, _balanced, read_data_file
 from octopus.training.loop import (
@@ -200,7 +201,7 @@ def decode_batch(agent: OctopusAgent, prompts: list[list[int]], image_embeds: li
     embeds, mask, positions = left_padded([agent.embed(torch.tensor([p], device=device), image_embeds=e)[0]
                                            for p, e in zip(prompts, image_embeds)])  # each row its own positions
     out = agent.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
-    past = out.past_key_values
+    past = cache_of(out)
     past.batch_repeat_interleave(repeat)
     mask = mask.repeat_interleave(repeat, 0)
     position = positions[:, -1:].repeat_interleave(repeat, 0)  # (R, 1)
@@ -211,9 +212,9 @@ def decode_batch(agent: OctopusAgent, prompts: list[list[int]], image_embeds: li
         mask = torch.cat([mask, mask.new_ones((len(mask), 1))], 1)
         position = position + 1
         tokens = torch.tensor([[c[-1]] for c in completions], device=device)
-        out = agent.lm(input_ids=tokens, attention_mask=mask, position_ids=position, past_key_values=past,
+        out = agent.lm(input_ids=tokens, attention_mask=mask, position_ids=position, **with_cache(past),
                        use_cache=True)
-        past = out.past_key_values
+        past = cache_of(out)
         for i, token in enumerate(pick(out.logits[:, -1].float(), completions)):
             if not done[i]:
                 completions[i].append(token)
