@@ -197,10 +197,8 @@ class OctopusAgent(nn.Module):
 
     # --- forward ------------------------------------------------------------------------------------
     def image_embeds(self, pixels: torch.Tensor, name_index: torch.Tensor | None = None) -> torch.Tensor:
-        flip = self.projector.names is not None and self.config.projector.slot_flip
-        if not flip and self.class_names is None:
-            return self.projector(self.vision_encoder(pixels), name_index)  # (B, N, D)
-        if flip:  # the image and its mirror in one vision pass; the mirror only steers which name the slots show
+        if self.projector.names is not None and self.config.projector.slot_flip:
+            # the image and its mirror in one vision pass; the mirror only steers which name the slots show
             patches, mirror = self.vision_encoder(torch.cat([pixels, pixels.flip(-1)])).chunk(2)
         else:
             patches, mirror = self.vision_encoder(pixels), None

@@ -31,9 +31,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from octopus.model.lm import cache_of, with_cache
-from octopus.training.data.build import NAMING_CUES, object_split_of
+from octopus.training.data.build import NAMING_CUES, naming_text, object_split_of
 from octopus.training.data.concepts import CONCEPTS, concept
-from octopus.training.data.scenes import is_plural
 
 STOP = re.compile(r"[,，。.;；\n]")
 
@@ -67,13 +66,11 @@ def describe(agent, image_embeds: torch.Tensor, cue: str, max_new_tokens: int = 
 
 
 def continuation(key: str, language: str) -> str:
-    """What follows the cue when the object is named, up to the comma, as stage 1's naming text writes it:
-    " a cat," after "This is", "猫，" after "这是"."""
-    c = concept(key)
-    if language == "zh":
-        return f"{c.zh}，"
-    article = "" if is_plural(c.en) else ("an " if c.en[0].lower() in "aeiou" else "a ")
-    return f" {article}{c.en},"
+    """What follows the cue when the object is named: stage 1's naming text up to its comma, after the space
+    stage 1 puts between an English cue and its text (" a cat," after "This is", "猫，" after "这是")."""
+    comma = "，" if language == "zh" else ","
+    text = naming_text(key, language)
+    return ("" if language == "zh" else " ") + text[:text.index(comma) + 1]
 
 
 class NameScorer:
