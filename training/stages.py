@@ -45,7 +45,8 @@ class RLConfig:
     hard_share: float = 0.8  # share of prompts drawn from the hard rows (the rest at random)
     # share of prompts drawn from the irrelevant rows (no function fits), hard or not: the stage-2 model declines
     # them, so few are hard and the random rest held 2-3% of them; 40 GRPO steps on that mix took the quick
-    # model's Chinese rejections 93.5 -> 82.6% and 95.7 -> 87.0% (two runs, 46 rows teacher-forced; README)
+    # model's Chinese rejections 93.5 -> 82.6% and 95.7 -> 87.0% (two runs, 46 rows teacher-forced;
+    # bench/MEASURED.md, "Stage 3's step 40")
     irrelevant_share: float = 0.1
     probe_rows: int = 96  # train rows kept out of the prompts: greedy accuracy every `probe_every` steps
     probe_every: int = 10
@@ -122,8 +123,8 @@ class StageConfig:
     # shows another object's name in the slots and the target (datasets.NameSwap: the function stays the image's)
     minimal_pairs: float = 0.0  # functional stages: the share of image-decided rows trained beside a partner, the
     # same request over a picture of another category, in one batch (datasets.minimal_pairs). Measured on the
-    # quick profile at 1.0 (README, "Minimal pairs"): held-out image-decided EN 88.1 -> 83.9%, swaps 85.8 -> 84.0%
-    # (another seed alone: -1.5 and -0.6 points); no gain, so off
+    # quick profile at 1.0 (bench/MEASURED.md, "Minimal pairs"): held-out image-decided EN 88.1 -> 83.9%, swaps
+    # 85.8 -> 84.0% (another seed alone: -1.5 and -0.6 points); no gain, so off
     lm_loss_weight: float = 1.0  # 0: no LM forward; the projector learns from the grounding loss alone
     grounding_loss_weight: float = 0.0  # which object / category the mean image token shows (loop.GroundingHeads)
     save_every: int = 50  # optimizer steps between checkpoints
@@ -275,7 +276,7 @@ def _quick() -> Profile:
     steps at 15 s 10.0)."""
     # 5 epochs of 48 naming scenes a concept (1,000 steps); 20 epochs of 12 a concept read held-out categories
     # back at 78% against 93%: more scenes, not more epochs (2.5 epochs of 96 read them 1.0 point better again,
-    # 5 of 96 no better than 2.5; the whole build with 96 was not better on the bars: README)
+    # 5 of 96 no better than 2.5; the whole build with 96 was not better on the bars: bench/MEASURED.md)
     stages = [_alignment(data="naming.jsonl", batch_size=64, max_length=40, epochs=5.0, lr=1e-3,
                          lm_loss_weight=0.0, grounding_loss_weight=1.0, save_every=200),
               # projector frozen: trained here it drifted to the training objects (held-out category from
@@ -286,7 +287,7 @@ def _quick() -> Profile:
               _functional(max_examples=3000, batch_size=8, max_length=128, lr=8e-4, epochs=1.0, lora_dropout=0.0,
                           function_token_weight=2.0, save_every=25, kind_shares=GROUNDING_MIX,
                           train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"}),
-              # rules + environment + reward model at lr 1e-4 (README, "The ablation"): on every held-out row
+              # rules + environment + reward model at lr 1e-4 (bench/MEASURED.md, "The ablation"): on every held-out row
               # argument exact +2.8 / +2.9 points EN / ZH, no metric down beyond row noise; rules alone at
               # 2e-5 or 2e-4 never beat the stage-2 model. 20.4 min fresh on 2 cores since each step's sampling
               # and policy pass are batched by prompt (bench/results/grpo_step.md; ~30 before on that machine)

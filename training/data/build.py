@@ -72,7 +72,8 @@ class BuildConfig:
     # naming/caption scenes per concept per training style: 16 (48 a concept) lift stage 1's read-back of a new
     # image's category from 81% to 94% (held-out objects 78% -> 93%) over 4; they cost ~50 s to render. 32 lifted
     # it again (+1.0 / +1.6 / +0.5 points, three seeds, bench/stage1_scenes.py), but a whole quick build with them
-    # was not better on the bars (README, "Stage 1 on 96 naming scenes"), so the recipe stays at 16
+    # was not better on the bars (bench/MEASURED.md, "The agent follows its category slot exactly"), so the
+    # recipe stays at 16
     captions_per_concept: int = 16
     # the extra bank's training wordings: "off" (its held-out fourth still makes test_new_wordings), "text" or
     # "all". Off by default: with "all", stage 2 declined the vague "这个需要帮忙" over a picture (README, Data)
