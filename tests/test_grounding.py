@@ -24,6 +24,7 @@ from octopus.training.datasets import (  # noqa: E402
     NameSwap,
     category_id,
     concept_id,
+    drop_query_words,
     load_examples,
     minimal_pairs,
 )
@@ -544,7 +545,7 @@ def test_grounding_loss_alone_trains_only_the_projector_and_separates_concepts(a
 
 def test_lora_on_the_top_layers_changes_only_those_layers_and_the_new_token_rows(agent, data_dir, tmp_path):
     stage = StageConfig(name="top", kind="functional", data="train.jsonl", max_examples=16, batch_size=8, lr=5e-3,
-                        save_every=1000, precision="no", lora_layers=1,
+                        save_every=1000, precision="no", lora_layers=1, query_dropout=0.2,
                         train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"})
     before = {k: v.clone() for k, v in agent.lm.state_dict().items()}
     run_stage(agent, stage, data_dir, tmp_path / "top")
@@ -591,8 +592,9 @@ def test_set_reaches_a_stage_by_name_and_the_agent_config():
 
     prof = profile("quick")
     apply_overrides(prof, ("stage2_functional.max_examples=123", "stage2_functional.lr=0.01",
-                           "projector.num_image_tokens=9"))
+                           "projector.num_image_tokens=9", "stage2_functional.query_dropout=0.15"))
     assert prof.stages[1].max_examples == 123 and prof.stages[1].lr == 0.01
+    assert prof.stages[1].query_dropout == 0.15
     assert prof.agent.projector.num_image_tokens == 9
     with pytest.raises(ValueError, match="unknown key"):
         apply_overrides(prof, ("stage2_functional.no_such_knob=1",))
@@ -736,3 +738,29 @@ def test_eval_cli_reports_kinds_swap_and_naming_probe(agent, data_dir, tmp_path)
     wrong = subprocess.run([OCTOPUS, "eval", "--model", str(tmp_path / "agent"), "--data",
                             str(data_dir / "test.jsonl"), "--probe", "naming"], capture_output=True, text=True)
     assert wrong.returncode == 2 and "concept" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_word_dropout_drops_request_words_but_never_a_slot_value():
+    rows = [{"image": f"images/{i}.jpg", "query": q, "language": lang, "meta": {"slots": slots}}
+            for i in range(40) for q, lang, slots in [
+                ("发短信给王阿姨：面包没了，谢谢", "zh", {"contact": "王阿姨", "message": "面包没了"}),
+                ("please text Aunt Linda that the bus is late, thanks!", "en",
+                 {"contact": "Aunt Linda", "message": "the bus is late"}),
+                ("关掉无线网", "zh", {})]]
+    dropped = drop_query_words(rows, 0.3, seed=0)
+    assert len(dropped) == len(rows) and drop_query_words(rows, 0.3, seed=0) == dropped  # seeded
+    changed = [(a, b) for a, b in zip(rows, dropped) if a != b]
+    assert len(changed) > len(rows) // 2
+    for before, after in changed:
+        assert after["image"] == before["image"] and after["query"] and len(after["query"]) < len(before["query"])
+        for value in before["meta"]["slots"].values():
+            assert value in after["query"]  # the call still copies what the request says
+        if before["language"] == "en":  # whole words go, never part of one
+            assert set(after["query"].split()) <= set(before["query"].split())
+    assert drop_query_words(rows, 0.0, seed=0) == rows
+    assert drop_query_words(rows, 0.3, seed=1) != dropped
+    with pytest.raises(ValueError, match="probability"):
+        drop_query_words(rows, 1.0, seed=0)
+    with pytest.raises(ValueError, match="query_dropout"):
+        StageConfig(name="s", kind="alignment", train={"vision_encoder": "frozen", "projector": "full",
+                                                       "lm": "frozen"}, data="captions.csv", query_dropout=0.1)

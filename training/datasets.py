@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -280,6 +281,42 @@ def minimal_pairs(rows: list[dict], share: float, seed: int) -> tuple[list[dict]
                        "meta": {**rows[b]["meta"], "register": rows[a]["meta"].get("register")}}
             partner[a], partner[b] = b, a
     return rows, partner
+
+
+# a unit of a request that word dropout may drop: one CJK character, or one run of other non-space characters
+# (an English word with its punctuation) with the spaces after it
+_UNIT = re.compile(r"[\u3400-\u9fff]|[^\s\u3400-\u9fff]+\s*|\s+")
+
+
+def drop_query_words(rows: list[dict], rate: float, seed: int) -> list[dict]:
+    """Training's word dropout (`StageConfig.query_dropout`): each request loses each of its units (a Chinese
+    character, an English word) with probability `rate`, except the units inside a slot value the call copies
+    or maps (`meta.slots`), so the target still matches what the request says. The LM then cannot lean on one
+    word of a trained wording ("掉" of "我好像把钥匙掉在沙发了") and must read the rest of the request too.
+    Each row's draw is fixed by the seed, so a resumed run sees the same batches; rows whose request would lose
+    every unit keep it whole."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"query_dropout is a probability in [0, 1), got {rate}")
+    if rate == 0:
+        return rows
+    out = []
+    for row in rows:
+        query = row["query"]
+        kept = [False] * len(query)
+        for value in ((row.get("meta") or {}).get("slots") or {}).values():
+            for found in re.finditer(re.escape(str(value)), query) if str(value) else ():
+                kept[found.start():found.end()] = [True] * (found.end() - found.start())
+        rng = random.Random(f"{seed}|{row['image']}|{query}")
+        parts, dropped = [], False
+        for unit in _UNIT.finditer(query):
+            text, start, end = unit.group(), unit.start(), unit.end()
+            if not text.isspace() and not any(kept[start:end]) and rng.random() < rate:
+                dropped = True
+                continue
+            parts.append(text)
+        words = "".join(parts).strip()
+        out.append({**row, "query": words} if dropped and words and not words.isspace() else row)
+    return out
 
 
 class Collator:

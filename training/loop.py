@@ -36,6 +36,7 @@ from octopus.training.datasets import (
     FeatureCache,
     LengthGroupedBatches,
     NameSwap,
+    drop_query_words,
     load_examples,
     minimal_pairs,
 )
@@ -274,6 +275,9 @@ def run_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_dir
     if stage.minimal_pairs:
         examples, partners = minimal_pairs(examples, stage.minimal_pairs, stage.seed)
         log.info("stage %s: %d image-decided rows in minimal pairs", stage.name, sum(p >= 0 for p in partners))
+    if stage.query_dropout:
+        examples = drop_query_words(examples, stage.query_dropout, stage.seed)
+        log.info("stage %s: word dropout %.2f on the requests", stage.name, stage.query_dropout)
     features = None
     if stage.train["vision_encoder"] == "frozen":
         with accelerator.main_process_first():  # the main process fills the cache; the others then read it

@@ -125,6 +125,12 @@ class StageConfig:
     # same request over a picture of another category, in one batch (datasets.minimal_pairs). Measured on the
     # quick profile at 1.0 (bench/MEASURED.md, "Minimal pairs"): held-out image-decided EN 88.1 -> 83.9%, swaps
     # 85.8 -> 84.0% (another seed alone: -1.5 and -0.6 points); no gain, so off
+    query_dropout: float = 0.0  # functional stages: each request unit (a Chinese character, an English word)
+    # outside the slot values is dropped with this probability (datasets.drop_query_words). Measured on the
+    # quick profile at 0.15 (bench/MEASURED.md, "Word dropout on the requests"): Chinese text-decided requests
+    # on held-out wordings -0.3 to +3.0 points against two runs without it, Chinese irrelevant ones declined 7.2 to 16.3
+    # points less: the same
+    # trade-off a reject bias makes, so off
     lm_loss_weight: float = 1.0  # 0: no LM forward; the projector learns from the grounding loss alone
     grounding_loss_weight: float = 0.0  # which object / category the mean image token shows (loop.GroundingHeads)
     save_every: int = 50  # optimizer steps between checkpoints
@@ -152,6 +158,9 @@ class StageConfig:
         if not 0.0 <= self.minimal_pairs <= 1.0 or (self.minimal_pairs and self.kind != "functional"):
             raise ValueError(f"stage {self.name}: minimal_pairs is a share between 0 and 1, for functional stages "
                              f"only; got {self.minimal_pairs}")
+        if not 0.0 <= self.query_dropout < 1.0 or (self.query_dropout and self.kind != "functional"):
+            raise ValueError(f"stage {self.name}: query_dropout is a probability in [0, 1), for functional stages "
+                             f"only; got {self.query_dropout}")
         if self.lora_layers is not None and (self.train["lm"] != "lora" or self.lora_layers < 1):
             raise ValueError(f"stage {self.name}: lora_layers needs lm=lora and a count >= 1, got {self.lora_layers}")
         if self.distill_weight and self.train["lm"] != "lora":
