@@ -303,9 +303,9 @@ def drop_query_words(rows: list[dict], rate: float, seed: int) -> list[dict]:
     for row in rows:
         query = row["query"]
         kept = [False] * len(query)
-        for value in ((row.get("meta") or {}).get("slots") or {}).values():
-            for found in re.finditer(re.escape(str(value)), query) if str(value) else ():
-                kept[found.start():found.end()] = [True] * (found.end() - found.start())
+        for value in map(str, ((row.get("meta") or {}).get("slots") or {}).values()):
+            for found in re.finditer(re.escape(value), query) if value else ():
+                kept[found.start():found.end()] = [True] * len(value)
         rng = random.Random(f"{seed}|{row['image']}|{query}")
         parts, dropped = [], False
         for unit in _UNIT.finditer(query):
@@ -315,7 +315,7 @@ def drop_query_words(rows: list[dict], rate: float, seed: int) -> list[dict]:
                 continue
             parts.append(text)
         words = "".join(parts).strip()
-        out.append({**row, "query": words} if dropped and words and not words.isspace() else row)
+        out.append({**row, "query": words} if dropped and words else row)
     return out
 
 

@@ -128,9 +128,8 @@ class StageConfig:
     query_dropout: float = 0.0  # functional stages: each request unit (a Chinese character, an English word)
     # outside the slot values is dropped with this probability (datasets.drop_query_words). Measured on the
     # quick profile at 0.15 (bench/MEASURED.md, "Word dropout on the requests"): Chinese text-decided requests
-    # on held-out wordings -0.3 to +3.0 points against two runs without it, Chinese irrelevant ones declined 7.2 to 16.3
-    # points less: the same
-    # trade-off a reject bias makes, so off
+    # on held-out wordings -0.3 to +3.0 points against two runs without it, Chinese irrelevant ones declined 7.2
+    # to 16.3 points less: the trade-off a reject bias makes, not a better one, so off
     lm_loss_weight: float = 1.0  # 0: no LM forward; the projector learns from the grounding loss alone
     grounding_loss_weight: float = 0.0  # which object / category the mean image token shows (loop.GroundingHeads)
     save_every: int = 50  # optimizer steps between checkpoints
