@@ -292,6 +292,9 @@ def _quick() -> Profile:
               # no LoRA dropout: on 2 cores its masks over every adapted layer's input were a sixth of a step
               # (py-spy); side by side a step takes 3.6 s without it against 4.3 s with it, and teacher-forced
               # accuracy stays inside the seed spread (bench/results/stage2_lora_dropout.md)
+              # 6,000 examples answered 4.4-8.4 points more Chinese requests on held-out wordings (two seeds) but
+              # took stage 2 to ~30 min, over the build budget; LoRA rank 64 read them worse (bench/MEASURED.md,
+              # "Twice the stage-2 examples")
               _functional(max_examples=3000, batch_size=8, max_length=128, lr=8e-4, epochs=1.0, lora_dropout=0.0,
                           function_token_weight=2.0, save_every=25, kind_shares=GROUNDING_MIX,
                           train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"}),
