@@ -221,3 +221,25 @@ def test_argument_errors_files_each_miss_under_its_cause(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode != 0 and "is not an `octopus eval --out` prediction" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "x.md").exists()
+
+
+def test_first_token_kinds_scores_each_kind_and_the_bias_sweep_per_language():
+    from first_token_kinds import rates
+
+    rows = [_row("a", "irrelevant"), _row("b", "text"), _row("c", "ambiguous"), _row("d", "ambiguous"),
+            {"language": "en", "meta": {"template": "e", "kind": "text"}}]
+    logprobs = [[-0.3, -3.0, -1.5],   # irrelevant, no-function 1.2 behind: declined from a bias of +1.5
+                [-0.1, -3.0, -4.0],   # text, right at any bias swept
+                [-2.0, -0.2, -3.0],   # only the image decides, gold 0: wrong
+                [-0.2, -2.0, -1.1],   # only the image decides, right below a bias of +0.9
+                [-0.1, -3.0, -9.0]]   # English, right
+    gold = [2, 0, 0, 0, 0]
+    out = rates(rows, logprobs, gold)
+    assert set(out) == {"en", "zh"}
+    assert out["zh"]["kinds"] == {"text": {"rows": 1, "right": 100.0}, "ambiguous": {"rows": 2, "right": 50.0},
+                                  "irrelevant": {"rows": 1, "right": 0.0}}
+    sweep = {s["bias"]: s for s in out["zh"]["sweep"]}
+    assert (sweep[0.0]["fits"], sweep[0.0]["irrelevant"], sweep[0.0]["all"]) == (66.7, 0.0, 50.0)
+    assert (sweep[1.0]["fits"], sweep[1.0]["irrelevant"]) == (33.3, 0.0)  # the image row lost, nothing declined
+    assert (sweep[1.5]["fits"], sweep[1.5]["irrelevant"], sweep[1.5]["all"]) == (33.3, 100.0, 50.0)
+    assert out["en"]["kinds"] == {"text": {"rows": 1, "right": 100.0}}

@@ -114,7 +114,9 @@ class StageConfig:
     # without grad and backward stops at the lowest adapted layer (the new token rows then learn through the
     # tied output layer only). Measured on the quick profile: 15 of 30 layers ran a step 1.3x faster, but with
     # 4,500 examples in the same time as 3,000 on all layers the agent read images worse (teacher-forced,
-    # 1,000 test rows: image-decided held-out 66% vs 71%, trained objects 71% vs 78%, swap follow 65% vs 71%)
+    # 1,000 test rows: image-decided held-out 66% vs 71%, trained objects 71% vs 78%, swap follow 65% vs 71%).
+    # Again with the category slots (2026-12-07): 6,000 examples on the top 15 (stage 2 22.2 min, 1.35x faster a
+    # step) read Chinese worse than 3,000 on all 30 (held-out wordings 83.0 vs 86.9%; bench/MEASURED.md)
     function_token_weight: float = 1.0  # >1 weighs the loss on functional tokens up
     distill_weight: float = 0.0  # >0 (lm=lora, `train extend`): on replay rows (meta.replay) the loss is the KL to
     # the model with the LoRA off instead of the cross-entropy to the gold call, so the ten keep their answers
