@@ -19,33 +19,12 @@ import hashlib
 import json
 from pathlib import Path
 
-from reject_bias import first_token_logprobs, picks
+from reject_bias import picks, scored_rows, scores_key
 from tables import labelled_files, markdown_table, save_table
 
 KINDS = {"text": "text decides", "image": "image names the object", "ambiguous": "only the image decides",
          "irrelevant": "irrelevant declined"}
 BIASES = (0.0, 1.0, 1.5, 2.0, 2.5)
-
-
-def scores(model: Path, split: str, rows: list[dict], cache: Path) -> tuple[list[list[float]], list[int]]:
-    """Per row, the log-probs over the allowed first tokens and the gold one's index; cached by agent and rows."""
-    digest = hashlib.sha256("\n".join(r["image"] + "\t" + r["query"] for r in rows).encode()).hexdigest()
-    key = {"model": str(model.resolve()), "split": split, "rows": digest}
-    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = cache / f"first_token_{name}.json"
-    if path.is_file():
-        saved = json.loads(path.read_text())
-        if saved.get("key") == key:
-            return saved["logprobs"], saved["gold"]
-    from octopus.model.agent import OctopusAgent
-
-    agent = OctopusAgent.load(model).eval()
-    logprobs = first_token_logprobs(agent, rows, cache)
-    allowed = list(agent.tokens.first_token_ids)
-    gold = [allowed.index(agent.encode_target(r["target"])[0]) for r in rows]
-    cache.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"key": key, "logprobs": logprobs, "gold": gold}) + "\n")
-    return logprobs, gold
 
 
 def rates(rows: list[dict], logprobs: list[list[float]], gold: list[int]) -> dict:
@@ -92,7 +71,9 @@ def main() -> None:
                     if not language or r["language"] == language]
             if not rows:
                 raise SystemExit(f"error: {name} has no rows in language {language!r}")
-            logprobs, gold = scores(model, split, rows, Path(args.cache))
+            cache = Path(args.cache)
+            name = hashlib.sha256(json.dumps(scores_key(model, split, rows), sort_keys=True).encode()).hexdigest()
+            logprobs, gold = scored_rows(model, split, rows, cache, cache / f"first_token_{name[:16]}.json")
             report[label][split] = rates(rows, logprobs, gold)
     lines = []
     first = report[next(iter(report))]

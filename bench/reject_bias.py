@@ -60,6 +60,31 @@ def first_token_logprobs(agent, rows: list[dict], cache_dir: Path, batch_size: i
     return out
 
 
+def scores_key(model: Path, split: str, rows: list[dict]) -> dict:
+    """What a saved scores file must match to be reused: the agent, the split and the rows."""
+    return {"model": str(model.resolve()), "split": split,
+            "rows": hashlib.sha256("\n".join(r["image"] + "\t" + r["query"] for r in rows).encode()).hexdigest()}
+
+
+def scored_rows(model: Path, split: str, rows: list[dict], cache_dir: Path,
+                path: Path) -> tuple[list[list[float]], list[int]]:
+    """Per row, the log-probs over the allowed first tokens and the gold one's index: read from `path` when it
+    was written for this agent, split and rows, else computed and written there."""
+    key = scores_key(model, split, rows)
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    if saved.get("key") == key:
+        return saved["logprobs"], saved["gold"]
+    from octopus.model.agent import OctopusAgent
+
+    agent = OctopusAgent.load(model).eval()
+    logprobs = first_token_logprobs(agent, rows, cache_dir)
+    allowed = list(agent.tokens.first_token_ids)
+    gold = [allowed.index(agent.encode_target(r["target"])[0]) for r in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"key": key, "logprobs": logprobs, "gold": gold}) + "\n")
+    return logprobs, gold
+
+
 def fold_of(template: str, folds: int) -> int:
     """A template's group, stable across runs and machines."""
     return int(hashlib.sha256(template.encode()).hexdigest(), 16) % folds
@@ -177,20 +202,7 @@ def main() -> None:
     rows = irrelevant + others[:args.others]
     out = Path(args.out)
     scores = Path(args.scores) if args.scores else Path(args.cache) / "reject_bias_scores.json"
-    key = {"model": str(Path(args.model).resolve()), "split": args.split,
-           "rows": hashlib.sha256("\n".join(r["image"] + "\t" + r["query"] for r in rows).encode()).hexdigest()}
-    saved = json.loads(scores.read_text()) if scores.is_file() else {}
-    if saved.get("key") == key:
-        logprobs, gold = saved["logprobs"], saved["gold"]
-    else:
-        from octopus.model.agent import OctopusAgent
-
-        agent = OctopusAgent.load(args.model).eval()
-        logprobs = first_token_logprobs(agent, rows, Path(args.cache))
-        allowed = list(agent.tokens.first_token_ids)
-        gold = [allowed.index(agent.encode_target(r["target"])[0]) for r in rows]
-        scores.parent.mkdir(parents=True, exist_ok=True)
-        scores.write_text(json.dumps({"key": key, "logprobs": logprobs, "gold": gold}) + "\n")
+    logprobs, gold = scored_rows(Path(args.model), args.split, rows, Path(args.cache), scores)
     table = analyse(rows, logprobs, gold, args.folds, args.max_fit_drop, args.irrelevant_share)
     lines = [f"bias toward no function ({args.split} split: all {len(irrelevant)} irrelevant rows, "
              f"{min(args.others, len(others))} others; first token, exact for greedy)", "",
