@@ -296,7 +296,8 @@ def _quick() -> Profile:
               # accuracy stays inside the seed spread (bench/results/stage2_lora_dropout.md)
               # 6,000 examples answered 4.4-8.4 points more Chinese requests on held-out wordings (two seeds) but
               # took stage 2 to ~30 min, over the build budget; LoRA rank 64 read them worse (bench/MEASURED.md,
-              # "Twice the stage-2 examples")
+              # "Twice the stage-2 examples"); LoRA on the top 15 layers fits but reads Chinese worse, 4 image
+              # tokens read as well but save 5% of a step ("Making 6,000 stage-2 examples fit the budget")
               _functional(max_examples=3000, batch_size=8, max_length=128, lr=8e-4, epochs=1.0, lora_dropout=0.0,
                           function_token_weight=2.0, save_every=25, kind_shares=GROUNDING_MIX,
                           train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"}),
