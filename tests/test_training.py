@@ -190,6 +190,13 @@ def test_resume_after_kill_continues_from_the_last_checkpoint(data_dir, run_dir,
     first.wait()
     assert marker.is_file(), "no checkpoint was written before the kill"
     assert not (out / "stage2_functional" / "agent").exists()
+    # the checkpoint holds what stage 2 trains (the projector, LoRA), not the frozen image tower or LM weights
+    from safetensors import safe_open
+
+    with safe_open(marker.parent / "model.safetensors", "pt") as f:
+        saved = set(f.keys())
+    assert any("lora_A" in k for k in saved) and any(k.startswith("projector.") for k in saved)
+    assert not any(k.startswith("vision.") or k.endswith("base_layer.weight") for k in saved), sorted(saved)[:5]
     second = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "resuming from" in second.stderr
@@ -198,6 +205,12 @@ def test_resume_after_kill_continues_from_the_last_checkpoint(data_dir, run_dir,
     assert steps == list(range(1, len(steps) + 1))  # nothing repeated, nothing lost
     reference = json.loads((run_dir / "stage2_functional" / "losses.json").read_text())["history"]
     assert len(steps) == len(reference)
+    # and it trained on from the checkpoint's weights: the same agent as the run that was never stopped
+    resumed = OctopusAgent.load(out / "stage2_functional" / "agent").state_dict()
+    clean = OctopusAgent.load(run_dir / "stage2_functional" / "agent").state_dict()
+    assert resumed.keys() == clean.keys()
+    for key, value in clean.items():
+        torch.testing.assert_close(resumed[key], value, rtol=1e-4, atol=1e-5, msg=key)
 
 
 def test_eval_and_ask_on_a_trained_agent(data_dir, run_dir, tmp_path):

@@ -290,7 +290,11 @@ def run_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_dir
                  100 * stage.name_swap, sum(swap.named(r) is not None for r in examples))
     collator = Collator(agent, stage.kind, stage.max_length, features, swap)
     sampler = LengthGroupedBatches([collator.length(r) for r in examples], stage.batch_size, stage.seed, partners)
-    loader = DataLoader(examples, batch_sampler=sampler, collate_fn=collator)
+    # its own generator: an iterator draws its base seed from it where an epoch (or a resume) starts. From the
+    # global RNG, that draw sat at an epoch's start in one run and at the resume in another, shifting every later
+    # dropout mask, so a resumed run drifted from the one never stopped (tests/test_training.py checks equality)
+    loader = DataLoader(examples, batch_sampler=sampler, collate_fn=collator,
+                        generator=torch.Generator().manual_seed(stage.seed))
     steps_per_epoch = max(1, len(loader) // stage.grad_accum)
     total_steps = max(1, math.ceil(steps_per_epoch * stage.epochs))
     if max_steps is not None:
