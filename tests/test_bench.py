@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -243,3 +244,22 @@ def test_first_token_kinds_scores_each_kind_and_the_bias_sweep_per_language():
     assert (sweep[1.0]["fits"], sweep[1.0]["irrelevant"]) == (33.3, 0.0)  # the image row lost, nothing declined
     assert (sweep[1.5]["fits"], sweep[1.5]["irrelevant"], sweep[1.5]["all"]) == (33.3, 100.0, 50.0)
     assert out["en"]["kinds"] == {"text": {"rows": 1, "right": 100.0}}
+
+
+def test_the_checkpoint_bench_writes_both_and_the_stage_s_own_is_smaller(tiny_agent, tmp_path):
+    import subprocess
+
+    tiny_agent.save(tmp_path / "agent")
+    script = Path(__file__).parent.parent / "bench" / "checkpoint_save.py"
+    out = tmp_path / "ck.json"
+    done = subprocess.run([sys.executable, str(script), "--agent", str(tmp_path / "agent"), "--profile", "tiny",
+                           "--repeats", "2", "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    sizes = {r["checkpoint"]: r["megabytes"] for r in result["results"]}
+    assert sizes["what the stage trains (shipped)"] < sizes["whole model (before)"]
+    assert all(len(r["seconds"]) == 2 for r in result["results"])
+    assert 0 < result["parameters"]["trainable"] < result["parameters"]["all"]
+    bad = subprocess.run([sys.executable, str(script), "--agent", str(tmp_path / "none")], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no agent folder" in bad.stderr
