@@ -263,3 +263,35 @@ def test_the_checkpoint_bench_writes_both_and_the_stage_s_own_is_smaller(tiny_ag
     bad = subprocess.run([sys.executable, str(script), "--agent", str(tmp_path / "none")], capture_output=True,
                          text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no agent folder" in bad.stderr
+
+
+def test_wording_compare_lists_the_wordings_builds_disagree_on(tmp_path):
+    import subprocess
+
+    def write(path: Path, right: dict[str, int]) -> None:
+        rows = []
+        for template, n_right in right.items():
+            for i in range(4):  # four rows a wording, the first n_right answered right
+                rows.append({"query": f"{template} {i}", "language": "zh", "function": "send_email",
+                             "predicted_function": "send_email" if i < n_right else None,
+                             "meta": {"template": template, "kind": "text"}})
+        rows.append({"query": "hi", "language": "en", "function": "send_email", "predicted_function": None,
+                     "meta": {"template": "en/0", "kind": "text"}})  # another language: left out
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+    write(tmp_path / "a.jsonl", {"w/1": 4, "w/2": 0, "w/3": 1})
+    write(tmp_path / "b.jsonl", {"w/1": 4, "w/2": 4, "w/3": 0})
+    script = Path(__file__).parent.parent / "bench" / "wording_compare.py"
+    done = subprocess.run([sys.executable, str(script), "--name", str(tmp_path / "cmp"), "--language", "zh",
+                           f"a={tmp_path / 'a.jsonl'}", f"b={tmp_path / 'b.jsonl'}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "cmp.json").read_text())
+    assert report["accuracy"] == {"a": 5 / 12, "b": 8 / 12}
+    assert report["differing"] == ["w/2"] and report["missed_by_all"] == ["w/3"]
+    assert list(report["per_wording"])[:2] == ["w/2", "w/3"]  # the widest spread first
+    table = (tmp_path / "cmp.md").read_text()
+    assert "| `w/2` w/2 0 | 4 | 0 | 100 | 100 |" in table and "`w/1`" not in table  # right everywhere: not listed
+    (tmp_path / "c.jsonl").write_text('{"query": "x"}\n')
+    done = subprocess.run([sys.executable, str(script), "--name", str(tmp_path / "bad"),
+                           f"a={tmp_path / 'a.jsonl'}", f"c={tmp_path / 'c.jsonl'}"], capture_output=True, text=True)
+    assert done.returncode != 0 and "is not a prediction row" in done.stderr and "Traceback" not in done.stderr
