@@ -21,6 +21,8 @@ from pathlib import Path
 
 from tables import labelled_files, markdown_table, save_table
 
+from octopus.evaluate import KIND_NAMES
+
 
 def wording_accuracy(path: Path, language: str, kind: str) -> dict[str, dict]:
     """{template: {"rows", "right", "query" (one of its requests), "taken_for" {function: count}}} over the rows
@@ -50,7 +52,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True, help="writes bench/results/<name>.md and .json")
     parser.add_argument("--language", default="zh", choices=("en", "zh"))
-    parser.add_argument("--kind", default="text", help="meta.kind of the rows (text, image, irrelevant, ...)")
+    parser.add_argument("--kind", default="text", choices=list(KIND_NAMES),
+                        help="meta.kind of the rows: text decides, image names the object, ambiguous (only the "
+                             "image decides), irrelevant")
     parser.add_argument("--differ", type=float, default=0.5,
                         help="a wording counts as differing when its accuracy spread across models is at least this")
     parser.add_argument("predictions", nargs="+", metavar="LABEL=PREDICTIONS_JSONL")
@@ -73,19 +77,19 @@ def main() -> None:
         return max(values) - min(values)
 
     order = sorted(templates, key=lambda t: (-spread(t), min(acc(label, t) for label in per_model), t))
-    rows_total = sum(next(iter(per_model.values()))[t]["rows"] for t in templates)
+    first = next(iter(per_model.values()))  # every model holds the same rows (checked above)
+    rows_total = sum(first[t]["rows"] for t in templates)
     totals = {label: sum(m[t]["right"] for t in templates) / rows_total for label, m in per_model.items()}
     differing = [t for t in templates if spread(t) >= args.differ]
     missed_by_all = [t for t in templates if all(acc(label, t) < 0.5 for label in per_model)]
     table_rows = [["**all**", str(rows_total), *(f"**{100 * totals[label]:.1f}**" for label in per_model), ""]]
     for t in order:
-        if spread(t) < 0.1 and all(acc(label, t) >= 0.9 for label in per_model):
-            continue  # right under every model: not listed
-        example = next(iter(per_model.values()))[t]["query"]
-        table_rows.append([f"`{t}` {example}", str(per_model[next(iter(per_model))][t]["rows"]),
+        if all(acc(label, t) >= 0.9 for label in per_model):
+            continue  # right on 90% of its rows or more under every model: not listed (the footnote says so)
+        table_rows.append([f"`{t}` {first[t]['query']}", str(first[t]["rows"]),
                            *(f"{100 * acc(label, t):.0f}" for label in per_model), f"{100 * spread(t):.0f}"])
-    table = markdown_table([f"{args.language} {args.kind} wording (one request)", "rows", *per_model, "spread"],
-                           table_rows)
+    header = [f"{args.language} {KIND_NAMES[args.kind]} wording (one request)", "rows", *per_model, "spread"]
+    table = markdown_table(header, table_rows)
     table += (f"\n\n{len(templates)} wordings; {len(differing)} differ by ≥ {100 * args.differ:.0f} points between "
               f"the models, {len(missed_by_all)} are missed (< 50%) by all. Wordings right on ≥ 90% of their rows "
               "under every model are not listed.")
