@@ -295,3 +295,35 @@ def test_wording_compare_lists_the_wordings_builds_disagree_on(tmp_path):
     done = subprocess.run([sys.executable, str(script), "--name", str(tmp_path / "bad"),
                            f"a={tmp_path / 'a.jsonl'}", f"c={tmp_path / 'c.jsonl'}"], capture_output=True, text=True)
     assert done.returncode != 0 and "is not a prediction row" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_soup_averages_the_lms_of_agents_that_share_their_image_side(tiny_agent, tmp_path):
+    import subprocess
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    a, b = tiny_agent.save(tmp_path / "a"), tiny_agent.save(tmp_path / "b")
+    lm_b = load_file(b / "lm" / "model.safetensors")
+    name = next(k for k, v in lm_b.items() if v.is_floating_point() and v.numel() > 1)
+    lm_b[name] = lm_b[name] + 1.0  # seed b's weights differ by one everywhere in this tensor
+    save_file(lm_b, b / "lm" / "model.safetensors", metadata={"format": "pt"})
+    script = Path(__file__).parent.parent / "bench" / "soup.py"
+    done = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "soup"), str(a), str(b)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    soup = load_file(tmp_path / "soup" / "lm" / "model.safetensors")
+    original = load_file(a / "lm" / "model.safetensors")
+    assert torch.allclose(soup[name], original[name] + 0.5)
+    assert all(torch.equal(soup[k], v) for k, v in original.items() if k != name)
+    from octopus.model.agent import OctopusAgent
+    assert OctopusAgent.load(tmp_path / "soup").config.to_dict() == tiny_agent.config.to_dict()
+
+    image_side = load_file(b / "vision_projector.safetensors")
+    key = next(k for k in image_side if k.startswith("projector."))
+    image_side[key] = image_side[key] + 1.0  # another stage 1: refused
+    save_file(image_side, b / "vision_projector.safetensors")
+    done = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "bad"), str(a), str(b)],
+                          capture_output=True, text=True)
+    assert done.returncode != 0 and "another image side" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "bad").exists()
