@@ -36,14 +36,16 @@ def soup(agents: list[Path], out: Path) -> dict:
         if other.keys() != image_side.keys() or any(not torch.equal(other[k], v) for k, v in image_side.items()):
             raise SystemExit(f"error: {agent} has another image side than {agents[0]} (not one stage 1): "
                              "a soup of their LMs would read image tokens neither was trained on")
-    total = {k: v.double() for k, v in load_file(agents[0] / LM_WEIGHTS).items()}
+    first = load_file(agents[0] / LM_WEIGHTS)
+    dtypes = {k: v.dtype for k, v in first.items()}
+    total = {k: v.double() for k, v in first.items()}
+    del first
     for agent in agents[1:]:
         lm = load_file(agent / LM_WEIGHTS)
         if lm.keys() != total.keys() or any(lm[k].shape != v.shape for k, v in total.items()):
             raise SystemExit(f"error: {agent}'s LM has other tensors than {agents[0]}'s")
         for k in total:
             total[k] += lm[k].double()
-    dtypes = {k: v.dtype for k, v in load_file(agents[0] / LM_WEIGHTS).items()}
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(agents[0], out)
