@@ -327,3 +327,11 @@ def test_a_soup_averages_the_lms_of_agents_that_share_their_image_side(tiny_agen
                           capture_output=True, text=True)
     assert done.returncode != 0 and "another image side" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "bad").exists()
+
+    lm_b.pop(name)  # the same image side again, but an LM of another architecture: refused too
+    save_file(load_file(a / "vision_projector.safetensors"), b / "vision_projector.safetensors")
+    save_file(lm_b, b / "lm" / "model.safetensors", metadata={"format": "pt"})
+    done = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "bad"), str(a), str(b)],
+                          capture_output=True, text=True)
+    assert done.returncode != 0 and "other tensors" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "bad.tmp").exists()

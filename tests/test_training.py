@@ -257,3 +257,39 @@ def test_demo_untrained_says_so_plainly(tmp_path):
     assert out.stdout.count("\ncall:  ") == len(examples())  # every bundled example answered
     assert "query: 帮我照顾一下它" in out.stdout and "octopus ask --model" in out.stdout
     assert not (tmp_path / "runs").exists()  # the untrained demo builds nothing
+
+
+def test_a_stage2_soup_trains_each_seed_and_writes_the_mean_of_their_weights(data_dir, run_dir, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from octopus.training.stages import StageConfig
+
+    out = tmp_path / "run"
+    for name in ("init", "stage0_clip", "stage1_alignment"):
+        shutil.copytree(run_dir / name, out / name)
+    soup = train("stage2", "tiny", data_dir, out, overrides=("stage2_functional.soup=2",))
+    stage = out / "stage2_functional"
+    assert soup == stage / "agent"
+    seeds = [stage / f"seed_{k}" / "agent" for k in range(2)]
+    assert [json.loads((s.parent / "stage.json").read_text())["seed"] for s in seeds] == [0, 1]
+    # seed 0 is the plain stage 2 of the same run (the tiny profile's seed is 0), seed 1 another agent
+    plain = load_file(run_dir / "stage2_functional" / "agent" / "lm" / "model.safetensors")
+    for name in ("vision_projector.safetensors", "lm/model.safetensors"):
+        a, b, mean = (load_file(p / name) for p in (*seeds, soup))
+        differ = [k for k in a if a[k].is_floating_point() and not torch.equal(a[k], b[k])]
+        assert differ, name  # the seeds trained apart (stage 2 trains the projector and the LM's LoRA)
+        for k in a:
+            expected = (a[k].double() + b[k].double()) / 2 if a[k].is_floating_point() else a[k]
+            torch.testing.assert_close(mean[k].double(), expected.double(), rtol=0, atol=1e-6, msg=k)
+    seed0 = load_file(seeds[0] / "lm" / "model.safetensors")
+    assert all(torch.allclose(seed0[k], v, rtol=1e-4, atol=1e-5) for k, v in plain.items())
+    assert json.loads((stage / "stage.json").read_text())["soup"] == 2
+    OctopusAgent.load(soup)  # a whole agent
+    before = (soup / "lm" / "model.safetensors").stat().st_mtime_ns
+    assert train("stage2", "tiny", data_dir, out, overrides=("stage2_functional.soup=2",)) == soup
+    assert (soup / "lm" / "model.safetensors").stat().st_mtime_ns == before  # done: skipped, not trained again
+    with pytest.raises(ValueError, match="soup"):
+        StageConfig(name="s", kind="alignment", train={"vision_encoder": "frozen", "projector": "full",
+                                                       "lm": "frozen"}, data="captions.csv", soup=2)

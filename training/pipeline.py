@@ -4,7 +4,8 @@
                                        pretrained already: the quick profile reads the ImageNet trunk itself)
     OUT/init/agent                     the assembled agent before training (tokens added and initialised)
     OUT/stage1_alignment/agent         projector aligned on captions
-    OUT/stage2_functional/agent        functional tokens learned
+    OUT/stage2_functional/agent        functional tokens learned (with `soup=N`: the mean of N seeds, each
+                                       trained in OUT/stage2_functional/seed_<k>)
     OUT/reward_model                   stage 3's reward model (TRL RewardTrainer) and its pairwise accuracy
     OUT/stage3_rl/agent                GRPO on the stage-2 agent (best step by the held-out probe)
     OUT/agent                          the final agent (a copy of the last stage's)
@@ -174,10 +175,37 @@ def _run(prof: Profile, index: int, data_dir: Path, out_dir: Path, max_steps: in
     started = time.perf_counter()
     if stage.kind == "rl":
         result = _run_rl(prof, stage, previous, data_dir, out_dir, max_steps)
+    elif stage.soup > 1:
+        result = _run_soup(stage, previous, data_dir, out_dir / stage.name, max_steps)
     else:
         result = run_stage(OctopusAgent.load(previous).train(), stage, data_dir, out_dir / stage.name, max_steps)
     _record(out_dir, f"{stage.name}_seconds_last_run", round(time.perf_counter() - started, 1))
     return result
+
+
+def _run_soup(stage, previous: Path, data_dir: Path, stage_dir: Path, max_steps: int | None) -> Path:
+    """`stage.soup` seeds of one stage, each in `stage_dir/seed_<k>` (each skips when done and resumes from its
+    checkpoints), then the mean of their weights as `stage_dir/agent`."""
+    from dataclasses import replace
+
+    from accelerate import PartialState
+
+    from octopus.training.loop import run_stage
+    from octopus.training.soup import soup
+
+    seeds = []
+    for k in range(stage.soup):
+        seed = replace(stage, seed=stage.seed + k, soup=1)
+        log.info("stage %s: seed %d of %d (seed=%d)", stage.name, k + 1, stage.soup, seed.seed)
+        seeds.append(run_stage(OctopusAgent.load(previous).train(), seed, data_dir, stage_dir / f"seed_{k}",
+                               max_steps))
+    state = PartialState()
+    if state.is_main_process:
+        soup(seeds, stage_dir / "agent")
+        (stage_dir / "stage.json").write_text(json.dumps(stage.to_dict(), indent=2))
+        log.info("stage %s: the soup of %d seeds written to %s", stage.name, stage.soup, stage_dir / "agent")
+    state.wait_for_everyone()
+    return stage_dir / "agent"
 
 
 def _mined(stage, previous: Path, data_dir: Path, stage_dir: Path, on_policy: bool) -> dict:

@@ -139,6 +139,9 @@ class StageConfig:
     precision: str = "auto"  # "auto": bf16 where the hardware runs it fast (GPU, CPU with AMX/avx512_bf16), else fp32;
     # "bf16" or "no" force it (on an AVX2-only CPU, bf16 autocast measured 7x slower than fp32)
     seed: int = 0
+    soup: int = 1  # functional stages: >1 trains this many seeds (seed, seed+1, ...; each its own data subset,
+    # batches and LoRA start) from the same previous agent into stage_dir/seed_<k> and writes the mean of their
+    # weights as the stage's agent (training/soup.py): one agent of the same size, N times the stage's time
     rl: RLConfig | None = None  # kind "rl" only
 
     def __post_init__(self):
@@ -162,6 +165,9 @@ class StageConfig:
         if not 0.0 <= self.query_dropout < 1.0 or (self.query_dropout and self.kind != "functional"):
             raise ValueError(f"stage {self.name}: query_dropout is a probability in [0, 1), for functional stages "
                              f"only; got {self.query_dropout}")
+        if self.soup < 1 or (self.soup > 1 and self.kind != "functional"):
+            raise ValueError(f"stage {self.name}: soup is a count of seeds >= 1, above 1 for functional stages "
+                             f"only; got {self.soup}")
         if self.lora_layers is not None and (self.train["lm"] != "lora" or self.lora_layers < 1):
             raise ValueError(f"stage {self.name}: lora_layers needs lm=lora and a count >= 1, got {self.lora_layers}")
         if self.distill_weight and self.train["lm"] != "lora":

@@ -1,0 +1,59 @@
+"""A weight soup: one agent whose weights are the mean of several saved agents fine-tuned from one start.
+
+Stage-2 runs of one recipe with different seeds over the same stage 1 (each seed draws its own subset of the data,
+its own batches and LoRA initialisation) land in one basin; the tensor-by-tensor mean of their weights is an agent
+of the same size and speed that reads held-out wordings better than either (bench/MEASURED.md, "A soup of two
+batch-16 seeds"). Frozen tensors are equal in every agent and stay as they are; integer buffers must be equal.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from octopus.model.agent import VISION_WEIGHTS
+
+LM_WEIGHTS = Path("lm") / "model.safetensors"
+WEIGHT_FILES = (Path(VISION_WEIGHTS), LM_WEIGHTS)
+
+
+def _mean(files: list[Path]) -> dict[str, torch.Tensor]:
+    """The mean of the floating tensors of `files` (read one at a time: one file's worth in float64 in memory)."""
+    first = load_file(files[0])
+    total = {k: v.double() if v.is_floating_point() else v for k, v in first.items()}
+    dtypes = {k: v.dtype for k, v in first.items()}
+    del first
+    for path in files[1:]:
+        other = load_file(path)
+        if other.keys() != total.keys() or any(other[k].shape != v.shape for k, v in total.items()):
+            raise ValueError(f"{path} holds other tensors than {files[0]}: not the same agent architecture")
+        for k, v in total.items():
+            if v.is_floating_point():
+                v += other[k].double()
+            elif not torch.equal(v, other[k]):
+                raise ValueError(f"{path}: integer tensor {k} differs from {files[0]}'s")
+    return {k: (v / len(files)).to(dtypes[k]).contiguous() if v.is_floating_point() else v
+            for k, v in total.items()}
+
+
+def soup(agents: list[Path], out: Path) -> Path:
+    """Write the soup of the saved `agents` to `out` (replaced): the first agent's config and tokenizer, every
+    weight averaged. Raises ValueError when they are not agents of one architecture."""
+    if len(agents) < 2:
+        raise ValueError("a soup takes two agents or more")
+    for agent in agents:
+        missing = [str(f) for f in WEIGHT_FILES if not (agent / f).is_file()]
+        if missing:
+            raise ValueError(f"{agent} is not a saved agent (no {', '.join(missing)})")
+    means = {f: _mean([agent / f for agent in agents]) for f in WEIGHT_FILES}
+    staging = out.with_name(out.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(agents[0], staging)
+    for f, tensors in means.items():
+        save_file(tensors, staging / f, metadata={"format": "pt"})
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+    return out
