@@ -306,7 +306,9 @@ def _quick() -> Profile:
               # tokens read as well but save 5% of a step ("Making 6,000 stage-2 examples fit the budget") and,
               # built whole, lost image-decided rows; batch 16 at lr 1.1e-3 runs 6,000 in 23.1 min but, built
               # whole, read Chinese text-decided requests at 85.0% against 92.7% ("The batch-16 candidate"); a
-              # soup of two of its seeds read more than either, teacher-forced ("A soup of two batch-16 seeds")
+              # soup of two of its seeds read more than either, teacher-forced ("A soup of two batch-16 seeds");
+              # soup=2 of 3,000 at batch 16 fits (22.3 min) but, built whole, lost English arguments in stage 3
+              # ("A soup of two 3,000-example seeds built whole")
               _functional(max_examples=3000, batch_size=8, max_length=128, lr=8e-4, epochs=1.0, lora_dropout=0.0,
                           function_token_weight=2.0, save_every=25, kind_shares=GROUNDING_MIX,
                           train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"}),
