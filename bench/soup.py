@@ -17,24 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file
-
-from octopus.model.agent import VISION_WEIGHTS
 from octopus.training.soup import soup
-
-
-def check_image_side(agents: list[Path]) -> None:
-    """SystemExit unless every agent's vision/projector weights equal the first's."""
-    for agent in agents:
-        if not (agent / VISION_WEIGHTS).is_file():
-            raise SystemExit(f"error: {agent} is not a saved agent (no {VISION_WEIGHTS})")
-    image_side = load_file(agents[0] / VISION_WEIGHTS)
-    for agent in agents[1:]:
-        other = load_file(agent / VISION_WEIGHTS)
-        if other.keys() != image_side.keys() or any(not torch.equal(other[k], v) for k, v in image_side.items()):
-            raise SystemExit(f"error: {agent} has another image side than {agents[0]} (not one stage 1): "
-                             "a soup of their LMs would read image tokens neither was trained on")
 
 
 def main() -> None:
@@ -42,11 +25,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="the soup's agent folder (replaced)")
     parser.add_argument("agents", nargs="+", type=Path, metavar="AGENT_DIR")
     args = parser.parse_args()
-    if len(args.agents) < 2:
-        raise SystemExit("error: a soup takes two agents or more")
-    check_image_side(args.agents)
     try:
-        print(soup(args.agents, args.out))
+        print(soup(args.agents, args.out, same_image_side=True))
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
 

@@ -39,15 +39,28 @@ def _mean(files: list[Path]) -> dict[str, torch.Tensor]:
             for k, v in total.items()}
 
 
-def soup(agents: list[Path], out: Path) -> Path:
+def _check_image_side(agents: list[Path]) -> None:
+    image_side = load_file(agents[0] / VISION_WEIGHTS)
+    for agent in agents[1:]:
+        other = load_file(agent / VISION_WEIGHTS)
+        if other.keys() != image_side.keys() or any(not torch.equal(other[k], v) for k, v in image_side.items()):
+            raise ValueError(f"{agent} has another image side than {agents[0]} (not one stage 1): a soup of their "
+                             "LMs would read image tokens neither was trained on")
+
+
+def soup(agents: list[Path], out: Path, same_image_side: bool = False) -> Path:
     """Write the soup of the saved `agents` to `out` (replaced): the first agent's config and tokenizer, every
-    weight averaged. Raises ValueError when they are not agents of one architecture."""
+    weight averaged. Raises ValueError when they are not agents of one architecture, or, with `same_image_side`,
+    when their vision/projector weights differ (agents from different stage 1s, whose LMs read different image
+    tokens; stage 2's seeds in `train` trained their projector from one start and are averaged whole)."""
     if len(agents) < 2:
         raise ValueError("a soup takes two agents or more")
     for agent in agents:
         missing = [str(f) for f in WEIGHT_FILES if not (agent / f).is_file()]
         if missing:
             raise ValueError(f"{agent} is not a saved agent (no {', '.join(missing)})")
+    if same_image_side:
+        _check_image_side(agents)
     means = {f: _mean([agent / f for agent in agents]) for f in WEIGHT_FILES}
     staging = out.with_name(out.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
