@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ from octopus.training.datasets import (  # noqa: E402
     minimal_pairs,
 )
 from octopus.training.loop import GroundingHeads, apply_train_modes, resolve_precision, run_stage  # noqa: E402
-from octopus.training.stages import StageConfig  # noqa: E402
+from octopus.training.stages import PROFILES, StageConfig  # noqa: E402
 
 OCTOPUS = str(Path(sys.executable).parent / "octopus")
 
@@ -397,6 +398,24 @@ def test_kind_shares_set_the_mix(data_dir):
     assert set(kinds) == {"ambiguous", "text"} and abs(kinds.count("ambiguous") - 20) <= 1
     with pytest.raises(ValueError, match="unknown kinds"):
         load_examples(data_dir, "train.jsonl", 10, 0, {"visual": 1.0})
+
+
+def test_language_shares_set_the_mix_within_each_kind(data_dir):
+    shares = {"ambiguous": 0.5, "text": 0.5}
+    rows = load_examples(data_dir, "train.jsonl", 40, 0, shares, {"en": 0.25, "zh": 0.75})
+    pairs = Counter((r["meta"]["kind"], r["language"]) for r in rows)
+    assert len(rows) == 40 and pairs == {("ambiguous", "en"): 5, ("ambiguous", "zh"): 15, ("text", "en"): 5,
+                                         ("text", "zh"): 15}
+    alone = load_examples(data_dir, "train.jsonl", 20, 0, None, {"en": 0.25, "zh": 0.75})  # over the whole subset
+    assert Counter(r["language"] for r in alone) == {"en": 5, "zh": 15}
+    assert len({r["image"] + r["query"] for r in alone}) == 20
+    with pytest.raises(ValueError, match="unknown languages"):
+        load_examples(data_dir, "train.jsonl", 10, 0, None, {"fr": 1.0})
+    profile = PROFILES["quick"]()  # how a user sets them: `--set 'stage2_functional.language_shares={...}'`
+    profile.override('stage2_functional.language_shares={"en": 0.35, "zh": 0.65}')
+    assert profile.stages[profile.index("functional")].language_shares == {"en": 0.35, "zh": 0.65}
+    with pytest.raises(ValueError, match="language_shares"):
+        profile.override('stage2_functional.language_shares={"en": -1, "zh": 1}')
 
 
 def test_labels_for_the_grounding_loss(data_dir):

@@ -60,34 +60,53 @@ def _balanced(rows: list[dict], n: int, rng: random.Random) -> list[dict]:
     return subset
 
 
+def _counts(n: int, shares: dict[str, float]) -> dict[str, int]:
+    """`n` dealt over `shares` by largest remainders: the counts sum to `n`."""
+    names = sorted(shares)
+    total = sum(shares.values())
+    exact = [n * shares[k] / total for k in names]
+    counts = [int(x) for x in exact]
+    for i in sorted(range(len(names)), key=lambda i: counts[i] - exact[i])[:n - sum(counts)]:
+        counts[i] += 1
+    return dict(zip(names, counts))
+
+
 def load_examples(data_dir: Path, file: str, max_examples: int | None, seed: int,
-                  kind_shares: dict[str, float] | None = None) -> list[dict]:
+                  kind_shares: dict[str, float] | None = None,
+                  language_shares: dict[str, float] | None = None) -> list[dict]:
     """Rows of a data file; a seeded subset balanced over (function, language) when `max_examples` is set.
 
-    `kind_shares` ({"ambiguous": 0.4, ...}) sets the share of each request kind (`meta.kind`) in the subset;
-    a kind with fewer rows than its share gives what it has.
+    `kind_shares` ({"ambiguous": 0.4, ...}) sets the share of each request kind (`meta.kind`) in the subset,
+    `language_shares` ({"en": 0.35, "zh": 0.65}) the share of each language within every kind (else the
+    languages share alike); a kind or language with fewer rows than its share gives what it has.
     """
     rows = read_data_file(data_dir, file)
     if max_examples is None or max_examples >= len(rows):
         return rows
     rng = random.Random(seed)
-    if not kind_shares:
+    if not kind_shares and not language_shares:
         return _balanced(rows, max_examples, rng)
-    unknown = set(kind_shares) - set(KINDS)
+    unknown = set(kind_shares or {}) - set(KINDS)
     if unknown:
         raise ValueError(f"kind_shares names unknown kinds {sorted(unknown)}; choose from {KINDS}")
+    languages = {row.get("language") for row in rows}
+    unknown = set(language_shares or {}) - languages
+    if unknown or (language_shares is not None and not any(language_shares.values())):
+        raise ValueError(f"language_shares names unknown languages {sorted(unknown)} or no share; the data has "
+                         f"{sorted(languages)}")
     by_kind: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
-        by_kind[row.get("meta", {}).get("kind", "text")].append(row)
-    total = sum(kind_shares.values())
-    kinds = sorted(kind_shares)
-    exact = [max_examples * kind_shares[k] / total for k in kinds]
-    counts = [int(x) for x in exact]  # largest remainders get the rest: the counts sum to max_examples
-    for i in sorted(range(len(kinds)), key=lambda i: counts[i] - exact[i])[:max_examples - sum(counts)]:
-        counts[i] += 1
+        by_kind[row.get("meta", {}).get("kind", "text") if kind_shares else "all"].append(row)
     subset = []
-    for kind, count in zip(kinds, counts):
-        subset += _balanced(by_kind[kind], count, rng)
+    for kind, count in _counts(max_examples, kind_shares or {"all": 1.0}).items():
+        if not language_shares:
+            subset += _balanced(by_kind[kind], count, rng)
+            continue
+        by_language: dict[str, list[dict]] = defaultdict(list)
+        for row in by_kind[kind]:
+            by_language[row.get("language")].append(row)
+        for language, share in _counts(count, language_shares).items():
+            subset += _balanced(by_language[language], share, rng)
     rng.shuffle(subset)
     return subset
 

@@ -270,7 +270,8 @@ def run_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_dir
     # split_batches= argument is ignored in accelerate 1.x)
     apply_train_modes(agent, stage)
     counts = check_trainable(agent, stage)
-    examples = load_examples(data_dir, stage.data, stage.max_examples, stage.seed, stage.kind_shares)
+    examples = load_examples(data_dir, stage.data, stage.max_examples, stage.seed, stage.kind_shares,
+                             stage.language_shares)
     partners = None
     if stage.minimal_pairs:
         examples, partners = minimal_pairs(examples, stage.minimal_pairs, stage.seed)
