@@ -64,6 +64,8 @@ def _counts(n: int, shares: dict[str, float]) -> dict[str, int]:
     """`n` dealt over `shares` by largest remainders: the counts sum to `n`."""
     names = sorted(shares)
     total = sum(shares.values())
+    if total <= 0 or min(shares.values()) < 0:
+        raise ValueError(f"shares must be >= 0 with a positive sum, got {shares}")
     exact = [n * shares[k] / total for k in names]
     counts = [int(x) for x in exact]
     for i in sorted(range(len(names)), key=lambda i: counts[i] - exact[i])[:n - sum(counts)]:
@@ -91,9 +93,8 @@ def load_examples(data_dir: Path, file: str, max_examples: int | None, seed: int
         raise ValueError(f"kind_shares names unknown kinds {sorted(unknown)}; choose from {KINDS}")
     languages = {row.get("language") for row in rows}
     unknown = set(language_shares or {}) - languages
-    if unknown or (language_shares is not None and not any(language_shares.values())):
-        raise ValueError(f"language_shares names unknown languages {sorted(unknown)} or no share; the data has "
-                         f"{sorted(languages)}")
+    if unknown:
+        raise ValueError(f"language_shares names unknown languages {sorted(unknown)}; the data has {sorted(languages)}")
     by_kind: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         by_kind[row.get("meta", {}).get("kind", "text") if kind_shares else "all"].append(row)
