@@ -315,7 +315,8 @@ def _quick() -> Profile:
               # soup of two of its seeds read more than either, teacher-forced ("A soup of two batch-16 seeds");
               # soup=2 of 3,000 at batch 16 fits (22.3 min) but, built whole, lost English arguments in stage 3
               # ("A soup of two 3,000-example seeds built whole"); language_shares giving Chinese 65% of the rows
-              # read Chinese no better and English worse, in 3.5 min more ("More Chinese rows in stage 2")
+              # read Chinese no better and English worse, in 3.5 min more; 35% read Chinese as well ("Each
+              # language's share of stage 2")
               _functional(max_examples=3000, batch_size=8, max_length=128, lr=8e-4, epochs=1.0, lora_dropout=0.0,
                           function_token_weight=2.0, save_every=25, kind_shares=GROUNDING_MIX,
                           train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"}),
