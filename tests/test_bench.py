@@ -81,6 +81,15 @@ def test_a_reject_bias_ships_only_where_it_paid_on_unseen_wordings():
     assert pack_flags(result) == ["--reject-bias=zh=1.25"]
 
 
+def test_the_card_writes_the_reward_model_as_part_of_stage_3s_time_not_beside_it():
+    from card import wall_times
+
+    seconds = {"stage2_functional_seconds_last_run": 1357.3, "reward_model_seconds": 476.7,
+               "stage3_rl_seconds_last_run": 1463.3}  # pipeline.json: stage 3's time includes its reward model
+    assert wall_times(seconds) == "stage2_functional 22.6 min, stage3_rl 24.4 min (its reward model 7.9 of it)"
+    assert wall_times({"reward_model_seconds": 476.7}) == "reward_model 7.9 min"  # `octopus train reward` alone
+
+
 def _latency_bench(tmp_path, onnx: Path, photo) -> list[str]:
     import json
 
