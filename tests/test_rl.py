@@ -205,9 +205,24 @@ def test_stage3_settings_are_validated_and_reachable_with_set():
                          ("stage3_rl.rl.group_size=1", "at least 2"), ("stage3_rl.rl.nope=1", "unknown key"),
                          ("stage3_rl.rl.diagnose_every=0", "diagnose_every must be at least 1"),
                          ("stage3_rl.rl.irrelevant_share=1.5", "must lie in"),
+                         ("stage3_rl.rl.keep_margin=-1", "keep_margin must be at least 0"),
                          ('stage3_rl.rl.rewards={"judge": 1}', "judge_url")):
         with pytest.raises(ValueError, match=message):
             apply_overrides(profile("tiny"), (bad,))
+
+
+def test_a_later_rl_step_is_kept_only_when_its_probe_gain_clears_the_margin():
+    from octopus.training.rl import beats_kept
+
+    start = {"function": 0.9792, "exact": 0.8333}  # 94 and 80 of 96 probe rows (probe_accuracy rounds to 4 places)
+    one_row = {"function": 0.9792, "exact": 0.8438}  # one more exact call: what two whole builds kept
+    assert beats_kept(start, None, 96, 2)  # step 0 is always kept first
+    assert not beats_kept(one_row, start, 96, 2)
+    assert beats_kept(one_row, start, 96, 1)
+    assert beats_kept({"function": 0.9896, "exact": 0.8438}, start, 96, 2)  # one row now right twice over
+    assert beats_kept({"function": 0.9792, "exact": 0.8542}, start, 96, 2)  # two more exact calls
+    assert not beats_kept({"function": 0.9688, "exact": 0.8542}, start, 96, 2)  # a call gained, a function lost
+    assert not beats_kept(start, start, 96, 0)  # a tie never replaces the step kept, whatever the margin
 
 
 def test_train_cli_rejects_a_bad_stage3_setting_in_one_line(tmp_path):

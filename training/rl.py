@@ -15,7 +15,8 @@ equations (pinned by tests/test_rl.py against TRL's own `_compute_loss` and adva
    optional KL (k3) to the reference policy = the same model with the LoRA disabled (the SFT model); the
    policy's pass runs each prompt once for its G completions (`prompt_groups`: the same logits and gradients);
 5. every `probe_every` steps, greedy accuracy on probe rows held out of the prompts; the checkpoint kept at the
-   end is the best by that probe (step 0 = the SFT model itself), never the best by reward.
+   end is the best by that probe (step 0 = the SFT model itself; a later step only by `rl.keep_margin` answers
+   or more), never the best by reward.
 
 `losses.json` and `losses.png` hold the curves: mean reward per reward function, KL, entropy, share of
 zero-spread groups, the reward model's score of samples vs gold, probe accuracy, and each step's seconds
@@ -132,6 +133,16 @@ def probe_accuracy(agent: OctopusAgent, rows: list[dict], features: FeatureCache
     scored = teacher_forced(agent, rows, features)
     return {"function": round(sum(s["function"] for s in scored) / len(scored), 4),
             "exact": round(sum(s["exact"] for s in scored) / len(scored), 4)}
+
+
+def beats_kept(result: dict[str, float], kept: dict | None, rows: int, margin: int) -> bool:
+    """Whether a step's probe `result` replaces the `kept` one (None: nothing kept yet): right on at least `margin`
+    more of the probe's answers (its function and its exact call, each row's two counted apiece), so a step that
+    wins by a row's noise does not replace the model it started from."""
+    if kept is None:
+        return True
+    gain = round((result["function"] - kept["function"] + result["exact"] - kept["exact"]) * rows)
+    return gain >= max(margin, 1)
 
 
 def sft_calls(agent: OctopusAgent, rows: list[dict], progress: bool = True, batch_size: int = 16) -> list[dict]:
@@ -355,10 +366,11 @@ def run_rl_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_
         unwrapped.eval()
         result = probe_accuracy(unwrapped, mined["probe"], features)
         score = (result["function"] + result["exact"]) / 2
-        if score > best["score"] and accelerator.is_main_process:
+        better = beats_kept(result, best.get("probe"), len(mined["probe"]), rl.keep_margin)
+        if better and accelerator.is_main_process:
             best_path.parent.mkdir(parents=True, exist_ok=True)
             save_file(trainable_state(unwrapped), str(best_path))
-        if score > best["score"]:
+        if better:
             best.update(score=score, step=at, probe=result)
         log.info("stage %s: probe at step %d: function %.3f exact %.3f (best step %s)", stage.name, at,
                  result["function"], result["exact"], best["step"])

@@ -55,6 +55,11 @@ class RLConfig:
     # 2-core GRPO step (side by side 43.3 against 39.3 s a step); neither touches the update
     diagnose_every: int = 5
     keep: str = "best"  # the agent written: "best" by the probe (step 0 = the SFT model), or "last"
+    # "best" takes a later step only when it is right on at least this many more probe answers (function and exact
+    # call counted apiece, 2 per row) than the step kept: two whole builds kept a step on one row's gain, and it
+    # moved nothing, or cost English arguments 2.6 points on the whole test split (bench/MEASURED.md, "The lr
+    # 2.2e-3 soup built whole", "A soup of two 3,000-example seeds built whole")
+    keep_margin: int = 2
     environment_config: str | None = None  # a device config TOML whose [actions] the environment applies
     reward_model: str | None = None  # a reward-model folder; None: OUT/reward_model, trained first if missing
     reward_model_pairs: int = 1200  # preference pairs built from the train split
@@ -78,6 +83,8 @@ class RLConfig:
             raise ValueError("rl.rewards has judge but rl.judge_url is not set")
         if self.keep not in ("best", "last"):
             raise ValueError(f"rl.keep must be best or last, got {self.keep!r}")
+        if self.keep_margin < 0:
+            raise ValueError(f"rl.keep_margin must be at least 0, got {self.keep_margin}")
         if self.diagnose_every < 1 or self.probe_every < 1:
             raise ValueError(f"rl.probe_every and rl.diagnose_every must be at least 1, got {self.probe_every} and "
                              f"{self.diagnose_every}")
