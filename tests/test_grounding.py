@@ -564,7 +564,7 @@ def test_grounding_loss_alone_trains_only_the_projector_and_separates_concepts(a
 
 def test_lora_on_the_top_layers_changes_only_those_layers_and_the_new_token_rows(agent, data_dir, tmp_path):
     stage = StageConfig(name="top", kind="functional", data="train.jsonl", max_examples=16, batch_size=8, lr=5e-3,
-                        save_every=1000, precision="no", lora_layers=1, query_dropout=0.2,
+                        save_every=1000, precision="no", lora_layers=1, query_dropout=0.2, code_switch=0.5,
                         train={"vision_encoder": "frozen", "projector": "frozen", "lm": "lora"})
     before = {k: v.clone() for k, v in agent.lm.state_dict().items()}
     run_stage(agent, stage, data_dir, tmp_path / "top")

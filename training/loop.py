@@ -29,6 +29,7 @@ from octopus.functions import BUILTIN
 from octopus.model.agent import OctopusAgent, text_key
 from octopus.training.checkpoints import load_checkpoint, remove_checkpoints, save_checkpoint
 from octopus.training.clip import accelerator_available, bf16_is_fast
+from octopus.training.codeswitch import code_switched
 from octopus.training.data.concepts import CATEGORIES, CATEGORY_NAMES, CONCEPTS
 from octopus.training.datasets import (
     IGNORE,
@@ -279,6 +280,9 @@ def run_stage(agent: OctopusAgent, stage: StageConfig, data_dir: Path, stage_dir
     if stage.query_dropout:
         examples = drop_query_words(examples, stage.query_dropout, stage.seed)
         log.info("stage %s: word dropout %.2f on the requests", stage.name, stage.query_dropout)
+    if stage.code_switch:
+        examples = code_switched(examples, stage.code_switch, stage.seed)
+        log.info("stage %s: %.0f%% of the requests code-switched", stage.name, 100 * stage.code_switch)
     features = None
     if stage.train["vision_encoder"] == "frozen":
         with accelerator.main_process_first():  # the main process fills the cache; the others then read it
