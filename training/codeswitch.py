@@ -22,6 +22,7 @@ import importlib.util
 import logging
 import random
 import re
+from collections.abc import Container
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ class Lexicon:
         return cls(zh_to_en, en_to_zh, seen & set(first_gloss))
 
 
-def segment(query: str, words: dict, kept: list[bool]) -> list[tuple[str, int, int]]:
+def segment(query: str, words: Container[str], kept: list[bool]) -> list[tuple[str, int, int]]:
     """The request's units outside the slot values, with their spans: English words, and Chinese words by
     forward longest match over the lexicon (a character alone where no word matches)."""
     units, i = [], 0

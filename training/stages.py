@@ -147,7 +147,7 @@ class StageConfig:
     # Measured on the quick profile at 0.5 with the lr 2.2e-3 soup (bench/MEASURED.md, "Code-switched requests"):
     # Chinese `test` rows 93.43 -> 93.47% (its notorious wordings fixed, as many others lost), but wordings of the
     # second bank, which no one trained on, read worse: Chinese text-decided 90.0 -> 86.1%, irrelevant declined
-    # 96.4 -> 87.4%, English irrelevant 80.6 -> 63.5%; so off
+    # 96.4 -> 87.4%, English irrelevant 80.6 -> 63.5%; at 0.15 both read worse (test ZH 92.84%); so off
     lm_loss_weight: float = 1.0  # 0: no LM forward; the projector learns from the grounding loss alone
     grounding_loss_weight: float = 0.0  # which object / category the mean image token shows (loop.GroundingHeads)
     save_every: int = 50  # optimizer steps between checkpoints
