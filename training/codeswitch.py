@@ -12,7 +12,8 @@ package imported; it is restricted to the words of the training requests themsel
 Measured on the quick profile (bench/MEASURED.md, "Code-switched requests"): it reshuffles which held-out Chinese
 wordings stage 2 reads and reads the second bank's wordings worse, so `code_switch` is off in every profile.
 
-Knows the data rows' `query` and `meta.slots`; knows nothing about tokenization or training.
+Knows the data rows' `query` and `meta.slots` (kept as they are through `datasets.slot_mask`); knows nothing
+about tokenization or training.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import random
 import re
 from collections.abc import Container
 from pathlib import Path
+
+from octopus.training.datasets import slot_mask
 
 log = logging.getLogger(__name__)
 CEDICT_FILE = "data/cedict_1_0_ts_utf-8_mdbg.txt.gz"
@@ -110,16 +113,6 @@ def read_cedict(path: Path) -> list[tuple[str, list[tuple[int, str]]]]:
     return entries
 
 
-def _slot_mask(row: dict) -> list[bool]:
-    """Which characters of the request lie inside a slot value the call copies or maps (kept as they are)."""
-    query = row["query"]
-    kept = [False] * len(query)
-    for value in map(str, ((row.get("meta") or {}).get("slots") or {}).values()):
-        for found in re.finditer(re.escape(value), query) if value else ():
-            kept[found.start():found.end()] = [True] * len(value)
-    return kept
-
-
 class Lexicon:
     """Chinese word -> English, English word -> Chinese, for the words of the given requests only."""
 
@@ -145,7 +138,7 @@ class Lexicon:
                     by_gloss[gloss] = (freq, word)
         zh_words, en_words, seen = set(), set(), set()
         for row in rows:
-            for word, _, _ in segment(row["query"], first_gloss, _slot_mask(row)):
+            for word, _, _ in segment(row["query"], first_gloss, slot_mask(row)):
                 if _HAN.search(word):
                     seen.add(word)
                     if word in first_gloss and frequencies.get(word, (0, ""))[1].startswith(CONTENT_POS):
@@ -197,7 +190,7 @@ def code_switch(rows: list[dict], lexicon: Lexicon, share: float, rate: float, s
             out.append(row)
             continue
         query, parts, last = row["query"], [], 0
-        for word, start, end in segment(query, lexicon.words, _slot_mask(row)):
+        for word, start, end in segment(query, lexicon.words, slot_mask(row)):
             han = bool(_HAN.search(word))
             swap = lexicon.zh_to_en.get(word) if han else lexicon.en_to_zh.get(word.lower())
             if swap is None or rng.random() >= rate:

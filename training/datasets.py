@@ -308,6 +308,17 @@ def minimal_pairs(rows: list[dict], share: float, seed: int) -> tuple[list[dict]
 _UNIT = re.compile(r"[\u3400-\u9fff]|[^\s\u3400-\u9fff]+\s*|\s+")
 
 
+def slot_mask(row: dict) -> list[bool]:
+    """Which characters of the request lie inside a slot value the call copies or maps (`meta.slots`): what
+    request augmentation keeps as it is, so the target still matches what the request says."""
+    query = row["query"]
+    kept = [False] * len(query)
+    for value in map(str, ((row.get("meta") or {}).get("slots") or {}).values()):
+        for found in re.finditer(re.escape(value), query) if value else ():
+            kept[found.start():found.end()] = [True] * len(value)
+    return kept
+
+
 def drop_query_words(rows: list[dict], rate: float, seed: int) -> list[dict]:
     """Training's word dropout (`StageConfig.query_dropout`): each request loses each of its units (a Chinese
     character, an English word) with probability `rate`, except the units inside a slot value the call copies
@@ -321,11 +332,7 @@ def drop_query_words(rows: list[dict], rate: float, seed: int) -> list[dict]:
         return rows
     out = []
     for row in rows:
-        query = row["query"]
-        kept = [False] * len(query)
-        for value in map(str, ((row.get("meta") or {}).get("slots") or {}).values()):
-            for found in re.finditer(re.escape(value), query) if value else ():
-                kept[found.start():found.end()] = [True] * len(value)
+        query, kept = row["query"], slot_mask(row)
         rng = random.Random(f"{seed}|{row['image']}|{query}")
         parts, dropped = [], False
         for unit in _UNIT.finditer(query):
