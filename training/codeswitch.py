@@ -19,13 +19,13 @@ about tokenization or training.
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import logging
 import random
 import re
 from collections.abc import Container
 from pathlib import Path
 
+from octopus.paths import package_dir
 from octopus.training.datasets import slot_mask
 
 log = logging.getLogger(__name__)
@@ -57,13 +57,8 @@ def jieba_path(path: str | Path | None = None) -> Path:
 
 
 def _package_file(package: str, name: str, path: str | Path | None) -> Path:
-    if path:
-        found = Path(path)
-    else:
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(f"code-switching needs the {package} package (the train extra has it)")
-        found = Path(list(spec.submodule_search_locations)[0]) / name
+    found = Path(path) if path else package_dir(
+        package, f"code-switching needs the {package} package (the train extra has it)") / name
     if not found.is_file():
         raise FileNotFoundError(f"no {name} at {found}")
     return found

