@@ -129,7 +129,7 @@ def cmd_data_build(args: argparse.Namespace) -> int:
                          with_description=args.with_description, workers=args.workers,
                          captions_per_concept=args.captions_per_concept, llm_verify_url=args.llm_verify_url,
                          llm_verify_model=args.llm_verify_model, extra_wordings=args.extra_wordings,
-                         slot_values=args.slot_values)
+                         slot_values=args.slot_values, composed_wordings=args.composed_wordings)
     try:
         stats = build(Path(args.out), config)
     except (AssetError, VerifierError) as exc:
@@ -520,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extra-wordings", choices=["off", "text", "all"], default="off",
                    help="train on the second wording bank too: its text-decided wordings or all of them (its held-out "
                    "fourth is test_new_wordings either way)")
+    p.add_argument("--composed-wordings", type=int, default=0, metavar="N",
+                   help="train on up to N more wordings per function and language, composed from the pieces of its "
+                   "training wordings (held-out splits are the same either way)")
     p.add_argument("--slot-values", choices=["base", "more"], default="more",
                    help="'more': training rows also draw on about 30 more values a slot that only ever train; "
                    "'base': the slot values the test splits hold a fourth of (held-out splits are the same either way)")

@@ -23,6 +23,7 @@ from octopus.training.data.build import (
     _fill,
     build,
     category_of,
+    composed_templates,
     object_split_of,
     planned_rows,
     read_rows,
@@ -111,6 +112,33 @@ def test_the_extra_bank_leaves_the_test_split_as_the_base_bank_makes_it():
     assert not {t.text for t in base} & {t.text for t in TEMPLATES if t.bank == "extra"}
     with pytest.raises(ValueError, match="extra_wordings"):
         split_templates("some")
+
+
+def test_composed_wordings_use_only_training_pieces_and_leave_every_held_out_split_alone():
+    """A composed wording is pieces of one function's training wordings (the text before, between and after
+    the same slots), never a wording of any bank; held-out splits are unchanged, and its rows make valid calls."""
+    off, composed = split_templates(), split_templates("off", 6)
+    for split in ("test", "test_new_wordings"):
+        assert composed[split] == off[split]
+    assert composed["train"][:len(off["train"])] == off["train"]
+    new = composed["train"][len(off["train"]):]
+    assert new and all(t.bank == "composed" and t.kind == "text" for t in new)
+    assert not {t.text for t in new} & {t.text for t in TEMPLATES}
+    assert len({t.text for t in new}) == len(new) and len({t.id for t in new}) == len(new)
+    slot = re.compile(r"\{[a-z_]+\}")
+    for t in new:
+        group = [g for g in off["train"] if (g.function, g.language, g.kind) == (t.function, t.language, "text")
+                 and slot.findall(g.text) == slot.findall(t.text)]
+        for k, piece in enumerate(slot.split(t.text)):  # each piece is that piece of a training wording
+            assert piece in {slot.split(g.text)[k] for g in group}, (t.id, piece)
+    counts = Counter((t.function, t.language) for t in new)
+    assert max(counts.values()) <= 6 and counts[("send_text_message", "zh")] == 6
+    assert composed_templates(off["train"], 0) == [] and composed_templates(off["train"], 6) == new
+    rng = random.Random(0)
+    for t in new:
+        query, chosen = _fill(t.text, t.language, SLOTS, rng)
+        args, _ = _arguments(t, t.function, rng.choice(CONCEPTS), t.language, chosen)
+        assert parse_and_validate(format_call(t.function, args)) == Call(t.function, args), t.id
 
 
 def test_every_wording_of_the_bank_fills_into_a_valid_call_in_its_language():

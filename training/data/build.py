@@ -81,6 +81,12 @@ class BuildConfig:
     # "more": training rows also draw on TRAINING_SLOTS (about 30 more values a slot and language, never held out),
     # so the LM learns where an argument starts and stops rather than 24 values by heart; "base": SLOTS only
     slot_values: str = "more"
+    # wordings composed from the training wordings' own pieces, per function and language (0: none): a text-decided
+    # wording is an opening, a slot, a joint, a slot, an ending; swapping those pieces among one function's training
+    # wordings that name the same slots in the same order shows each joint after many openings, so the LM may learn
+    # where a value starts and stops from the joint rather than from the whole wording. No piece of a held-out
+    # wording is used, and a composition that is any bank's wording is skipped
+    composed_wordings: int = 0
     clip_val_per_concept: int = 2  # zero-shot evaluation scenes per concept per style
     workers: int = 2
     llm_verify_url: str | None = None  # an OpenAI-compatible endpoint for the optional LLM verdict
@@ -113,7 +119,43 @@ def _held_out(index: int) -> str:
     return "test" if index % 4 == 3 else "train"
 
 
-def split_templates(extra: str = "off") -> dict[str, list[Template]]:
+_SLOT = re.compile(r"\{[a-z_]+\}")
+
+
+def composed_templates(train: list[Template], per_group: int, seed: int = 0) -> list[Template]:
+    """Up to `per_group` new text-decided wordings per (function, language), each piece (the text before, between
+    and after the slots) drawn from one of that group's `train` wordings with the same slots in the same order;
+    never a wording of any bank (`TEMPLATES`) or one already drawn. Ids end in "c<n>"."""
+    if per_group <= 0:
+        return []
+    known = {t.text for t in TEMPLATES}
+    groups: dict[tuple, list[Template]] = {}
+    for t in train:
+        if t.kind == "text" and t.bank == "base":
+            groups.setdefault((t.function, t.language, tuple(_SLOT.findall(t.text))), []).append(t)
+    rng = random.Random(seed)
+    out: list[Template] = []
+    counts: Counter = Counter()
+    for (function, language, slots), group in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), kv[0][1:])):
+        if len(group) < 2 or not slots:
+            continue
+        pieces = [_SLOT.split(t.text) for t in group]  # len(slots) + 1 pieces each
+        for _ in range(per_group * 20):
+            if counts[(function, language)] >= per_group:
+                break
+            chosen = [rng.choice(pieces)[k] for k in range(len(slots) + 1)]
+            text = chosen[0] + "".join(slot + piece for slot, piece in zip(slots, chosen[1:]))
+            if text in known:
+                continue
+            known.add(text)
+            n = counts[(function, language)]
+            counts[(function, language)] += 1
+            out.append(Template(f"{function}/text/-/{language}/c{n}", language, text, function, dict(group[0].args),
+                                "text", (), "composed"))
+    return out
+
+
+def split_templates(extra: str = "off", composed: int = 0) -> dict[str, list[Template]]:
     """Templates by split: a fourth of each group of the base bank is `test`'s, a fourth of the extra bank's is
     `test_new_wordings`'. The rest of the base bank trains, and of the extra bank what `extra` lets in
     (`BuildConfig.extra_wordings`: "off", "text" for its text-decided wordings, "all")."""
@@ -132,6 +174,7 @@ def split_templates(extra: str = "off") -> dict[str, list[Template]]:
                 out[NEW_WORDINGS].append(t)
             elif extra == "all" or (extra == "text" and t.kind == "text"):
                 out["train"].append(t)
+    out["train"] += composed_templates(out["train"], composed)
     return out
 
 
@@ -269,7 +312,7 @@ def _plan_row(split: str, function: str | None, language: str, index: int, confi
 
 
 def plan_split(split: str, config: BuildConfig, rejects: Counter, verifier=None) -> list[Plan]:
-    templates = split_templates(config.extra_wordings)[split]
+    templates = split_templates(config.extra_wordings, config.composed_wordings if split == "train" else 0)[split]
     held = "test" if split == NEW_WORDINGS else split  # new wordings fill in test's slots and objects
     slots = split_slots(config.slot_values)[held]
     objects = split_objects()[held]
