@@ -125,6 +125,8 @@ def cmd_data_build(args: argparse.Namespace) -> int:
         raise CliError("--n-per-function must be at least 1")
     if not 0 <= args.irrelevant_share < 1:
         raise CliError("--irrelevant-share must be in [0, 1)")
+    if args.composed_wordings < 0:
+        raise CliError("--composed-wordings must be 0 or more")
     config = BuildConfig(n_per_function=args.n_per_function, seed=args.seed, irrelevant_share=args.irrelevant_share,
                          with_description=args.with_description, workers=args.workers,
                          captions_per_concept=args.captions_per_concept, llm_verify_url=args.llm_verify_url,

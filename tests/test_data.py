@@ -125,7 +125,7 @@ def test_composed_wordings_use_only_training_pieces_and_leave_every_held_out_spl
     assert new and all(t.bank == "composed" and t.kind == "text" for t in new)
     assert not {t.text for t in new} & {t.text for t in TEMPLATES}
     assert len({t.text for t in new}) == len(new) and len({t.id for t in new}) == len(new)
-    slot = re.compile(r"\{[a-z_]+\}")
+    slot = re.compile(r"\{\w+\}")
     for t in new:
         group = [g for g in off["train"] if (g.function, g.language, g.kind) == (t.function, t.language, "text")
                  and slot.findall(g.text) == slot.findall(t.text)]
@@ -335,6 +335,10 @@ def test_cli_rejects_bad_input(tmp_path):
     bad = subprocess.run([octopus, "data", "build", "--out", str(tmp_path), "--n-per-function", "0"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    negative = subprocess.run([octopus, "data", "build", "--out", str(tmp_path), "--composed-wordings", "-1"],
+                              capture_output=True, text=True)
+    assert negative.returncode == 2 and "--composed-wordings" in negative.stderr and "Traceback" not in negative.stderr
+    assert not any(tmp_path.iterdir())
     missing = subprocess.run([octopus, "data", "stats", str(tmp_path / "nothing")], capture_output=True, text=True)
     assert missing.returncode == 2 and "no train.jsonl" in missing.stderr
 

@@ -119,7 +119,7 @@ def _held_out(index: int) -> str:
     return "test" if index % 4 == 3 else "train"
 
 
-_SLOT = re.compile(r"\{[a-z_]+\}")
+_SLOT = re.compile(r"\{\w+\}")  # a template's slot: "{contact}", "{number2}"
 
 
 def composed_templates(train: list[Template], per_group: int, seed: int = 0) -> list[Template]:
@@ -158,7 +158,8 @@ def composed_templates(train: list[Template], per_group: int, seed: int = 0) -> 
 def split_templates(extra: str = "off", composed: int = 0) -> dict[str, list[Template]]:
     """Templates by split: a fourth of each group of the base bank is `test`'s, a fourth of the extra bank's is
     `test_new_wordings`'. The rest of the base bank trains, and of the extra bank what `extra` lets in
-    (`BuildConfig.extra_wordings`: "off", "text" for its text-decided wordings, "all")."""
+    (`BuildConfig.extra_wordings`: "off", "text" for its text-decided wordings, "all"), and `composed` wordings
+    a function and language cut from the training ones (`composed_templates`)."""
     if extra not in EXTRA_TRAINING:
         raise ValueError(f"extra_wordings must be one of {EXTRA_TRAINING}, got {extra!r}")
     groups: dict[tuple, list[Template]] = {}
@@ -210,7 +211,7 @@ def category_of(function: str) -> str:
 def _fill(template_text: str, language: str, slots: dict, rng: random.Random) -> tuple[str, dict[str, tuple]]:
     """Fill `{slot}` holes; returns the text and the (text, value) chosen for each slot."""
     chosen: dict[str, tuple[str, str]] = {}
-    for name in re.findall(r"\{(\w+)\}", template_text):
+    for name in (hole[1:-1] for hole in _SLOT.findall(template_text)):
         table = "number" if name == "number2" else name
         options = [v for v in slots[table][language] if v not in chosen.values()]
         chosen[name] = rng.choice(options)
@@ -312,7 +313,7 @@ def _plan_row(split: str, function: str | None, language: str, index: int, confi
 
 
 def plan_split(split: str, config: BuildConfig, rejects: Counter, verifier=None) -> list[Plan]:
-    templates = split_templates(config.extra_wordings, config.composed_wordings if split == "train" else 0)[split]
+    templates = split_templates(config.extra_wordings, config.composed_wordings)[split]
     held = "test" if split == NEW_WORDINGS else split  # new wordings fill in test's slots and objects
     slots = split_slots(config.slot_values)[held]
     objects = split_objects()[held]

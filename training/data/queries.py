@@ -24,7 +24,8 @@ class Template:
     args: dict[str, str] = field(default_factory=dict)
     kind: str = "text"  # "text" (text names everything), "image" (image names the object), "irrelevant"
     categories: tuple[str, ...] = ()  # image templates: object categories the template fits
-    bank: str = "base"  # "base": a fourth held out to `test`; "extra": a fourth held out to `test_new_wordings`
+    bank: str = "base"  # "base": a fourth held out to `test`; "extra": a fourth held out to `test_new_wordings`;
+    # "composed": cut from training wordings (`build.composed_templates`), train only
 
 
 # --- slot values: (text in the query, argument value); the value equals the text unless mapped -------------
