@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 from tables import labelled_files, markdown_table, save_table
+
+from octopus.evaluate import sample_rows
 
 # name: (split, language, kind, rows)
 SUBSETS = {"test_zh_text": ("test", "zh", "text", 300), "new_zh_text": ("test_new_wordings", "zh", "text", 200),
@@ -36,8 +37,7 @@ def write_subset(data: Path, cache: Path, name: str) -> Path:
     split, language, kind, n = SUBSETS[name]
     rows = [json.loads(line) for line in (data / f"{split}.jsonl").read_text().splitlines() if line.strip()]
     rows = [r for r in rows if r["language"] == language and r["meta"]["kind"] == kind]
-    if len(rows) > n:
-        rows = [rows[i] for i in sorted(random.Random(0).sample(range(len(rows)), n))]
+    rows = sample_rows(rows, n)
     to_data = Path(os.path.relpath(data.resolve(), cache.resolve()))  # eval reads images beside the file
     lines = [json.dumps({**r, "image": str(to_data / r["image"])}, ensure_ascii=False) for r in rows]
     path.write_text("\n".join(lines) + "\n")
